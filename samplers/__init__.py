@@ -1,0 +1,29 @@
+"""seedshard samplers: pure-torch ODE/SDE integrators for diffusion and flow-matching models.
+
+    field = samplers.wrap(net, "flow")                    # or "edm", "vp_eps", "meanflow"
+    sampler = samplers.build("heun", steps=32)
+    x = sampler.sample(16, "cpu", net=field, shape=(1, 8, 8), seed=0)
+    samplers.from_state(sampler.save())                   # the same sampler, bit for bit
+
+Imports nothing from ray, pyarrow, fsspec or pipeline.
+"""
+
+from .base import Sampler, SamplerStateError
+from .euler import EulerSampler
+from .euler_jump import EulerJumpSampler
+from .euler_maruyama import EulerMaruyamaSampler
+from .gaussian_noise import GaussianNoiseSampler
+from .guidance import mix, null_condition
+from .heun import HeunSampler
+from .interfaces import INTERFACES, EDMField, Field, FlowField, MeanFlowField, VPEpsField, wrap
+from .noise import NOISE_SCHEME, SampleNoise
+from .registry import SAMPLER_NAMES, SAMPLERS, build, from_state, sampler_class
+from .schedules import DEFAULT_SAMPLING_TIME_KWARGS, TIME_DISTS, time_grid
+from .step import StepSampler
+
+__all__ = [
+    "DEFAULT_SAMPLING_TIME_KWARGS", "EDMField", "EulerJumpSampler", "EulerMaruyamaSampler", "EulerSampler",
+    "Field", "FlowField", "GaussianNoiseSampler", "HeunSampler", "INTERFACES", "MeanFlowField", "NOISE_SCHEME",
+    "SAMPLERS", "SAMPLER_NAMES", "SampleNoise", "Sampler", "SamplerStateError", "StepSampler", "TIME_DISTS",
+    "VPEpsField", "build", "from_state", "mix", "null_condition", "sampler_class", "time_grid", "wrap",
+]

@@ -1,0 +1,39 @@
+"""The allowlist of samplers: config names -> classes; `build` and `from_state`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .base import Sampler, SamplerStateError
+from .euler import EulerSampler
+from .euler_jump import EulerJumpSampler
+from .euler_maruyama import EulerMaruyamaSampler
+from .gaussian_noise import GaussianNoiseSampler
+from .heun import HeunSampler
+
+SAMPLERS: dict[str, type[Sampler]] = {
+    cls.name: cls
+    for cls in (EulerSampler, HeunSampler, EulerMaruyamaSampler, EulerJumpSampler, GaussianNoiseSampler)
+}
+SAMPLER_NAMES: tuple[str, ...] = tuple(SAMPLERS)
+
+
+def sampler_class(name: Any) -> type[Sampler]:
+    """The class registered as `name`; unknown names list the known ones."""
+    if name not in SAMPLERS:
+        raise SamplerStateError(f"unknown sampler {name!r}; allowed: {', '.join(SAMPLER_NAMES)}")
+    return SAMPLERS[name]
+
+
+def build(name: str, **kwargs: Any) -> Sampler:
+    """A sampler by config name, e.g. build('heun', steps=18, time_dist='karras')."""
+    return sampler_class(name)(**kwargs)
+
+
+def from_state(state: dict[str, Any]) -> Sampler:
+    """Rebuild a sampler from `save()` output; the same state gives bit-identical samples."""
+    if not isinstance(state, dict) or "name" not in state:
+        raise SamplerStateError(f"a sampler state must be a dict with a 'name', got {type(state).__name__}")
+    cls = sampler_class(state["name"])
+    sampler = cls.__new__(cls)
+    return sampler.load(**state)

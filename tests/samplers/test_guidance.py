@@ -1,0 +1,63 @@
+import pytest
+import torch
+
+import samplers
+from samplers.analytic import GaussianNet
+
+COND, GUIDE = GaussianNet("flow", mu=1.0, s=0.5), GaussianNet("flow", mu=-1.0, s=0.9)
+
+
+def _fields():
+    COND.calls = GUIDE.calls = 0
+    return samplers.wrap(COND, "flow"), samplers.wrap(GUIDE, "flow")
+
+
+def test_mixing_formula():
+    net, g_net = _fields()
+    x = torch.randn(5, 3, dtype=torch.float64)
+    got = samplers.EulerSampler(steps=1).velocity(net, x, 0.3, g_net, 2.5)
+    cond, guide = COND.data.flow_velocity(x, 0.3), GUIDE.data.flow_velocity(x, 0.3)
+    assert torch.allclose(got, guide + 2.5 * (cond - guide), rtol=0, atol=1e-12)
+
+
+def test_scale_one_does_not_evaluate_the_guide():
+    net, g_net = _fields()
+    samplers.HeunSampler(steps=4).sample(3, "cpu", net=net, g_net=g_net, guidance_scale=1.0, shape=(2,))
+    assert GUIDE.calls == 0 and COND.calls == 7
+
+
+def test_scale_zero_equals_the_guide_alone():
+    net, g_net = _fields()
+    sampler = samplers.HeunSampler(steps=4, dtype="float64")
+    guided = sampler.sample(3, "cpu", net=net, g_net=g_net, guidance_scale=0.0, shape=(2,), seed=1)
+    alone = sampler.sample(3, "cpu", net=g_net, shape=(2,), seed=1)
+    assert torch.allclose(guided, alone, rtol=0, atol=1e-12)
+
+
+def test_guidance_interval_limits_where_the_guide_is_used():
+    net, g_net = _fields()
+    sampler = samplers.EulerSampler(steps=4, guidance_interval=(0.4, 0.8))  # grid 1, .75, .5, .25
+    sampler.sample(2, "cpu", net=net, g_net=g_net, guidance_scale=3.0, shape=(2,))
+    assert COND.calls == 4 and GUIDE.calls == 2
+
+
+def test_null_condition_is_classifier_free_guidance():
+    seen = []
+
+    def net(x, t, class_labels=None):
+        seen.append(class_labels.clone())
+        return x * 0 + class_labels.to(x.dtype)[:, None]
+
+    field = samplers.wrap(net, "flow")
+    guide = samplers.null_condition(field, null_label=10)
+    labels = torch.tensor([1, 2, 3])
+    v = samplers.EulerSampler(steps=1).velocity(field, torch.zeros(3, 2), 1.0, guide, 2.0, class_labels=labels)
+    assert [s.tolist() for s in seen] == [[1, 2, 3], [10, 10, 10]]
+    assert torch.equal(v[:, 0], 10 + 2.0 * (labels - 10.0))
+
+
+def test_guide_must_share_the_interface():
+    net = samplers.wrap(GaussianNet("flow"), "flow")
+    g_net = samplers.wrap(GaussianNet("meanflow"), "meanflow")
+    with pytest.raises(TypeError, match="differs"):
+        samplers.EulerSampler(steps=2).sample(2, "cpu", net=net, g_net=g_net, guidance_scale=2.0, shape=(2,))

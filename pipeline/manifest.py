@@ -1,0 +1,100 @@
+"""``manifest.json``: the record of one output directory, written by the driver.
+
+It holds the format version, the job's status, the resolved config, the sampler state,
+the model identity (factory, checkpoint sha256), the shard schema, the noise scheme and
+one ShardRecord per committed shard (sorted by index). Shards are committed with their
+own sidecars first (pipeline.storage); the manifest is written last, atomically, and is
+what readers use to find samples without knowing the shard layout.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from typing import Any, Literal
+
+import fsspec
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from pipeline.storage import FORMAT_VERSION, ShardRecord, join_path, put_atomic
+
+__all__ = ["FORMAT_VERSION", "MANIFEST_NAME", "Manifest", "ManifestError", "read_manifest", "write_manifest"]
+
+MANIFEST_NAME = "manifest.json"
+
+
+class ManifestError(ValueError):
+    """A manifest that cannot be read: corrupt, invalid, or of an unknown format version."""
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+class Manifest(BaseModel):
+    """Contents of ``manifest.json``; the JSON key of ``schema_`` is ``schema``."""
+
+    model_config = ConfigDict(extra="forbid", validate_by_name=True, validate_by_alias=True, serialize_by_alias=True)
+
+    format_version: int = FORMAT_VERSION
+    status: Literal["running", "complete", "failed"]
+    config: dict[str, Any]
+    sampler_state: dict[str, Any]
+    model: dict[str, Any]
+    schema_: dict[str, Any] = Field(alias="schema")
+    noise_scheme: str
+    num_samples: int = Field(ge=0)
+    shards: list[ShardRecord] = []
+    error: str | None = None
+    created: str = Field(default_factory=_now)
+    updated: str = Field(default_factory=_now)
+
+    @field_validator("shards")
+    @classmethod
+    def _sorted_unique(cls, shards: list[ShardRecord]) -> list[ShardRecord]:
+        shards = sorted(shards, key=lambda s: s.index)
+        seen = [s.index for s in shards]
+        if len(set(seen)) != len(seen):
+            raise ValueError(f"duplicate shard indices in {seen}")
+        return shards
+
+    @model_validator(mode="after")
+    def _shards_fit(self) -> "Manifest":
+        end = 0
+        for s in self.shards:
+            if "/" in s.path or s.path.startswith("."):
+                raise ValueError(f"shard {s.index} path {s.path!r} must be a plain file name")
+            if not end <= s.start < s.stop <= self.num_samples:
+                raise ValueError(f"shard {s.index} covers [{s.start}, {s.stop}), which overlaps a previous "
+                                 f"shard or leaves [0, {self.num_samples})")
+            end = s.stop
+        return self
+
+
+def write_manifest(fs: fsspec.AbstractFileSystem, root: str, manifest: Manifest) -> Manifest:
+    """Atomically write ``manifest.json`` under ``root`` with ``updated`` set to now; returns what was written."""
+    manifest = manifest.model_copy(update={"updated": _now()})
+    put_atomic(fs, join_path(root, MANIFEST_NAME), (manifest.model_dump_json(indent=2) + "\n").encode())
+    return manifest
+
+
+def read_manifest(fs: fsspec.AbstractFileSystem, root: str) -> Manifest | None:
+    """The manifest under ``root``, or None when there is none; ManifestError when it is unusable."""
+    path = join_path(root, MANIFEST_NAME)
+    try:
+        raw = fs.cat_file(path)
+    except FileNotFoundError:
+        return None
+    where = fs.unstrip_protocol(path)
+    try:
+        obj = json.loads(raw)
+    except ValueError as e:
+        raise ManifestError(f"{where} is not valid JSON ({e})") from None
+    version = obj.get("format_version") if isinstance(obj, dict) else None
+    if version != FORMAT_VERSION:
+        raise ManifestError(f"{where} has format_version {version!r}; this seedshard reads format_version {FORMAT_VERSION}")
+    try:
+        return Manifest.model_validate(obj)
+    except ValidationError as e:
+        errors = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
+        raise ManifestError(f"{where} is invalid: {errors}") from None

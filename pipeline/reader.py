@@ -1,0 +1,84 @@
+"""Read samples back from an output URL without knowing its shard layout.
+
+The manifest maps global sample indices to shards (shard k holds [start, stop)); only
+the shards that hold requested indices are read, and each is checked against its
+recorded size and sha256 before use. Samples come back in their stored dtype
+(``storage.from_stored`` turns them into float32 in [-1, 1]).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import TYPE_CHECKING, Sequence
+
+import numpy as np
+
+from pipeline.manifest import Manifest, read_manifest
+from pipeline.storage import decode_shard, format_of, is_local, join_path, resolve_url
+
+if TYPE_CHECKING:
+    import fsspec
+    import ray.data
+
+
+def _open(url: str, storage_options: dict | None) -> tuple[fsspec.AbstractFileSystem, str, Manifest]:
+    fs, root = resolve_url(url, storage_options)
+    manifest = read_manifest(fs, root)
+    if manifest is None:
+        raise FileNotFoundError(f"no manifest.json under {fs.unstrip_protocol(root)}: not a seedshard output, or its job has not written one yet")
+    return fs, root, manifest
+
+
+def read_samples(
+    url: str,
+    indices: Sequence[int] | None = None,
+    *,
+    storage_options: dict | None = None,
+    with_labels: bool = False,
+) -> np.ndarray | tuple[np.ndarray, np.ndarray | None]:
+    """Samples (n, *shape) in stored dtype, rows in the order of ``indices`` (all when None).
+
+    With ``with_labels``, returns ``(samples, labels)``; labels (n,) int64, or None for an
+    unlabelled output.
+    """
+    fs, root, manifest = _open(url, storage_options)
+    n = manifest.num_samples
+    idx = np.arange(n, dtype=np.int64) if indices is None else np.asarray(indices, dtype=np.int64).reshape(-1)
+    bad = idx[(idx < 0) | (idx >= n)]
+    if bad.size:
+        raise IndexError(f"sample indices {bad[:5].tolist()} out of range: {url} holds indices [0, {n})")
+    shards = manifest.shards
+    starts = np.array([s.start for s in shards], dtype=np.int64)
+    stops = np.array([s.stop for s in shards], dtype=np.int64)
+    pos = np.searchsorted(starts, idx, side="right") - 1
+    missing = idx[(pos < 0) | (idx >= stops[np.maximum(pos, 0)])] if shards else idx
+    if missing.size:
+        raise IndexError(f"sample indices {missing[:5].tolist()} are in no committed shard of {url} (status {manifest.status})")
+
+    schema = manifest.schema_
+    samples = np.empty((len(idx), *schema["shape"]), dtype=schema["dtype"])
+    labels = np.empty(len(idx), dtype=np.int64) if schema["labeled"] else None
+    for p in np.unique(pos):
+        rec = shards[p]
+        data = fs.cat_file(join_path(root, rec.path))
+        if len(data) != rec.bytes or hashlib.sha256(data).hexdigest() != rec.sha256:
+            raise ValueError(f"{rec.path} under {url} does not match its manifest entry (size or sha256); run verification")
+        shard = decode_shard(data, format_of(rec.path))
+        if not np.array_equal(shard.indices, np.arange(rec.start, rec.stop)):
+            raise ValueError(f"{rec.path} under {url} does not hold indices [{rec.start}, {rec.stop})")
+        rows = pos == p
+        samples[rows] = shard.samples[idx[rows] - rec.start]
+        if labels is not None:
+            labels[rows] = shard.labels[idx[rows] - rec.start]
+    return (samples, labels) if with_labels else samples
+
+
+def read_dataset(url: str, *, storage_options: dict | None = None) -> ray.data.Dataset:
+    """A Ray Dataset over a Parquet output's shards (columns index, label, sample)."""
+    import ray.data
+
+    fs, root, manifest = _open(url, storage_options)
+    if manifest.schema_["format"] != "parquet":
+        raise ValueError(f"{url} holds {manifest.schema_['format']} shards; read_dataset reads parquet outputs")
+    paths = [join_path(root, s.path) for s in manifest.shards]
+    return ray.data.read_parquet(paths, filesystem=None if is_local(fs) else fs)

@@ -1,0 +1,80 @@
+"""Fixtures for the storage tests: an S3 server (moto), output URLs per backend, a local Ray."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import uuid
+
+import pytest
+
+# Fake credentials; the secret must never show up in an error message.
+S3_SECRET = "seedshard-fake-secret-7f3a9c2e"
+S3_BUCKET = "seedshard-test"
+
+
+@pytest.fixture(scope="session")
+def s3_secret() -> str:
+    """The fake AWS secret the s3 fixture puts in the environment."""
+    return S3_SECRET
+
+
+@pytest.fixture(scope="session")
+def s3():
+    """A moto S3 server on a free port with one bucket: yields (url prefix, storage_options)."""
+    boto3 = pytest.importorskip("boto3")
+    pytest.importorskip("s3fs")
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
+                mp.delenv(name, raising=False)
+            mp.setenv("AWS_ACCESS_KEY_ID", "seedshard-fake-key-id")
+            mp.setenv("AWS_SECRET_ACCESS_KEY", S3_SECRET)
+            mp.setenv("AWS_DEFAULT_REGION", "us-east-1")
+            boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket=S3_BUCKET)
+            yield f"s3://{S3_BUCKET}", {"endpoint_url": endpoint}
+    finally:
+        server.stop()
+
+
+@pytest.fixture(params=["local", "memory", "s3"])
+def output(request, tmp_path):
+    """(url, storage_options) of a fresh, empty output location on each backend."""
+    if request.param == "local":
+        return str(tmp_path / "out"), None
+    if request.param == "memory":
+        return f"memory://seedshard-test/{uuid.uuid4().hex}", None
+    prefix, options = request.getfixturevalue("s3")
+    return f"{prefix}/{uuid.uuid4().hex}", options
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    """A private local Ray instance for one test module (1 CPU, no dashboard)."""
+    ray = pytest.importorskip("ray")
+    temp_dir = tempfile.mkdtemp(prefix="ssr-", dir="/tmp")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RAY_AUTH_MODE", "disabled")
+        mp.delenv("RAY_ADDRESS", raising=False)  # restored (or removed) when the module ends
+        ray.init(
+            address="local",
+            num_cpus=1,
+            include_dashboard=False,
+            _temp_dir=temp_dir,
+            log_to_driver=False,
+            configure_logging=False,
+        )
+        try:
+            import ray.data
+
+            ray.data.DataContext.get_current().enable_progress_bars = False
+            yield ray
+        finally:
+            ray.shutdown()
+            shutil.rmtree(temp_dir, ignore_errors=True)

@@ -1,0 +1,124 @@
+"""Reading samples back by global index (pipeline.reader)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipeline.manifest import Manifest, write_manifest
+from pipeline.reader import read_dataset, read_samples
+from pipeline.storage import commit_shard, encode_shard, open_output, shard_name, shard_schema, to_stored
+
+N, SHARD_SIZE, SHAPE = 23, 5, (2, 3, 3)
+
+
+def expected(dtype="float32"):
+    """What the output holds: samples (N, *SHAPE) in ``dtype`` and labels (N,); row i = index i."""
+    x = np.tanh(np.random.default_rng(0).standard_normal((N, *SHAPE))).astype(np.float32)
+    return to_stored(x, dtype), (np.arange(N) * 7 % 10).astype(np.int64)
+
+
+def write_output(url, options=None, fmt="parquet", dtype="float32", labeled=True, skip=(), status="complete"):
+    """Commit shards of N samples (SHARD_SIZE each, last one short) and a manifest; ``skip`` leaves shards out."""
+    fs, root = open_output(url, options)
+    samples, labels = expected(dtype)
+    records = []
+    for k, start in enumerate(range(0, N, SHARD_SIZE)):
+        if k in skip:
+            continue
+        rows = slice(start, min(start + SHARD_SIZE, N))
+        data = encode_shard(np.arange(N)[rows], labels[rows] if labeled else None, samples[rows], fmt, {"seed": "0"})
+        records.append(commit_shard(fs, root, shard_name(k, fmt), data, {"index": k, "start": rows.start, "stop": rows.stop}))
+    manifest = Manifest(
+        status=status,
+        config={},
+        sampler_state={"name": "test", "version": 1},
+        model={},
+        schema=shard_schema(fmt, dtype, SHAPE, labeled),
+        noise_scheme="test",
+        num_samples=N,
+        shards=records,
+    )
+    write_manifest(fs, root, manifest)
+    return fs, root
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "safetensors"])
+@pytest.mark.parametrize("dtype", ["float16", "uint8"])
+def test_read_all_in_index_order(tmp_path, fmt, dtype):
+    write_output(str(tmp_path), fmt=fmt, dtype=dtype)
+    samples = read_samples(str(tmp_path))
+    assert samples.dtype == dtype and samples.shape == (N, *SHAPE)
+    np.testing.assert_array_equal(samples, expected(dtype)[0])
+
+
+def test_arbitrary_order_across_shards_with_labels(output):
+    url, options = output
+    write_output(url, options, fmt="safetensors")
+    indices = [22, 0, 4, 5, 9, 10, 4, 17]  # crosses every shard boundary, one repeat
+    samples, labels = read_samples(url, indices, storage_options=options, with_labels=True)
+    want_samples, want_labels = expected()
+    np.testing.assert_array_equal(samples, want_samples[indices])
+    np.testing.assert_array_equal(labels, want_labels[indices])
+
+
+def test_unlabeled_output_and_empty_selection(tmp_path):
+    write_output(str(tmp_path), labeled=False)
+    samples, labels = read_samples(str(tmp_path), [3, 1], with_labels=True)
+    assert labels is None and samples.shape == (2, *SHAPE)
+    assert read_samples(str(tmp_path), []).shape == (0, *SHAPE)
+
+
+def test_out_of_range_names_the_valid_range(tmp_path):
+    write_output(str(tmp_path))
+    for bad in ([0, N], [-1]):
+        with pytest.raises(IndexError, match=r"holds indices \[0, 23\)"):
+            read_samples(str(tmp_path), bad)
+
+
+def test_reads_only_the_shards_it_needs(tmp_path):
+    write_output(str(tmp_path))
+    (tmp_path / shard_name(3, "parquet")).unlink()
+    np.testing.assert_array_equal(read_samples(str(tmp_path), [0, 14, 21]), expected()[0][[0, 14, 21]])
+    with pytest.raises(FileNotFoundError):
+        read_samples(str(tmp_path), [15])
+
+
+def test_partial_output_and_corrupt_shard(tmp_path):
+    write_output(str(tmp_path), skip=(1,), status="running")
+    np.testing.assert_array_equal(read_samples(str(tmp_path), [4, 10]), expected()[0][[4, 10]])
+    with pytest.raises(IndexError, match=r"\[5, 9\] are in no committed shard .* \(status running\)"):
+        read_samples(str(tmp_path), [5, 9])
+    path = tmp_path / shard_name(0, "parquet")
+    path.write_bytes(path.read_bytes()[:-1] + b"\x00")
+    with pytest.raises(ValueError, match="shard-00000.parquet .* does not match its manifest entry"):
+        read_samples(str(tmp_path), [0])
+
+
+def test_no_manifest(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no manifest.json"):
+        read_samples(str(tmp_path))
+
+
+def test_read_dataset(tmp_path, ray_local):
+    write_output(str(tmp_path), dtype="uint8")
+    rows = sorted(read_dataset(str(tmp_path)).take_all(), key=lambda r: r["index"])
+    samples, labels = expected("uint8")
+    assert [r["index"] for r in rows] == list(range(N))
+    assert rows[7]["sample"].shape == SHAPE and rows[7]["sample"].dtype == np.uint8
+    np.testing.assert_array_equal(np.stack([r["sample"] for r in rows]), samples)
+    np.testing.assert_array_equal([r["label"] for r in rows], labels)
+
+
+def test_read_dataset_on_s3(s3, ray_local):
+    prefix, options = s3
+    write_output(f"{prefix}/dataset", options)
+    ds = read_dataset(f"{prefix}/dataset", storage_options=options)
+    assert ds.count() == N
+    assert ds.take(1)[0]["sample"].shape == SHAPE
+
+
+def test_read_dataset_rejects_safetensors(tmp_path):
+    write_output(str(tmp_path), fmt="safetensors")
+    with pytest.raises(ValueError, match="reads parquet outputs"):
+        read_dataset(str(tmp_path))

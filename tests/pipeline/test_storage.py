@@ -1,0 +1,368 @@
+"""Shard encoding, atomic commit and verification (pipeline.storage)."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import traceback
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline import storage
+from pipeline.storage import (
+    SAMPLE_DTYPES,
+    ShardRecord,
+    StorageError,
+    cleanup_temp,
+    commit_shard,
+    decode_shard,
+    encode_shard,
+    from_stored,
+    load_sidecars,
+    open_output,
+    shard_name,
+    to_stored,
+    verify_shard,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+SHAPE = (3, 4, 4)
+META = {"seed": "7", "sampler": "heun"}
+
+
+def make_shard(start=0, rows=6, dtype="float32", labeled=True):
+    """(indices, labels, stored samples) for rows [start, start + rows)."""
+    rng = np.random.default_rng(start)
+    x = np.tanh(rng.standard_normal((rows, *SHAPE))).astype(np.float32)
+    indices = np.arange(start, start + rows, dtype=np.int64)
+    labels = rng.integers(0, 10, rows).astype(np.int64) if labeled else None
+    return indices, labels, to_stored(x, dtype)
+
+
+def encoded(fmt, dtype="float32", labeled=True, start=0, rows=6):
+    return encode_shard(*make_shard(start, rows, dtype, labeled), fmt, META)
+
+
+# ---------------------------------------------------------------------------- dtypes
+
+
+def test_uint8_mapping_is_exact_and_clips():
+    x = np.array([-1.0, 0.0, 1.0, -3.0, 2.5, 0.999, -0.999], dtype=np.float32)
+    assert to_stored(x, "uint8").tolist() == [0, 128, 255, 0, 255, 255, 0]
+    assert from_stored(np.array([0, 255], np.uint8), "uint8").tolist() == [-1.0, 1.0]
+    y = np.linspace(-1, 1, 1001, dtype=np.float32)
+    assert np.abs(from_stored(to_stored(y, "uint8"), "uint8") - y).max() <= 0.5 / 127.5 + 1e-6
+
+
+def test_float_dtypes_round_trip():
+    x = np.linspace(-1, 1, 11, dtype=np.float64)
+    assert to_stored(x, "float32").dtype == np.float32
+    assert from_stored(to_stored(x, "float16"), "float16").dtype == np.float32
+    np.testing.assert_allclose(from_stored(to_stored(x, "float16"), "float16"), x, atol=1e-3)
+
+
+def test_to_stored_rejects_bad_input():
+    with pytest.raises(ValueError, match="allowed: float32, float16, uint8"):
+        to_stored(np.zeros(2, np.float32), "bfloat16")
+    with pytest.raises(ValueError, match="floating point"):
+        to_stored(np.zeros(2, np.int64), "uint8")
+    with pytest.raises(ValueError, match="NaN"):
+        to_stored(np.array([0.0, np.nan], np.float32), "uint8")
+
+
+def test_shard_name():
+    assert shard_name(0, "parquet") == "shard-00000.parquet"
+    assert shard_name(42, "safetensors") == "shard-00042.safetensors"
+    assert shard_name(123456, "parquet") == "shard-123456.parquet"
+    with pytest.raises(ValueError, match="allowed: parquet, safetensors"):
+        shard_name(0, "npz")
+
+
+# ---------------------------------------------------------------------------- encoding
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "safetensors"])
+@pytest.mark.parametrize("dtype", SAMPLE_DTYPES)
+@pytest.mark.parametrize("labeled", [True, False])
+def test_round_trip(fmt, dtype, labeled):
+    indices, labels, samples = make_shard(10, 6, dtype, labeled)
+    shard = decode_shard(encode_shard(indices, labels, samples, fmt, META), fmt)
+    np.testing.assert_array_equal(shard.indices, indices)
+    assert shard.samples.dtype == samples.dtype and shard.samples.shape == (6, *SHAPE)
+    np.testing.assert_array_equal(shard.samples, samples)
+    if labeled:
+        np.testing.assert_array_equal(shard.labels, labels)
+    else:
+        assert shard.labels is None
+    assert shard.metadata == {**META, "seedshard.format_version": "1"}
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "safetensors"])
+def test_encoding_is_deterministic(fmt):
+    a = encode_shard(*make_shard(), fmt, META)
+    b = encode_shard(*make_shard(), fmt, dict(reversed(META.items())))  # key order does not matter
+    assert a == b
+    assert a != encode_shard(*make_shard(), fmt, {**META, "seed": "8"})
+
+
+def test_encoding_is_identical_in_another_process():
+    cases = [(fmt, dtype, labeled) for fmt in ("parquet", "safetensors") for dtype in SAMPLE_DTYPES for labeled in (True, False)]
+    here = [hashlib.sha256(encoded(*case)).hexdigest() for case in cases]
+    script = textwrap.dedent(
+        f"""
+        import hashlib
+        from tests.pipeline.test_storage import encoded
+        for case in {cases!r}:
+            print(hashlib.sha256(encoded(*case)).hexdigest())
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONHASHSEED": "12345"}
+    out = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == here
+
+
+def test_parquet_opens_with_pyarrow(tmp_path):
+    indices, labels, samples = make_shard(0, 6, "float16")
+    path = tmp_path / "s.parquet"
+    path.write_bytes(encode_shard(indices, labels, samples, "parquet", META))
+    table = pq.read_table(path)
+    assert table.column_names == ["index", "label", "sample"]
+    sample_type = table.schema.field("sample").type
+    assert isinstance(sample_type, pa.FixedShapeTensorType)
+    assert sample_type.extension_name == "arrow.fixed_shape_tensor"
+    assert tuple(sample_type.shape) == SHAPE and sample_type.value_type == pa.float16()
+    assert not table.schema.field("index").nullable and table.schema.field("label").nullable
+    np.testing.assert_array_equal(table["sample"].combine_chunks().to_numpy_ndarray(), samples)
+    assert table.schema.metadata[b"sampler"] == b"heun"
+    assert table.schema.metadata[b"seedshard.format_version"] == b"1"
+    assert pq.ParquetFile(path).metadata.num_row_groups == 1
+
+
+def test_parquet_unlabeled_has_null_labels():
+    table = pq.read_table(pa.BufferReader(encoded("parquet", labeled=False)))
+    assert table["label"].null_count == 6 and table.schema.field("label").type == pa.int64()
+
+
+def test_parquet_opens_with_pandas(tmp_path):
+    pd = pytest.importorskip("pandas")
+    indices, labels, samples = make_shard(0, 6, "uint8")
+    path = tmp_path / "s.parquet"
+    path.write_bytes(encode_shard(indices, labels, samples, "parquet", META))
+    df = pd.read_parquet(path)
+    assert list(df.columns) == ["index", "label", "sample"] and len(df) == 6
+    assert df["index"].tolist() == indices.tolist() and df["label"].tolist() == labels.tolist()
+    # pandas holds each tensor as a flat array; the shape lives in the Arrow schema.
+    np.testing.assert_array_equal(np.stack(df["sample"].to_list()).reshape(6, *SHAPE), samples)
+
+
+def test_parquet_opens_with_ray_data(tmp_path, ray_local):
+    indices, labels, samples = make_shard(0, 6, "float16")
+    path = tmp_path / "s.parquet"
+    path.write_bytes(encode_shard(indices, labels, samples, "parquet", META))
+    ds = ray_local.data.read_parquet(str(path))
+    row = ds.take(1)[0]
+    assert row["sample"].shape == SHAPE and row["sample"].dtype == np.float16
+    batch = next(iter(ds.iter_batches(batch_size=6, batch_format="numpy")))
+    assert batch["sample"].shape == (6, *SHAPE) and batch["sample"].dtype == np.float16
+    order = np.argsort(batch["index"])
+    np.testing.assert_array_equal(batch["sample"][order], samples)
+    np.testing.assert_array_equal(batch["label"][order], labels)
+
+
+def test_safetensors_metadata_is_readable_by_safetensors(tmp_path):
+    from safetensors import safe_open
+
+    path = tmp_path / "s.safetensors"
+    path.write_bytes(encoded("safetensors", dtype="uint8"))
+    with safe_open(path, framework="np") as f:
+        assert f.metadata() == {**META, "seedshard.format_version": "1"}
+        assert sorted(f.keys()) == ["index", "label", "sample"]
+        assert f.get_tensor("sample").shape == (6, *SHAPE)
+
+
+def test_decode_rejects_garbage():
+    with pytest.raises(ValueError, match="Parquet"):
+        decode_shard(b"not a shard", "parquet")
+    with pytest.raises(ValueError, match="safetensors"):
+        decode_shard(b"not a shard", "safetensors")
+    wrong = pa.BufferOutputStream()
+    pq.write_table(pa.table({"index": [1], "x": [2]}), wrong)
+    with pytest.raises(ValueError, match="columns"):
+        decode_shard(wrong.getvalue().to_pybytes(), "parquet")
+
+
+# ---------------------------------------------------------------------------- commit
+
+
+def commit(fs, root, index=0, fmt="parquet", rows=6, **record):
+    data = encoded(fmt, start=index * rows, rows=rows)
+    rec = {"index": index, "start": index * rows, "stop": (index + 1) * rows, **record}
+    return commit_shard(fs, root, shard_name(index, fmt), data, rec), data
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "safetensors"])
+def test_commit_verify_and_sidecars_on_every_backend(output, fmt):
+    url, options = output
+    fs, root = open_output(url, options)
+    rec0, data = commit(fs, root, 0, fmt)
+    rec1, _ = commit(fs, root, 1, fmt)
+    assert rec0 == ShardRecord(0, 0, 6, shard_name(0, fmt), 6, len(data), hashlib.sha256(data).hexdigest())
+    assert fs.cat_file(f"{root}/{shard_name(0, fmt)}") == data
+    assert json.loads(fs.cat_file(f"{root}/shard-00000.json")) == dataclasses.asdict(rec0)
+    assert load_sidecars(fs, root) == {0: rec0, 1: rec1}
+    assert verify_shard(fs, root, rec1) == [] and verify_shard(fs, root, rec1, deep=False) == []
+    assert cleanup_temp(fs, root) == []
+
+
+def test_crash_before_rename_leaves_no_final_file(tmp_path, monkeypatch):
+    fs, root = open_output(str(tmp_path))
+
+    def crash(src, dst):
+        assert Path(src).exists()  # the temp file was written
+        raise OSError("disk gone")
+
+    monkeypatch.setattr(storage.os, "replace", crash)
+    with pytest.raises(OSError, match="disk gone"):
+        commit(fs, root)
+    assert os.listdir(tmp_path) == []  # no final name, no sidecar, temp removed
+    assert load_sidecars(fs, root) == {}
+
+
+def test_crash_before_sidecar_leaves_shard_unfinished(tmp_path, monkeypatch):
+    fs, root = open_output(str(tmp_path))
+    real, calls = os.replace, []
+
+    def replace_once(src, dst):
+        calls.append(dst)
+        if len(calls) == 2:
+            raise OSError("killed")
+        real(src, dst)
+
+    monkeypatch.setattr(storage.os, "replace", replace_once)
+    with pytest.raises(OSError):
+        commit(fs, root)
+    assert sorted(os.listdir(tmp_path)) == ["shard-00000.parquet"]
+    assert load_sidecars(fs, root) == {}
+
+
+def test_hard_crash_leaves_only_a_temp_file_that_cleanup_removes(tmp_path):
+    script = textwrap.dedent(
+        f"""
+        import os
+        from pipeline import storage
+        from tests.pipeline.test_storage import commit
+        storage.os.replace = lambda src, dst: os._exit(3)  # the process dies mid-commit
+        commit(*storage.open_output({str(tmp_path)!r}))
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    assert subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env).returncode == 3
+    (leftover,) = os.listdir(tmp_path)
+    assert leftover.startswith(".shard-00000.parquet.tmp-")
+    fs, root = open_output(str(tmp_path))
+    assert load_sidecars(fs, root) == {}
+    assert cleanup_temp(fs, root) == [leftover]
+    assert os.listdir(tmp_path) == []
+
+
+def test_verify_finds_damage(tmp_path):
+    fs, root = open_output(str(tmp_path))
+    recs = [commit(fs, root, i)[0] for i in range(4)]
+    path = [tmp_path / r.path for r in recs]
+
+    data = path[0].read_bytes()
+    path[0].write_bytes(data[:-10])  # truncated
+    problems = verify_shard(fs, root, recs[0])
+    assert any("size" in p for p in problems) and any("sha256" in p for p in problems)
+    assert any("cannot decode" in p for p in problems)
+    assert verify_shard(fs, root, recs[0], deep=False) == [f"{recs[0].path}: size {len(data) - 10} bytes, expected {len(data)}"]
+
+    data = bytearray(path[1].read_bytes())
+    data[len(data) // 2] ^= 0x01  # one flipped bit, same size
+    path[1].write_bytes(bytes(data))
+    assert verify_shard(fs, root, recs[1], deep=False) == []
+    assert any("sha256" in p for p in verify_shard(fs, root, recs[1]))
+
+    path[2].unlink()
+    assert verify_shard(fs, root, recs[2]) == [f"{recs[2].path}: missing"]
+    assert verify_shard(fs, root, recs[2], deep=False) == [f"{recs[2].path}: missing"]
+
+    # A shard whose file holds 5 rows where its range needs 6 (checksum of what was written).
+    short = encoded("parquet", start=18, rows=5)
+    rec = commit_shard(fs, root, shard_name(3, "parquet"), short, {"index": 3, "start": 18, "stop": 24})
+    problems = verify_shard(fs, root, rec)
+    assert any("5 rows" in p for p in problems) and any("range(18, 24)" in p for p in problems)
+
+    # Checksum matches but the bytes are no shard at all.
+    rec = commit_shard(fs, root, shard_name(4, "parquet"), b"garbage", {"index": 4, "start": 24, "stop": 30})
+    assert [p for p in verify_shard(fs, root, rec) if "cannot decode" in p]
+
+
+def test_load_sidecars_skips_unreadable_ones(tmp_path):
+    fs, root = open_output(str(tmp_path))
+    rec, _ = commit(fs, root, 0)
+    (tmp_path / "shard-00001.json").write_text("{not json")
+    (tmp_path / "shard-00002.json").write_text(json.dumps({**dataclasses.asdict(rec), "index": 2}))  # names shard 0's file
+    assert load_sidecars(fs, root) == {0: rec}
+
+
+# ---------------------------------------------------------------------------- URLs and errors
+
+
+def test_open_output_creates_local_dir(tmp_path):
+    fs, root = open_output(str(tmp_path / "a" / "b"))
+    assert root == str(tmp_path / "a" / "b") and (tmp_path / "a" / "b").is_dir()
+    assert storage.is_local(fs)
+
+
+def test_open_output_errors_are_one_clean_line(tmp_path, s3_secret):
+    (tmp_path / "file").write_text("x")
+    for url, reason in [("nosuchproto://x/y", "nosuchproto"), (str(tmp_path / "file" / "sub"), "file/sub")]:
+        with pytest.raises(StorageError) as err:
+            open_output(url, {"secret": s3_secret})
+        message = str(err.value)
+        assert "\n" not in message and url in message and reason in message
+        assert s3_secret not in "".join(traceback.format_exception(err.value))
+
+
+def test_url_credentials_and_option_values_are_redacted(s3_secret):
+    assert storage.redact_url("ftp://user:pw@host/x") == "ftp://***@host/x"
+    assert storage.redact_url("s3://bucket/x") == "s3://bucket/x"
+    assert storage.scrub(f"denied for {s3_secret}!", {"client_kwargs": {"secret": s3_secret}}) == "denied for ***!"
+
+
+def test_sidecars_and_cleanup_in_a_dir_with_glob_characters(tmp_path):
+    fs, root = open_output(str(tmp_path / "run[1]*"))
+    rec, _ = commit(fs, root)
+    (Path(root) / ".shard-00001.parquet.tmp-abc").write_bytes(b"partial")
+    assert load_sidecars(fs, root) == {0: rec}
+    assert cleanup_temp(fs, root) == [".shard-00001.parquet.tmp-abc"]
+    assert verify_shard(fs, root, rec) == []
+
+
+def test_s3_bad_bucket_error_hides_secret(s3, s3_secret):
+    _, options = s3
+    for opts in (options, {**options, "key": "seedshard-fake-key-id", "secret": s3_secret}):
+        with pytest.raises(StorageError, match="no-such-bucket") as err:
+            open_output("s3://no-such-bucket/run", opts)
+        assert s3_secret not in "".join(traceback.format_exception(err.value))
+
+
+def test_s3_write_to_missing_bucket_hides_secret(s3, s3_secret):
+    _, options = s3
+    fs, _ = storage.resolve_url("s3://no-such-bucket/run", options)
+    with pytest.raises(Exception) as err:
+        commit(fs, "no-such-bucket/run")
+    assert s3_secret not in "".join(traceback.format_exception(err.value))
+    assert verify_shard(fs, "no-such-bucket/run", ShardRecord(0, 0, 6, "shard-00000.parquet", 6, 1, "x")) == [
+        "shard-00000.parquet: missing"
+    ]

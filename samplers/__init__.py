@@ -9,12 +9,16 @@ Imports nothing from ray, pyarrow, fsspec or pipeline.
 """
 
 from .base import Sampler, SamplerStateError
+from .ddim import DDIMSampler
+from .dpmpp_2m import DPMSolverPP2MSampler
+from .edm_stochastic import EDMStochasticSampler
 from .euler import EulerSampler
 from .euler_jump import EulerJumpSampler
 from .euler_maruyama import EulerMaruyamaSampler
 from .gaussian_noise import GaussianNoiseSampler
 from .guidance import mix, null_condition
 from .heun import HeunSampler
+from .langevin import LangevinSampler
 from .interfaces import INTERFACES, EDMField, Field, FlowField, MeanFlowField, VPEpsField, wrap
 from .noise import NOISE_SCHEME, SampleNoise
 from .registry import SAMPLER_NAMES, SAMPLERS, build, from_state, sampler_class
@@ -22,8 +26,9 @@ from .schedules import DEFAULT_SAMPLING_TIME_KWARGS, TIME_DISTS, time_grid
 from .step import StepSampler
 
 __all__ = [
-    "DEFAULT_SAMPLING_TIME_KWARGS", "EDMField", "EulerJumpSampler", "EulerMaruyamaSampler", "EulerSampler",
-    "Field", "FlowField", "GaussianNoiseSampler", "HeunSampler", "INTERFACES", "MeanFlowField", "NOISE_SCHEME",
-    "SAMPLERS", "SAMPLER_NAMES", "SampleNoise", "Sampler", "SamplerStateError", "StepSampler", "TIME_DISTS",
-    "VPEpsField", "build", "from_state", "mix", "null_condition", "sampler_class", "time_grid", "wrap",
+    "DDIMSampler", "DEFAULT_SAMPLING_TIME_KWARGS", "DPMSolverPP2MSampler", "EDMField", "EDMStochasticSampler",
+    "EulerJumpSampler", "EulerMaruyamaSampler", "EulerSampler", "Field", "FlowField", "GaussianNoiseSampler",
+    "HeunSampler", "INTERFACES", "LangevinSampler", "MeanFlowField", "NOISE_SCHEME", "SAMPLERS", "SAMPLER_NAMES",
+    "SampleNoise", "Sampler", "SamplerStateError", "StepSampler", "TIME_DISTS", "VPEpsField", "build", "from_state",
+    "mix", "null_condition", "sampler_class", "time_grid", "wrap",
 ]

@@ -5,15 +5,22 @@ from __future__ import annotations
 from typing import Any
 
 from .base import Sampler, SamplerStateError
+from .ddim import DDIMSampler
+from .dpmpp_2m import DPMSolverPP2MSampler
+from .edm_stochastic import EDMStochasticSampler
 from .euler import EulerSampler
 from .euler_jump import EulerJumpSampler
 from .euler_maruyama import EulerMaruyamaSampler
 from .gaussian_noise import GaussianNoiseSampler
 from .heun import HeunSampler
+from .langevin import LangevinSampler
 
 SAMPLERS: dict[str, type[Sampler]] = {
     cls.name: cls
-    for cls in (EulerSampler, HeunSampler, EulerMaruyamaSampler, EulerJumpSampler, GaussianNoiseSampler)
+    for cls in (
+        EulerSampler, HeunSampler, EulerMaruyamaSampler, EulerJumpSampler, DPMSolverPP2MSampler,
+        EDMStochasticSampler, DDIMSampler, LangevinSampler, GaussianNoiseSampler,
+    )
 }
 SAMPLER_NAMES: tuple[str, ...] = tuple(SAMPLERS)
 

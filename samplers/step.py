@@ -4,12 +4,15 @@ Conventions: integrator time t runs from t_max down to 0 on a float64 grid compu
 (`sample_t`); flow fields use t in [0, 1] with t = 1 noise, sigma fields use t = sigma. The
 state x is kept in `dtype` (float32 or float64); only the network may run in lower precision.
 A subclass writes `forward` (one step, reading like its paper) and, if its final step differs,
-`last_step`; guidance, start noise, per-step noise and time broadcasting live here once.
+`last_step`; guidance, start noise, per-step noise, churn and time broadcasting live here once.
+A multistep method sets `multistep = True` and its `forward` then also receives `carry`, a dict
+that is fresh for each `integrate` call, where a step leaves what later steps need.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 from typing import Any, ClassVar, Literal
 
 import torch
@@ -28,6 +31,7 @@ class StepSampler(Sampler):
 
     stochastic: ClassVar[bool] = False  # draws per-step noise
     requires: ClassVar[type[Field]] = Field  # the field class this integrator needs
+    multistep: ClassVar[bool] = False  # forward also receives carry= (a per-run dict), e.g. previous denoised
 
     def __init__(
         self,
@@ -89,6 +93,14 @@ class StepSampler(Sampler):
         """One step from t_curr to t_next; `noise(draw=0)` returns this step's N(0, I) draw like x."""
         raise NotImplementedError
 
+    def churn(self, net: Field, x: torch.Tensor, t_curr: float, t_hat: float, eps: torch.Tensor) -> torch.Tensor:
+        """Move x (N, ...) from t_curr up to t_hat >= t_curr along the forward process, with eps like x:
+        x_hat = (alpha_hat / alpha) x + sqrt(sigma_hat^2 - (alpha_hat / alpha)^2 sigma^2) eps (alpha(t_curr) > 0).
+        For sigma fields (alpha = 1) it is EDM's x + sqrt(t_hat^2 - t^2) eps (Karras et al. 2022, Alg. 2 line 6)."""
+        ratio = net.alpha(t_hat) / net.alpha(t_curr)
+        std = math.sqrt(net.sigma(t_hat) ** 2 - (ratio * net.sigma(t_curr)) ** 2)
+        return ratio * x + std * eps
+
     def last_step(self, net: Field, x: torch.Tensor, t_curr: float, t_last: float, g_net: Field | None = None,
                   guidance_scale: float = 1.0, **net_kwargs: Any) -> torch.Tensor:
         """The final step to t_last = 0: an Euler step of the probability-flow ODE, no noise."""
@@ -120,9 +132,11 @@ class StepSampler(Sampler):
         if self.stochastic and noise is None:
             raise ValueError(f"{self.name}.integrate needs noise= (a samplers.SampleNoise) for its per-step noise")
         x = x.to(self.torch_dtype)
+        extra: dict[str, Any] = {"carry": {}} if self.multistep else {}
         for k in range(len(grid) - 2):
             step_noise = functools.partial(noise.step, k, x) if noise is not None else None
-            x = self.forward(net, x, grid[k], grid[k + 1], g_net, guidance_scale, noise=step_noise, **net_kwargs)
+            x = self.forward(net, x, grid[k], grid[k + 1], g_net, guidance_scale, noise=step_noise, **extra,
+                             **net_kwargs)
         return self.last_step(net, x, grid[-2], grid[-1], g_net, guidance_scale, **net_kwargs)
 
     def sample(self, N: int, device: torch.device | str, *, net: Field, shape: tuple[int, ...] | list[int],

@@ -13,6 +13,7 @@ Karras et al. 2022, Sec. 2-4).
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
 import torch
@@ -40,6 +41,14 @@ class Field:
 
     def dsigma(self, t: float) -> float:
         return 1.0
+
+    def half_log_snr(self, t: float) -> float:
+        """lambda(t) = log(alpha(t) / sigma(t)), half the log-SNR (Lu et al. 2022); -inf where alpha = 0,
+        +inf where sigma = 0. Increases as t decreases to the data end."""
+        alpha, sigma = self.alpha(t), self.sigma(t)
+        if alpha == 0.0 or sigma == 0.0:
+            return -math.inf if alpha == 0.0 else math.inf
+        return math.log(alpha / sigma)
 
     def prior_scale(self, t: float) -> float:
         """Standard deviation of the start noise at t (x_T = prior_scale(T) * eps)."""

@@ -1,0 +1,93 @@
+"""diffusers epsilon-prediction models (e.g. `UNet2DModel`) through the `vp_eps` interface.
+
+    from diffusers import DDPMScheduler, UNet2DModel
+    unet = UNet2DModel.from_pretrained(local_dir, subfolder="unet")
+    field = wrap_diffusers_unet(unet, DDPMScheduler.from_pretrained(local_dir, subfolder="scheduler"))
+    x = samplers.build("dpmpp_2m", steps=25, time_dist="karras",
+                       time_kwargs={"sigma_min": field.sigma_min, "sigma_max": field.sigma_max}).sample(...)
+
+The field calls `unet(x_vp, timestep, class_labels=...).sample` with x_vp = x / sqrt(1 + sigma^2) and the
+(fractional, unless quantize=True) training timestep of sigma, under the DDPM training schedule of the
+scheduler's config (num_train_timesteps, beta_start, beta_end, beta_schedule; diffusers' names). Nothing
+here imports diffusers: the model is duck-typed (its output has `.sample`), so this module is torch-only
+and diffusers is needed only to build the model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..interfaces import VPEpsField, ddpm_alphas_cumprod, wrap
+
+# diffusers' DDPMScheduler defaults: the schedule of DDPM (Ho et al. 2020).
+DDPM_DEFAULTS: dict[str, Any] = {
+    "num_train_timesteps": 1000, "beta_start": 1e-4, "beta_end": 0.02, "beta_schedule": "linear",
+}
+
+
+class DiffusersEps(torch.nn.Module):
+    """net(x_vp, timestep, **kw) = model(x_vp, timestep, **kw).sample, the eps half of a learned-variance output."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor, timestep: torch.Tensor, **net_kwargs: Any) -> torch.Tensor:
+        """x: (N, C, ...), timestep: (N,) -> eps (N, C, ...)."""
+        out = self.model(x, timestep, **net_kwargs).sample
+        if out.shape[1] == 2 * x.shape[1]:  # variance_type "learned" / "learned_range": [eps, variance]
+            out = out[:, : x.shape[1]]
+        return out
+
+
+def _config(scheduler: Any) -> dict[str, Any]:
+    if scheduler is None:
+        return {}
+    if isinstance(scheduler, Mapping):
+        return dict(scheduler)
+    if hasattr(scheduler, "config"):
+        return dict(scheduler.config)
+    raise TypeError(f"scheduler must be a diffusers scheduler, its config dict, or None; got {type(scheduler).__name__}")
+
+
+def ddpm_schedule(scheduler: Any = None, num_train_timesteps: int | None = None) -> np.ndarray:
+    """abar_i, float64 [num_train_timesteps], of the training schedule in `scheduler`'s config
+    (None: DDPM's defaults, with `num_train_timesteps` if given)."""
+    cfg = {**DDPM_DEFAULTS, **({"num_train_timesteps": num_train_timesteps} if num_train_timesteps else {}),
+           **_config(scheduler)}
+    if cfg.get("prediction_type", "epsilon") != "epsilon":
+        raise ValueError(f"vp_eps needs an epsilon-prediction model; the scheduler says "
+                         f"prediction_type={cfg['prediction_type']!r}")
+    if cfg.get("rescale_betas_zero_snr"):
+        raise ValueError("rescale_betas_zero_snr=True gives abar = 0 (sigma = inf) at the last timestep; not supported")
+    if cfg.get("trained_betas") is not None:
+        return np.cumprod(1.0 - np.asarray(cfg["trained_betas"], dtype=np.float64))
+    if cfg["beta_schedule"] in ("linear", "scaled_linear"):
+        return ddpm_alphas_cumprod(int(cfg["num_train_timesteps"]), float(cfg["beta_start"]),
+                                   float(cfg["beta_end"]), cfg["beta_schedule"])
+    if hasattr(scheduler, "alphas_cumprod"):  # e.g. squaredcos_cap_v2: take the scheduler's own table
+        return np.asarray(torch.as_tensor(scheduler.alphas_cumprod).double().cpu().numpy())
+    raise ValueError(f"beta_schedule {cfg['beta_schedule']!r} needs the scheduler object (for its alphas_cumprod); "
+                     f"from a config only linear and scaled_linear are computed")
+
+
+def wrap_diffusers_unet(model: torch.nn.Module, scheduler: Any = None, *, quantize: bool = False,
+                        dtype: torch.dtype | None = None) -> VPEpsField:
+    """The `vp_eps` field of a diffusers epsilon-prediction model (e.g. `UNet2DModel`).
+
+    scheduler: a diffusers scheduler, its config dict, or None (DDPM's linear 1e-4..0.02 schedule over the
+    model config's num_train_timesteps, else 1000). Class labels reach the model as `class_labels`.
+    dtype: the network dtype; default the model's parameter dtype.
+    """
+    config = getattr(model, "config", None)
+    num_train_timesteps = getattr(config, "num_train_timesteps", None) if config is not None else None
+    abar = ddpm_schedule(scheduler, num_train_timesteps)
+    if dtype is None:
+        dtype = next(model.parameters()).dtype
+    field = wrap(DiffusersEps(model), "vp_eps", alphas_cumprod=abar, quantize=quantize, dtype=dtype)
+    assert isinstance(field, VPEpsField)
+    return field

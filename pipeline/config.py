@@ -220,6 +220,7 @@ class ClusterConfig(_Strict):
     max_restarts: int = Field(default=3, ge=0)
     max_shard_attempts: int = Field(default=3, ge=1)
     max_in_flight: int = Field(default=2, ge=1)
+    wait_for_workers_s: float = Field(default=0.0, ge=0)  # 0: fail at once if the cluster lacks the resources
 
 
 class FIDConfig(_Strict):

@@ -22,6 +22,8 @@ class GaussianData:
     """N(mu, s^2) data and its exact fields and ODE maps (tensors broadcast per sample)."""
 
     def __init__(self, mu: float = 0.5, s: float = 0.8) -> None:
+        if not s > 0:
+            raise ValueError(f"GaussianData: s must be > 0, got {s}")
         self.mu, self.s = float(mu), float(s)
 
     def _col(self, t: torch.Tensor | float, x: torch.Tensor) -> torch.Tensor:

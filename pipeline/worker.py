@@ -1,0 +1,75 @@
+"""`SamplerWorker`: the Ray actor that samples and writes shards.
+
+It builds the model once (weights arrive through the object store), restores the sampler
+from its broadcast state, and for each shard samples, encodes and commits the file itself,
+returning only metadata. `run(shard)` is idempotent: re-running a shard rewrites the same
+bytes. With two calls in flight, one shard's encode and upload overlaps the next shard's
+sampling (the actor runs two threads; only sampling holds the lock).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from dataclasses import asdict
+from typing import Any
+
+import torch
+
+import samplers
+
+from .config import JobConfig
+from .model import build_fields
+from .plan import Shard
+from .sampling import SampleSpec, sample_shard
+from .storage import commit_shard, encode_shard, open_output, shard_name, to_stored
+
+
+def shard_metadata(cfg: JobConfig, sampler_state: dict[str, Any]) -> dict[str, str]:
+    """Key/value metadata of every shard: what a reader needs to know what the samples mean."""
+    return {
+        "seedshard.seed": str(cfg.run.seed),
+        "seedshard.sampler": sampler_state["name"],
+        "seedshard.sampler_state": json.dumps(sampler_state, sort_keys=True),
+        "seedshard.noise_scheme": samplers.NOISE_SCHEME,
+        "seedshard.dtype": cfg.run.dtype,
+    }
+
+
+class SamplerWorker:
+    """Loads the model once; `run(shard)` samples, writes and commits one shard."""
+
+    def __init__(self, config: dict[str, Any], sampler_state: dict[str, Any], weight_refs: list[Any] | None = None):
+        """`weight_refs`: [model weights ref or None, guide weights ref or None], fetched from the object store
+        here (nested, so Ray keeps them pinned by the driver and a restarted actor fetches them again)."""
+        import ray
+
+        weights, guide_weights = ray.get(weight_refs) if weight_refs else (None, None)
+        self.cfg = JobConfig.model_validate(config)
+        torch.set_num_threads(max(1, int(self.cfg.cluster.cpus_per_worker)))
+        self.device = torch.device("cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu")
+        self.sampler = samplers.from_state(sampler_state)
+        self.net, self.g_net = build_fields(self.cfg.model, self.cfg.sampler.guidance_scale, self.device, weights, guide_weights)
+        self.spec = SampleSpec.from_config(self.cfg)
+        self.fs, self.root = open_output(self.cfg.run.output, self.cfg.run.storage_options)
+        self.metadata = shard_metadata(self.cfg, sampler_state)
+        self._sampling = threading.Lock()
+
+    def ready(self) -> dict[str, Any]:
+        """Where this worker runs: pid, device."""
+        return {"pid": os.getpid(), "device": str(self.device)}
+
+    def run(self, shard: Shard) -> dict[str, Any]:
+        """Sample, encode and commit `shard`; returns {'record': ShardRecord dict, 'sample_s', 'write_s'}."""
+        run = self.cfg.run
+        t0 = time.perf_counter()
+        with self._sampling:
+            samples, labels = sample_shard(self.sampler, self.net, self.g_net, self.spec, shard, run.batch_size, self.device)
+        t1 = time.perf_counter()
+        indices = torch.arange(shard.start, shard.stop, dtype=torch.int64).numpy()
+        data = encode_shard(indices, labels, to_stored(samples, run.dtype), run.format, self.metadata)
+        record = commit_shard(self.fs, self.root, shard_name(shard.index, run.format), data,
+                              {"index": shard.index, "start": shard.start, "stop": shard.stop})
+        return {"record": asdict(record), "sample_s": t1 - t0, "write_s": time.perf_counter() - t1}

@@ -1,0 +1,151 @@
+"""The driver on a real local Ray cluster: coverage of indices, bytes vs a single-process run, layout independence."""
+
+import hashlib
+import os
+import shutil
+import tempfile
+
+import numpy as np
+import pytest
+
+from pipeline import storage
+from pipeline.cluster import ClusterError
+from pipeline.driver import JobError, build_sampler, run_job
+from pipeline.manifest import read_manifest
+from pipeline.model import ModelError, build_fields
+from pipeline.plan import iter_shards
+from pipeline.reader import read_samples
+from pipeline.sampling import SampleSpec, sample_shard
+from pipeline.worker import shard_metadata
+from tests.pipeline.jobs import gaussian_job
+
+
+@pytest.fixture(scope="module")
+def ray2(s3):
+    """A private local Ray with 2 CPUs (two 1-CPU workers) for this module; started after the S3
+    fixture so its workers inherit the (fake) credentials from the environment, as on a real node."""
+    ray = pytest.importorskip("ray")
+    temp_dir = tempfile.mkdtemp(prefix="ssd-", dir="/tmp")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RAY_AUTH_MODE", "disabled")
+        mp.delenv("RAY_ADDRESS", raising=False)
+        ray.init(address="local", num_cpus=2, include_dashboard=False, _temp_dir=temp_dir, log_to_driver=False,
+                 configure_logging=False)
+        yield ray
+        ray.shutdown()
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def single_process_digests(cfg) -> dict[int, str]:
+    """sha256 of every shard computed in this process, without Ray: the reference bytes."""
+    sampler = build_sampler(cfg)
+    net, g_net = build_fields(cfg.model, cfg.sampler.guidance_scale, "cpu")
+    meta = shard_metadata(cfg, sampler.save())
+    digests = {}
+    for shard in iter_shards(cfg.run.num_samples, cfg.run.shard_size):
+        x, y = sample_shard(sampler, net, g_net, SampleSpec.from_config(cfg), shard, cfg.run.batch_size, "cpu")
+        data = storage.encode_shard(np.arange(shard.start, shard.stop), y, storage.to_stored(x, cfg.run.dtype),
+                                    cfg.run.format, meta)
+        digests[shard.index] = hashlib.sha256(data).hexdigest()
+    return digests
+
+
+def digests(manifest) -> dict[int, str]:
+    return {s.index: s.sha256 for s in manifest.shards}
+
+
+def test_two_workers_cover_every_index_once_with_single_process_bytes(ray2, tmp_path):
+    cfg = gaussian_job(str(tmp_path / "out"))
+    manifest = run_job(cfg)
+    assert manifest.status == "complete" and [s.index for s in manifest.shards] == [0, 1, 2, 3]
+    assert [(s.start, s.stop) for s in manifest.shards] == [(0, 20), (20, 40), (40, 60), (60, 70)]
+    x, labels = read_samples(cfg.run.output, with_labels=True)
+    assert x.shape == (70, 3, 4) and labels is None
+    fs, root = storage.open_output(cfg.run.output)
+    indices = np.concatenate([storage.decode_shard(fs.cat_file(f"{root}/{s.path}"), "parquet").indices for s in manifest.shards])
+    assert np.array_equal(np.sort(indices), np.arange(70)) and len(set(indices.tolist())) == 70
+    assert digests(manifest) == single_process_digests(cfg)
+
+
+def test_worker_count_does_not_change_a_byte(ray2, tmp_path):
+    one = run_job(gaussian_job(str(tmp_path / "one"), cluster={"num_workers": 1}))
+    two = run_job(gaussian_job(str(tmp_path / "two"), cluster={"num_workers": 2, "max_in_flight": 1}))
+    assert digests(one) == digests(two)
+
+
+def test_shard_order_does_not_change_a_byte(ray2, tmp_path):
+    from pipeline.worker import SamplerWorker
+
+    cfg = gaussian_job(str(tmp_path / "rev"))
+    worker = SamplerWorker(cfg.resolved(), build_sampler(cfg).save())
+    records = {}
+    for shard in reversed(list(iter_shards(cfg.run.num_samples, cfg.run.shard_size))):
+        records[shard.index] = worker.run(shard)["record"]["sha256"]
+    assert records == single_process_digests(cfg)
+
+
+def test_batch_size_changes_nothing_beyond_float_tolerance(ray2, tmp_path):
+    a = run_job(gaussian_job(str(tmp_path / "b8"), run={"batch_size": 8}))
+    b = run_job(gaussian_job(str(tmp_path / "b20"), run={"batch_size": 20}))
+    xa, xb = read_samples(str(tmp_path / "b8")), read_samples(str(tmp_path / "b20"))
+    np.testing.assert_allclose(xa, xb, rtol=1e-5, atol=1e-5)
+    assert a.sampler_state == b.sampler_state
+
+
+def test_labels_and_guidance_reach_the_network(ray2, tmp_path):
+    cfg = gaussian_job(str(tmp_path / "lab"), run={"labels": "balanced", "num_samples": 30, "dtype": "float16"},
+                       model={"num_classes": 10}, sampler={"guidance_scale": 1.5})
+    run_job(cfg)
+    x, labels = read_samples(cfg.run.output, with_labels=True)
+    assert x.dtype == np.float16 and labels.tolist() == [i % 10 for i in range(30)]
+
+
+def test_safetensors_output(ray2, tmp_path):
+    cfg = gaussian_job(str(tmp_path / "st"), run={"format": "safetensors"})
+    manifest = run_job(cfg)
+    assert all(s.path.endswith(".safetensors") for s in manifest.shards)
+    assert read_samples(cfg.run.output).shape == (70, 3, 4)
+
+
+def test_more_gpus_than_exist_fails_fast(ray2, tmp_path):
+    cfg = gaussian_job(str(tmp_path / "gpu"), cluster={"num_workers": 2, "gpus_per_worker": 1})
+    with pytest.raises(ClusterError, match=r"needs 2 GPUs, but the Ray cluster has 0"):
+        run_job(cfg)
+    assert read_manifest(*storage.open_output(cfg.run.output)).status == "failed"
+
+
+def test_rerun_resumes_and_a_different_job_is_refused(ray2, tmp_path):
+    cfg = gaussian_job(str(tmp_path / "re"))
+    first = run_job(cfg)
+    again = run_job(gaussian_job(str(tmp_path / "re"), cluster={"num_workers": 1}))  # cluster fields may differ
+    assert digests(again) == digests(first)
+    with pytest.raises(JobError, match=r"holds a different job \(run.seed, sampler.steps differ\)"):
+        run_job(gaussian_job(str(tmp_path / "re"), run={"seed": 2}, sampler={"steps": 4}))
+    assert digests(read_manifest(*storage.open_output(cfg.run.output))) == digests(first)
+
+
+def test_bad_factory_fails_before_ray_with_one_line(tmp_path):
+    cfg = gaussian_job(str(tmp_path / "bad"), model={"kwargs": {"interface": "edm", "s": -1.0}})
+    with pytest.raises(ModelError, match=r"^model.factory .* failed .*: ValueError: GaussianData: s must be > 0, got -1.0$"):
+        run_job(cfg)
+
+
+def test_worker_that_cannot_start_is_a_one_line_error(ray2, tmp_path):
+    cfg = gaussian_job(str(tmp_path / "bad"), model={"factory": "tests.pipeline.jobs:build_only_on_driver"})
+    with pytest.raises(JobError, match=r"^a worker failed to start: .*RuntimeError: this model cannot be built on a worker$"):
+        run_job(cfg)
+
+
+def test_job_writes_to_s3(ray2, s3):
+    prefix, options = s3
+    url = f"{prefix}/job-{os.getpid()}"
+    cfg = gaussian_job(url, run={"storage_options": options})
+    manifest = run_job(cfg)
+    assert manifest.status == "complete"
+    assert read_samples(url, storage_options=options).shape == (70, 3, 4)
+    assert digests(manifest) == single_process_digests(cfg)
+
+
+def test_memory_output_is_refused_for_ray_workers():
+    with pytest.raises(JobError, match=r"memory:// lives in one process"):
+        run_job(gaussian_job("memory://nope/out"))

@@ -1,0 +1,96 @@
+"""A private `ray start --head` cluster for end-to-end tests: own temp dir, free ports, no token auth,
+stopped by the PIDs it started (never `ray stop`: other Ray instances may share the machine)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+
+def free_ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def ray_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env["RAY_AUTH_MODE"] = "disabled"
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"  # `python` = this interpreter
+    return env
+
+
+class RayHead:
+    """`ray start --head --block` in its own session; `dashboard_url` takes `ray job submit`."""
+
+    def __init__(self, num_cpus: int = 2) -> None:
+        self.temp_dir = tempfile.mkdtemp(prefix="rs", dir="/tmp")  # short: socket paths stay < 100 chars
+        gcs, dash, client, agent, metrics = free_ports(5)
+        self.dashboard_url = f"http://127.0.0.1:{dash}"
+        cmd = [
+            str(Path(sys.executable).parent / "ray"), "start", "--head", "--block", "--temp-dir", self.temp_dir,
+            "--port", str(gcs), "--dashboard-port", str(dash), "--ray-client-server-port", str(client),
+            "--dashboard-agent-listen-port", str(agent), "--metrics-export-port", str(metrics),
+            "--num-cpus", str(num_cpus), "--include-dashboard", "true", "--dashboard-host", "127.0.0.1",
+            "--disable-usage-stats",
+        ]
+        self.log = open(Path(self.temp_dir) / "ray-start.log", "wb")
+        self.proc = subprocess.Popen(cmd, env=ray_env(), stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def wait_ready(self, timeout_s: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"ray start exited {self.proc.returncode}: {self.output()[-2000:]}")
+            try:
+                with urllib.request.urlopen(f"{self.dashboard_url}/api/version", timeout=2) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(1)
+        raise TimeoutError(f"Ray dashboard not up after {timeout_s}s: {self.output()[-2000:]}")
+
+    def output(self) -> str:
+        return (Path(self.temp_dir) / "ray-start.log").read_text(errors="replace")
+
+    def own_pids(self) -> list[int]:
+        """PIDs of processes whose command line names this cluster's temp dir (raylet, gcs, workers...)."""
+        pids = []
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit() and int(entry.name) != os.getpid():
+                try:
+                    if self.temp_dir.encode() in (entry / "cmdline").read_bytes():
+                        pids.append(int(entry.name))
+                except OSError:
+                    pass
+        return pids
+
+    def stop(self) -> None:
+        """SIGTERM the `ray start --block` session (it stops what it started), then SIGKILL leftovers by PID."""
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(timeout=30)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            pass
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            pids = self.own_pids()
+            for pid in pids:
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:
+                    pass
+            if pids:
+                time.sleep(2)
+        self.log.close()

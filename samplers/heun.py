@@ -23,4 +23,6 @@ class HeunSampler(StepSampler):
         x_next = x + (t_next - t_curr) * d_cur
         # Apply 2nd order correction.
         d_prime = self.velocity(net, x_next, t_next, g_net, guidance_scale, **net_kwargs)
-        return x + (t_next - t_curr) * (0.5 * d_cur + 0.5 * d_prime)
+        # x + h (d_cur / 2 + d_prime / 2), written with 3 tensor ops instead of 5; halving is exact in
+        # binary floating point (short of subnormals), so the bits are the same.
+        return x + (0.5 * (t_next - t_curr)) * (d_cur + d_prime)

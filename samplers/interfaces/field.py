@@ -63,11 +63,13 @@ class Field:
         """net(x, *times, **net_kwargs) with per-sample time tensors, in the network dtype."""
         dtype = self.dtype or x.dtype
         vecs = [
-            t.to(x.device, dtype) if torch.is_tensor(t) else torch.full((x.shape[0],), t, dtype=dtype, device=x.device)
+            t.to(x.device, dtype) if isinstance(t, torch.Tensor) else x.new_full((x.shape[0],), t, dtype=dtype)
             for t in times
         ]
-        out = self.net(x.to(dtype), *vecs, **net_kwargs)
-        return out.to(x.dtype)
+        # Hot path (new_full above is cheaper than torch.full(device=...)); a no-op .to() still costs a
+        # dispatch, so cast only when the dtype differs.
+        out = self.net(x if x.dtype == dtype else x.to(dtype), *vecs, **net_kwargs)
+        return out if out.dtype == x.dtype else out.to(x.dtype)
 
     # -- quantities (subclasses override the native one(s)) --------------------------------
     def velocity(self, x: torch.Tensor, t: float, **net_kwargs: Any) -> torch.Tensor:
@@ -80,7 +82,10 @@ class Field:
     def denoise(self, x: torch.Tensor, t: float, **net_kwargs: Any) -> torch.Tensor:
         """E[x_0 | x_t], shaped like x."""
         v = self.velocity(x, t, **net_kwargs)
-        return (self.dsigma(t) * x - self.sigma(t) * v) / self._det(t)
+        dsigma, det = self.dsigma(t), self._det(t)
+        # Multiplying or dividing by 1.0 is exact, so skipping it (flow: dsigma = det = 1) changes no bit.
+        x0 = (x if dsigma == 1.0 else dsigma * x) - self.sigma(t) * v
+        return x0 if det == 1.0 else x0 / det
 
     def eps(self, x: torch.Tensor, t: float, **net_kwargs: Any) -> torch.Tensor:
         """E[eps | x_t], shaped like x."""

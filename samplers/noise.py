@@ -39,6 +39,23 @@ def generator(seed: int, index: int, stream: int, draw: int = 0) -> np.random.Ge
     return np.random.Generator(np.random.Philox(key=seed + _U64 * index, counter=[0, stream, draw, 0]))
 
 
+class _Rekeyed:
+    """`generator(seed, index, stream, draw)` for many indices from one Philox object.
+
+    Building a Philox takes ~9 us; setting its state to the fresh state of the next index's key takes
+    <1 us and gives the same bits (key words [seed, index], counter and output buffer as new)."""
+
+    def __init__(self, seed: int, stream: int, draw: int) -> None:
+        self.bitgen = np.random.Philox(key=seed, counter=[0, stream, draw, 0])
+        self.generator = np.random.Generator(self.bitgen)
+        self.fresh = self.bitgen.state  # a copy: key [seed, 0], counter [0, stream, draw, 0], empty buffer
+
+    def at(self, index: int) -> np.random.Generator:
+        self.fresh["state"]["key"][1] = index
+        self.bitgen.state = self.fresh
+        return self.generator
+
+
 class SampleNoise:
     """All noise for the consecutive sample indices `start_index .. start_index + n - 1`."""
 
@@ -53,10 +70,9 @@ class SampleNoise:
     def normal(self, stream: int, shape: Sequence[int], dtype: torch.dtype, draw: int = 0) -> torch.Tensor:
         """Standard normal noise, (n, *shape), on `device` in `dtype`."""
         out = np.empty((self.n, *shape), dtype=np.float32)
+        rekeyed = _Rekeyed(self.seed, stream, draw)
         for row in range(self.n):
-            generator(self.seed, self.start_index + row, stream, draw).standard_normal(
-                tuple(shape), dtype=np.float32, out=out[row]
-            )
+            rekeyed.at(self.start_index + row).standard_normal(out.shape[1:], dtype=np.float32, out=out[row])
         return torch.from_numpy(out).to(self.device, dtype)
 
     def start(self, shape: Sequence[int], dtype: torch.dtype) -> torch.Tensor:
@@ -69,8 +85,6 @@ class SampleNoise:
 
     def labels(self, num_classes: int) -> torch.Tensor:
         """Uniform class labels in [0, num_classes), (n,) int64 on `device`."""
-        labels = [
-            int(generator(self.seed, self.start_index + row, LABEL_STREAM).integers(num_classes))
-            for row in range(self.n)
-        ]
+        rekeyed = _Rekeyed(self.seed, LABEL_STREAM, 0)
+        labels = [int(rekeyed.at(self.start_index + row).integers(num_classes)) for row in range(self.n)]
         return torch.tensor(labels, dtype=torch.int64, device=self.device)

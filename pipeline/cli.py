@@ -1,4 +1,4 @@
-"""The `seedshard` command: generate, inspect, grid (and the same code path as `jobs/`).
+"""The `seedshard` command: generate, fid, ref-stats, inspect, verify, grid (the same code path as `jobs/`).
 
 User errors print one line `seedshard: error: ...` and exit 2 (bad usage or config) or 1
 (runtime: storage, model, cluster, a failed job); `--debug` shows the traceback instead.
@@ -25,11 +25,68 @@ def _generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fid(args: argparse.Namespace) -> int:
+    """FID of a new job (CONFIG with metrics.fid) or of an existing sample set (--samples URL)."""
+    from .config import ClusterConfig, ConfigError, load_config
+
+    if args.samples is None:
+        if args.config is None:
+            raise ConfigError("seedshard fid: give a job CONFIG, or --samples URL with --ref")
+        cfg = load_config(args.config, args.overrides)
+        if cfg.metrics.fid is None:
+            raise ConfigError("metrics.fid: required by `seedshard fid` (e.g. metrics: {fid: {extractor: inception, "
+                              "extractor_kwargs: {weights: ...}, ref: ref.npz}})")
+        from .driver import run_job
+
+        report = run_job(cfg).metrics["fid"]
+    else:
+        if args.config is not None:
+            raise ConfigError("seedshard fid: give either a job CONFIG or --samples URL, not both")
+        from .cluster import ray_session
+        from .fid import dataset_stats, fid_report
+
+        with ray_session(ClusterConfig(address=args.address, num_workers=args.workers)):
+            stats = dataset_stats(args.samples, args.extractor, _kwargs(args.extractor_kwargs), args.workers)
+        report = fid_report(stats, args.extractor, args.ref)
+    if args.report:
+        import fsspec
+
+        with fsspec.open(args.report, "w") as f:
+            json.dump(report, f, indent=2, sort_keys=True)
+    print(json.dumps(report, sort_keys=True))
+    return 0
+
+
+def _ref_stats(args: argparse.Namespace) -> int:
+    """Reference statistics (mu, sigma .npz) of a dataset, featurised in parallel over Ray."""
+    from .cluster import ray_session
+    from .config import ClusterConfig
+    from .fid import dataset_stats
+
+    with ray_session(ClusterConfig(address=args.address, num_workers=args.workers)):
+        stats = dataset_stats(args.source, args.extractor, _kwargs(args.extractor_kwargs), args.workers)
+    stats.save_npz(args.out)
+    print(f"seedshard: wrote reference statistics of {stats.n} images ({args.extractor}, {stats.dim}-d) to {args.out}")
+    return 0
+
+
+def _kwargs(text: str | None) -> dict:
+    """--extractor-kwargs as a YAML mapping, e.g. '{weights: pt_inception.pth}'."""
+    import yaml
+
+    from .config import ConfigError
+
+    value = yaml.safe_load(text) if text else {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"--extractor-kwargs: must be a mapping like '{{weights: file.pth}}' (got {text!r})")
+    return value
+
+
 def _inspect(args: argparse.Namespace) -> int:
     from .manifest import read_manifest
     from .storage import open_output
 
-    fs, root = open_output(args.url)
+    fs, root = open_output(args.url, _storage_options(args), create=False)
     m = read_manifest(fs, root)
     if m is None:
         raise FileNotFoundError(f"{args.url}: no manifest.json (not a seedshard output)")
@@ -50,6 +107,36 @@ def _inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _verify(args: argparse.Namespace) -> int:
+    """Check every shard of an output against its manifest; problems one per line, exit 1 if any."""
+    from .verify import summary, verify_output
+
+    options = _storage_options(args)
+    problems = verify_output(args.url, options)
+    for problem in problems:
+        print(problem)
+    if problems:
+        print(f"seedshard: {len(problems)} problem(s) in {args.url}", file=sys.stderr)
+        return EXIT_RUNTIME
+    print(f"seedshard: {summary(args.url, options)}")
+    return 0
+
+
+def _storage_options(args: argparse.Namespace) -> dict:
+    """--storage-options as a YAML mapping (fsspec options; credentials better come from the environment)."""
+    import yaml
+
+    from .config import ConfigError
+
+    try:
+        options = yaml.safe_load(args.storage_options) if args.storage_options else {}
+    except yaml.YAMLError:
+        options = None
+    if not isinstance(options, dict):
+        raise ConfigError("--storage-options: must be a mapping like '{endpoint_url: http://host:9000}'")
+    return options
+
+
 def _grid(args: argparse.Namespace) -> int:
     from .grid import save_grid
 
@@ -66,10 +153,28 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("config")
     g.add_argument("overrides", nargs="*", help="key.path=value (value parsed as YAML)")
     g.set_defaults(func=_generate)
+    f = sub.add_parser("fid", help="FID of a job (CONFIG with metrics.fid) or of --samples URL against --ref")
+    f.add_argument("config", nargs="?")
+    f.add_argument("overrides", nargs="*", help="key.path=value (value parsed as YAML)")
+    f.add_argument("--samples", help="an existing sample set (seedshard output, image dir/zip, array file)")
+    f.add_argument("--ref", help="reference .npz with mu, sigma (default: the one shipped for the extractor)")
+    f.add_argument("--report", help="also write the JSON report here")
+    _dataset_args(f)
+    f.set_defaults(func=_fid)
+    s = sub.add_parser("ref-stats", help="reference statistics (.npz: mu, sigma) of a dataset")
+    s.add_argument("source", help="image directory or .zip, .npy/.npz/.pt array file, or a seedshard output")
+    s.add_argument("--out", required=True, help="the .npz to write (path or fsspec URL)")
+    _dataset_args(s)
+    s.set_defaults(func=_ref_stats)
     i = sub.add_parser("inspect", help="summarise an output's manifest")
     i.add_argument("url")
     i.add_argument("--json", action="store_true", help="print the whole manifest")
+    i.add_argument("--storage-options", default=None, help="fsspec options as a YAML mapping, e.g. '{endpoint_url: ...}'")
     i.set_defaults(func=_inspect)
+    v = sub.add_parser("verify", help="check every shard of an output against its manifest (exit 1 on any problem)")
+    v.add_argument("url")
+    v.add_argument("--storage-options", default=None, help="fsspec options as a YAML mapping, e.g. '{endpoint_url: ...}'")
+    v.set_defaults(func=_verify)
     r = sub.add_parser("grid", help="PNG grid of the first samples")
     r.add_argument("url")
     r.add_argument("--out", required=True)
@@ -77,6 +182,13 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--nrow", type=int, default=None)
     r.set_defaults(func=_grid)
     return p
+
+
+def _dataset_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--extractor", default="digits", choices=["digits", "inception"])
+    p.add_argument("--extractor-kwargs", help="YAML mapping, e.g. '{weights: pt_inception-2015-12-05.pth}'")
+    p.add_argument("--workers", type=int, default=2, help="parallel Ray tasks")
+    p.add_argument("--address", default=None, help="Ray cluster to join (default: a local one)")
 
 
 def _exit_code(exc: BaseException) -> int:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import shutil
+import socket
 import tempfile
 import time
 from collections.abc import Iterator
@@ -30,22 +32,43 @@ def ray_session(cluster: Any) -> Iterator[None]:
         yield
         return
     started = cluster.address is None and not os.environ.get("RAY_ADDRESS")
+    if not started:
+        check_address(cluster.address or os.environ.get("RAY_ADDRESS", ""))
+    temp_dir = tempfile.mkdtemp(prefix="ss-ray-", dir="/tmp") if started else None  # short: socket paths
     try:
         if started:
             os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a private cluster of this process
             need = math.ceil(cluster.num_workers * cluster.cpus_per_worker)
             ray.init(address="local", num_cpus=max(os.cpu_count() or 1, need), include_dashboard=False,
-                     _temp_dir=tempfile.mkdtemp(prefix="ss-ray-", dir="/tmp"), log_to_driver=False,
-                     configure_logging=False)
+                     _temp_dir=temp_dir, log_to_driver=False, configure_logging=False)
         else:
             ray.init(address=cluster.address, log_to_driver=False, configure_logging=False)
     except (ConnectionError, RuntimeError, ValueError) as e:
+        if temp_dir is not None:
+            shutil.rmtree(temp_dir, ignore_errors=True)
         where = cluster.address or os.environ.get("RAY_ADDRESS")
         raise ClusterError(f"cannot connect to Ray at {where!r}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
     try:
         yield
     finally:
         ray.shutdown()
+        if temp_dir is not None:
+            shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def check_address(address: str, timeout_s: float = 5.0) -> None:
+    """ClusterError at once when nothing accepts a TCP connection at a `host:port` (or `ray://host:port`)
+    Ray address; `ray.init` itself retries such an address for minutes. Other forms ('auto') pass."""
+    host, sep, port = address.removeprefix("ray://").rstrip("/").rpartition(":")
+    if not sep or not host or "/" in host:
+        return
+    if not port.isdigit():
+        raise ClusterError(f"cluster.address {address!r}: expected host:port")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except (OSError, OverflowError) as e:
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e) or type(e).__name__
+        raise ClusterError(f"cannot connect to Ray at {address!r}: {reason} (is a Ray head running there?)") from None
 
 
 def missing_resources(cluster: Any) -> str | None:

@@ -114,6 +114,7 @@ class RunConfig(_Strict):
     storage_options: dict[str, Any] = {}
     progress: Literal["auto", "bar", "log", "none"] = "auto"
     on_nonfinite: Literal["fail", "skip"] = "fail"
+    grid: int = Field(default=0, ge=0)  # > 0: also write grid.png of the first `grid` samples (image shapes)
 
     @field_validator("output")
     @classmethod

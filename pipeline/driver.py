@@ -1,16 +1,20 @@
 """The driver: one job config -> N samples written as shards, with a manifest.
 
-Order of work: validate, resolve the output (refuse a different job there, verify what a
-previous run committed), read the weights once, write a `running` manifest, start or join
+Order of work: validate, check the output (refuse a different job there, verify what a
+previous run committed), read the weights once and check they fit the model, start or join
 Ray, start `num_workers` SamplerWorker actors with the sampler state and weights in the
-object store, keep `max_in_flight` shards per actor with a plain `ray.wait` loop (a shard of
-a dead actor is re-queued, up to `max_shard_attempts`), and write the final manifest last.
+object store. Only then is anything under the output written or removed: the `running`
+manifest (and, with `run.overwrite`, the previous job's files go). Then keep `max_in_flight`
+shards per actor with a plain `ray.wait` loop (a shard of a dead actor is re-queued, up to
+`max_shard_attempts`), and write the final manifest last: `complete`, or `failed` with the
+error, keeping every finished shard.
 """
 
 from __future__ import annotations
 
 import collections
 import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,13 +24,16 @@ import samplers
 
 from . import storage
 from .cluster import ClusterError, ray_session, wait_for_resources
-from .config import JobConfig, config_diff
+from .config import ConfigError, JobConfig, config_diff
+from .fid import chunk_stats, fid_report, write_report
+from .grid import GRID_NAME, save_grid
 from .manifest import MANIFEST_NAME, Manifest, read_manifest, write_manifest
-from .model import build_network, read_checkpoint, state_dict_sha256
+from .metrics import FeatureStats
+from .model import build_network, check_model, read_checkpoint, state_dict_sha256
 from .plan import Shard, iter_shards, num_shards, shard_for
 from .progress import Progress
 from .sampling import NonFiniteSamplesError
-from .worker import SamplerWorker
+from .worker import SamplerWorker, shard_metadata
 
 log = logging.getLogger(__name__)
 
@@ -36,24 +43,55 @@ class JobError(RuntimeError):
 
 
 def build_sampler(cfg: JobConfig) -> samplers.Sampler:
-    """The sampler named by `cfg.sampler` with its method kwargs."""
+    """The sampler named by `cfg.sampler` with its method kwargs; ConfigError when they do not fit it."""
     s = cfg.sampler
     cls = samplers.sampler_class(s.name)
-    if issubclass(cls, samplers.StepSampler):
-        kwargs = dict(steps=s.steps, time_dist=s.time_dist, time_kwargs=s.time_kwargs, dtype=s.dtype,
-                      guidance_interval=s.guidance_interval)
-        return cls(**kwargs, **s.kwargs)
-    return cls(**s.kwargs)
+    try:
+        if issubclass(cls, samplers.StepSampler):
+            kwargs = dict(steps=s.steps, time_dist=s.time_dist, time_kwargs=s.time_kwargs, dtype=s.dtype,
+                          guidance_interval=s.guidance_interval)
+            return cls(**kwargs, **s.kwargs)
+        return cls(**s.kwargs)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"sampler: {str(e).strip() or type(e).__name__} (sampler.kwargs={s.kwargs})") from None
 
 
 def model_identity(model_cfg: Any, storage_options: dict[str, Any]) -> tuple[dict[str, Any], Any]:
-    """({factory, kwargs, checkpoint, sha256}, state dict or None): what the samples were drawn from."""
-    identity = {"factory": model_cfg.factory, "kwargs": model_cfg.kwargs, "checkpoint": model_cfg.checkpoint}
+    """({factory, kwargs, checkpoint, sha256}, state dict or None): what the samples were drawn from.
+    Raises ModelError when the factory, checkpoint or interface do not fit together."""
+    identity = {"factory": model_cfg.factory, "kwargs": model_cfg.kwargs,
+                "checkpoint": storage.redact_url(model_cfg.checkpoint) if model_cfg.checkpoint else None}
     if model_cfg.checkpoint is not None:
         state, identity["sha256"] = read_checkpoint(model_cfg.checkpoint, storage_options)
+        check_model(model_cfg, state)
         return identity, state
     identity["sha256"] = state_dict_sha256(build_network(model_cfg, "cpu").state_dict())
+    check_model(model_cfg)
     return identity, None
+
+
+_SECRET_KEY = re.compile(r"key|secret|token|passw|credential|auth|session", re.IGNORECASE)
+
+
+def redact_options(options: Any) -> Any:
+    """Storage options with the value of every secret-looking key (key, secret, token, password,
+    credentials, ...) replaced by '***', at any depth; other values (endpoint_url, region) kept."""
+    if isinstance(options, dict):
+        return {k: "***" if _SECRET_KEY.search(str(k)) else redact_options(v) for k, v in options.items()}
+    if isinstance(options, list):
+        return [redact_options(v) for v in options]
+    return options
+
+
+def manifest_config(cfg: JobConfig) -> dict[str, Any]:
+    """The resolved config as stored in the manifest: credentials in run.storage_options and in URLs masked."""
+    config = cfg.resolved()
+    config["run"]["storage_options"] = redact_options(config["run"]["storage_options"])
+    config["run"]["output"] = storage.redact_url(config["run"]["output"])
+    for model in (config["model"], config["model"].get("guide")):
+        if model and model.get("checkpoint"):
+            model["checkpoint"] = storage.redact_url(model["checkpoint"])
+    return config
 
 
 def _shard_plan_ok(record: storage.ShardRecord, cfg: JobConfig) -> bool:
@@ -63,34 +101,38 @@ def _shard_plan_ok(record: storage.ShardRecord, cfg: JobConfig) -> bool:
     return (record.start, record.stop) == (shard.start, shard.stop) and record.path == storage.shard_name(record.index, cfg.run.format)
 
 
-def prepare_output(fs: Any, root: str, cfg: JobConfig, model: dict[str, Any]) -> dict[int, storage.ShardRecord]:
-    """Shards a previous run of this same job committed and that still verify; refuses another job's output."""
-    url = cfg.run.output
+def check_output(fs: Any, root: str, cfg: JobConfig, model: dict[str, Any],
+                 sampler_state: dict[str, Any]) -> dict[int, storage.ShardRecord]:
+    """The shards a previous run of this same job committed that still verify ({} with run.overwrite);
+    refuses another job's output (JobError naming what differs). Reads only: see `begin_output`."""
+    url = storage.redact_url(cfg.run.output)
+    if cfg.run.overwrite:
+        return {}
     existing = read_manifest(fs, root)
     sidecars = storage.load_sidecars(fs, root)
     if existing is None and not sidecars:
         return {}
-    if cfg.run.overwrite:
-        names = [storage.sidecar_name(r.path) for r in sidecars.values()] + [r.path for r in sidecars.values()]
-        names += [r.path for r in (existing.shards if existing else [])] + [MANIFEST_NAME]
-        for name in sorted(set(names)):
-            if fs.exists(storage.join_path(root, name)):
-                fs.rm_file(storage.join_path(root, name))
-        storage.cleanup_temp(fs, root)
-        return {}
     if existing is None:
         raise JobError(f"{url} holds shard files but no manifest; choose a new run.output or set run.overwrite=true")
-    diff = config_diff(existing.config, cfg.resolved())
-    if existing.model.get("sha256") != model.get("sha256"):
-        diff.append("model weights (sha256)")
+    diff = config_diff(existing.config, manifest_config(cfg))
+    for part in ("model", "guide"):
+        old, new = (m.get("guide", {}) if part == "guide" else m for m in (existing.model, model))
+        if old.get("sha256") != new.get("sha256"):
+            diff.append(f"{part} weights (sha256)")
+    if not any(d.startswith("sampler.") for d in diff):  # same sampler config, yet another state: another version
+        diff += [f"sampler_state.{k}" for k in sorted(set(existing.sampler_state) | set(sampler_state))
+                 if existing.sampler_state.get(k) != sampler_state.get(k)]
+    if existing.noise_scheme != samplers.NOISE_SCHEME:
+        diff.append(f"noise_scheme ({existing.noise_scheme!r} there, {samplers.NOISE_SCHEME!r} here)")
     if diff:
         raise JobError(f"{url} holds a different job ({', '.join(diff)} differ); set run.overwrite=true or choose a new run.output")
     if not cfg.run.resume:
         raise JobError(f"{url} already holds this job and run.resume=false; set run.overwrite=true or choose a new run.output")
-    storage.cleanup_temp(fs, root)
+    schema, metadata = job_schema(cfg), shard_metadata(cfg, sampler_state)
     done = {}
     for index, record in sidecars.items():
-        problems = storage.verify_shard(fs, root, record) if _shard_plan_ok(record, cfg) else ["not in this job's plan"]
+        problems = (storage.verify_shard(fs, root, record, schema=schema, metadata=metadata)
+                    if _shard_plan_ok(record, cfg) else ["not in this job's plan"])
         if problems:
             log.warning("regenerating shard %d: %s", index, "; ".join(problems))
         else:
@@ -98,98 +140,150 @@ def prepare_output(fs: Any, root: str, cfg: JobConfig, model: dict[str, Any]) ->
     return done
 
 
+def job_schema(cfg: JobConfig) -> dict[str, Any]:
+    """The manifest's schema entry of this job's shards."""
+    return storage.shard_schema(cfg.run.format, cfg.run.dtype, cfg.model.shape, cfg.run.labels != "none")
+
+
+def begin_output(fs: Any, root: str, cfg: JobConfig, manifest: Manifest) -> Manifest:
+    """Called once every check passed and the workers are up: create the output, remove temp files of
+    crashed writers (and, with run.overwrite, every shard, sidecar and manifest of the previous job),
+    and write the `running` manifest. Returns what was written."""
+    fs, root = storage.open_output(cfg.run.output, cfg.run.storage_options)
+    if cfg.run.overwrite:
+        for path in list(storage._ls_names(fs, root, "shard-*").values()) + [storage.join_path(root, MANIFEST_NAME)]:
+            if fs.exists(path):
+                fs.rm_file(path)
+    storage.cleanup_temp(fs, root)
+    return write_manifest(fs, root, manifest)
+
+
 @dataclass
 class _Dispatch:
-    """State of the ray.wait loop: queued shards, calls in flight, attempts, live actors."""
+    """State of the ray.wait loop: queued shards, calls in flight, attempts, live actors.
+
+    Slot `a` holds actor `actors[a]`; a replacement bumps `generation[a]`, so a late failure of the
+    old actor's calls is told from a failure of its replacement. A shard whose worker died while running
+    it goes to `suspects` and runs alone on an idle actor next time: a shard that kills its worker is
+    then told apart from the shards that were in flight beside it."""
 
     actors: list[Any]
     queue: collections.deque[Shard]
     max_in_flight: int
     new_actor: Callable[[], Any]
-    in_flight: dict[Any, tuple[Shard, int]] = field(default_factory=dict)
+    in_flight: dict[Any, tuple[Shard, int, int, int]] = field(default_factory=dict)  # ref -> shard, slot, generation, load
+    suspects: collections.deque[Shard] = field(default_factory=collections.deque)
     load: collections.Counter[int] = field(default_factory=collections.Counter)
     attempts: collections.Counter[int] = field(default_factory=collections.Counter)
     restarts: collections.Counter[int] = field(default_factory=collections.Counter)
+    generation: collections.Counter[int] = field(default_factory=collections.Counter)
     alive: set[int] = field(default_factory=set)
 
     def fill(self) -> None:
         for a in sorted(self.alive):
+            if self.suspects and self.load[a] == 0:
+                self.submit(a, self.suspects.popleft(), self.max_in_flight)  # alone: fills the actor's slots
             while self.queue and self.load[a] < self.max_in_flight:
-                shard = self.queue.popleft()
-                self.in_flight[self.actors[a].run.remote(shard)] = (shard, a)
-                self.load[a] += 1
+                self.submit(a, self.queue.popleft(), 1)
+
+    def submit(self, a: int, shard: Shard, load: int) -> None:
+        self.in_flight[self.actors[a].run.remote(shard)] = (shard, a, self.generation[a], load)
+        self.load[a] += load
+
+    def pending(self) -> bool:
+        return bool(self.queue or self.suspects or self.in_flight)
 
 
 def dispatch(actors: list[Any], new_actor: Callable[[], Any], shards: list[Shard], cfg: JobConfig,
              on_done: Callable[[dict[str, Any]], None]) -> list[str]:
     """Run `shards` on `actors` (a dead one is replaced by `new_actor()` up to cluster.max_restarts times);
-    returns errors of skipped shards, raises JobError on failure."""
+    returns errors of skipped shards. On failure (a shard out of attempts, non-finite samples with
+    run.on_nonfinite=fail) no new shard starts, the calls in flight finish (their shards are kept, via
+    `on_done`), and JobError is raised."""
     import ray
-    from ray.exceptions import RayActorError, RayTaskError
+    from ray.exceptions import RayError, RayTaskError
 
     state = _Dispatch(actors, collections.deque(shards), cfg.cluster.max_in_flight, new_actor,
                       alive=set(range(len(actors))))
     skipped: list[str] = []
-    while state.queue or state.in_flight:
-        state.fill()
-        if not state.in_flight:
-            raise JobError("every worker died; no shard can run (see the Ray logs of the workers)")
-        [ref], _ = ray.wait(list(state.in_flight), num_returns=1)
-        shard, a = state.in_flight.pop(ref)
-        state.load[a] -= 1
-        try:
-            result = ray.get(ref)
-        except RayActorError as e:
-            _replace_actor(state, a, cfg.cluster.max_restarts)
-            _retry(state, shard, cfg, f"worker died ({type(e).__name__})")
-            continue
-        except RayTaskError as e:
-            cause = e.cause if isinstance(e.cause, Exception) else e
-            if isinstance(cause, NonFiniteSamplesError):
-                if cfg.run.on_nonfinite == "skip":
-                    skipped.append(f"shard {shard.index}: {cause}")
-                    log.warning("skipping shard %d: %s", shard.index, cause)
-                    continue
-                raise JobError(f"shard {shard.index} [{shard.start}, {shard.stop}): {cause}") from None
-            _retry(state, shard, cfg, f"{type(cause).__name__}: {str(cause).strip().splitlines()[-1] if str(cause).strip() else ''}")
-            continue
-        on_done(result)
+    try:
+        while state.pending():
+            state.fill()
+            if not state.in_flight:
+                raise JobError("every worker died; no shard can run (see the Ray logs of the workers)")
+            [ref], _ = ray.wait(list(state.in_flight), num_returns=1)
+            shard, a, gen, load = state.in_flight.pop(ref)
+            if gen == state.generation[a]:
+                state.load[a] -= load
+            try:
+                result = ray.get(ref)
+            except RayTaskError as e:  # the shard's own code raised
+                cause = e.cause if isinstance(e.cause, Exception) else e
+                if isinstance(cause, NonFiniteSamplesError):
+                    if cfg.run.on_nonfinite == "skip":
+                        skipped.append(f"shard {shard.index} [{shard.start}, {shard.stop}): {cause}")
+                        log.warning("skipping shard %d: %s", shard.index, cause)
+                        continue
+                    raise JobError(f"shard {shard.index} [{shard.start}, {shard.stop}): {cause} "
+                                   "(run.on_nonfinite=fail; set it to skip to write the other shards)") from None
+                lines = str(cause).strip().splitlines()
+                _retry(state, shard, cfg, f"{type(cause).__name__}: {lines[-1] if lines else ''}", state.queue)
+                continue
+            except RayError as e:  # the worker died (killed, crashed, out of memory) or cannot be reached
+                _replace_actor(state, a, gen, cfg.cluster.max_restarts)
+                _retry(state, shard, cfg, f"worker died ({type(e).__name__})", state.suspects)
+                continue
+            on_done(result)
+    except JobError:
+        _drain(state, on_done)
+        raise
+    finally:  # free the workers' resources now, not when their handles are collected
+        for actor in state.actors:
+            ray.kill(actor, no_restart=True)
     return skipped
 
 
-def _replace_actor(state: _Dispatch, a: int, max_restarts: int) -> None:
-    """A dead actor's other calls fail too; replace it once (its calls in flight are re-queued as they fail)."""
+def _drain(state: _Dispatch, on_done: Callable[[dict[str, Any]], None]) -> None:
+    """Start nothing new; wait for the calls in flight and keep the shards they finish."""
     import ray
 
-    if a not in state.alive or not _is_dead(state.actors[a]):
+    while state.in_flight:
+        [ref], _ = ray.wait(list(state.in_flight), num_returns=1)
+        state.in_flight.pop(ref)
+        try:
+            result = ray.get(ref)
+        except ray.exceptions.RayError:
+            continue
+        on_done(result)
+
+
+def _replace_actor(state: _Dispatch, a: int, gen: int, max_restarts: int) -> None:
+    """Replace the actor of slot `a` after a call of generation `gen` failed; a late failure of an actor
+    that was already replaced changes nothing (its other calls fail too and are re-queued as they do)."""
+    import ray
+
+    if a not in state.alive or gen != state.generation[a]:
         return
+    ray.kill(state.actors[a], no_restart=True)  # dead already, or unreachable: make sure it is gone
     if state.restarts[a] >= max_restarts:
         state.alive.discard(a)
         log.warning("worker %d died; cluster.max_restarts=%d reached, continuing without it", a, max_restarts)
         return
     state.restarts[a] += 1
+    state.generation[a] += 1
+    state.load[a] = 0
     log.warning("worker %d died; starting a replacement (%d of %d)", a, state.restarts[a], max_restarts)
-    ray.kill(state.actors[a], no_restart=True)
     state.actors[a] = state.new_actor()
 
 
-def _is_dead(actor: Any) -> bool:
-    import ray
-
-    try:
-        ray.get(actor.ready.remote(), timeout=30)
-        return False
-    except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
-        return True
-
-
-def _retry(state: _Dispatch, shard: Shard, cfg: JobConfig, reason: str) -> None:
+def _retry(state: _Dispatch, shard: Shard, cfg: JobConfig, reason: str, queue: collections.deque[Shard]) -> None:
+    """Put `shard` at the front of `queue`, or raise JobError when it is out of attempts."""
     state.attempts[shard.index] += 1
     if state.attempts[shard.index] >= cfg.cluster.max_shard_attempts:
         raise JobError(f"shard {shard.index} [{shard.start}, {shard.stop}) failed {state.attempts[shard.index]} "
                        f"times (cluster.max_shard_attempts={cfg.cluster.max_shard_attempts}); last: {reason}")
     log.warning("re-queueing shard %d (attempt %d): %s", shard.index, state.attempts[shard.index] + 1, reason)
-    state.queue.appendleft(shard)
+    queue.appendleft(shard)
 
 
 def start_workers(cfg: JobConfig, sampler_state: dict[str, Any], weights: Any,
@@ -218,9 +312,24 @@ def start_workers(cfg: JobConfig, sampler_state: dict[str, Any], weights: Any,
     return actors, new_actor
 
 
+def shard_stats(cfg: JobConfig, paths: list[str]) -> FeatureStats:
+    """Feature statistics of committed shards, read back and featurised by Ray tasks."""
+    import ray
+
+    fid = cfg.metrics.fid
+    task = ray.remote(num_cpus=cfg.cluster.cpus_per_worker, num_gpus=cfg.cluster.gpus_per_worker)(chunk_stats)
+    chunks = [paths[i::cfg.cluster.num_workers] for i in range(cfg.cluster.num_workers) if paths[i::cfg.cluster.num_workers]]
+    refs = [task.remote(cfg.run.output, "output", c, fid.extractor, fid.extractor_kwargs, cfg.run.storage_options)
+            for c in chunks]
+    total = FeatureStats()
+    for part in ray.get(refs):
+        total.merge(part)
+    return total
+
+
 def run_job(cfg: JobConfig, *, progress: str | None = None) -> Manifest:
     """Generate the job's samples; returns the final manifest (status complete), raises JobError otherwise."""
-    fs, root = storage.open_output(cfg.run.output, cfg.run.storage_options)
+    fs, root = storage.open_output(cfg.run.output, cfg.run.storage_options, create=False)  # checked, not written
     if "memory" in ((fs.protocol,) if isinstance(fs.protocol, str) else fs.protocol):
         raise JobError(f"run.output={cfg.run.output!r}: memory:// lives in one process and Ray workers cannot share it; "
                        "use a local path or an object store (s3://, gs://)")
@@ -230,39 +339,63 @@ def run_job(cfg: JobConfig, *, progress: str | None = None) -> Manifest:
     guide_weights = None
     if cfg.model.guide is not None:
         model["guide"], guide_weights = model_identity(cfg.model.guide, cfg.run.storage_options)
-    done = prepare_output(fs, root, cfg, model)
+    done = check_output(fs, root, cfg, model, sampler_state)
     manifest = Manifest(
-        status="running", config=cfg.resolved(), sampler_state=sampler_state, model=model,
-        schema=storage.shard_schema(cfg.run.format, cfg.run.dtype, cfg.model.shape, cfg.run.labels != "none"),
-        noise_scheme=samplers.NOISE_SCHEME, num_samples=cfg.run.num_samples, shards=list(done.values()),
+        status="running", config=manifest_config(cfg), sampler_state=sampler_state, model=model,
+        schema=job_schema(cfg), noise_scheme=samplers.NOISE_SCHEME, num_samples=cfg.run.num_samples,
+        shards=list(done.values()),
     )
-    manifest = write_manifest(fs, root, manifest)
     todo = [s for s in iter_shards(cfg.run.num_samples, cfg.run.shard_size) if s.index not in done]
     bar = Progress(cfg.run.num_samples, sum(r.rows for r in done.values()), progress or cfg.run.progress)
 
+    fid = cfg.metrics.fid
+    resumed = [r.path for r in done.values()]  # their feature statistics are recomputed from the files
+    stats = FeatureStats()
+
     def on_done(result: dict[str, Any]) -> None:
-        record = storage.ShardRecord(**result["record"])
-        done[record.index] = record
-        bar.update(record.rows)
+        if result["record"] is not None:
+            record = storage.ShardRecord(**result["record"])
+            done[record.index] = record
+        if result["stats"] is not None:
+            stats.merge(result["stats"])
+        bar.update(result["rows"])
 
     t0 = time.monotonic()
+    started = False  # nothing under the output is written before the job is sure to start
     try:
-        if todo:
+        skipped = []
+        if todo or (fid and resumed):
             with ray_session(cfg.cluster):
-                actors, new_actor = start_workers(cfg, sampler_state, weights, guide_weights)
-                skipped = dispatch(actors, new_actor, todo, cfg, on_done)
+                if todo:
+                    actors, new_actor = start_workers(cfg, sampler_state, weights, guide_weights)
+                manifest, started = begin_output(fs, root, cfg, manifest), True
+                if todo:
+                    skipped = dispatch(actors, new_actor, todo, cfg, on_done)
+                if fid and resumed:
+                    stats.merge(shard_stats(cfg, resumed))
         else:
-            skipped = []
-    except (JobError, ClusterError, KeyboardInterrupt) as e:
+            manifest, started = begin_output(fs, root, cfg, manifest), True
+    except (Exception, KeyboardInterrupt) as e:
         bar.close()
-        write_manifest(fs, root, manifest.model_copy(update={
-            "status": "failed", "shards": sorted(done.values(), key=lambda r: r.index), "error": str(e) or type(e).__name__}))
+        if started:
+            write_manifest(fs, root, manifest.model_copy(update={
+                "status": "failed", "shards": sorted(done.values(), key=lambda r: r.index),
+                "error": storage.scrub(str(e) or type(e).__name__, cfg.run.storage_options)}))
         raise
     bar.close()
+    metrics = {}
+    if fid is not None and not skipped:
+        metrics["fid"] = fid_report(stats, fid.extractor, fid.ref)
+        write_report(fs, root, metrics["fid"])
+        print(f"seedshard: FID {metrics['fid']['fid']:.4f} ({fid.extractor} features, {stats.n} samples "
+              f"vs {metrics['fid']['reference']})", flush=True)
     status = "failed" if skipped else "complete"
     manifest = write_manifest(fs, root, manifest.model_copy(update={
         "status": status, "shards": sorted(done.values(), key=lambda r: r.index),
-        "error": ("; ".join(skipped) if skipped else None)}))
+        "error": ("; ".join(skipped) if skipped else None), "metrics": metrics}))
+    if cfg.run.grid and manifest.shards:
+        save_grid(cfg.run.output, storage.join_path(cfg.run.output, GRID_NAME), n=cfg.run.grid,
+                  storage_options=cfg.run.storage_options)
     log.info("%d samples in %.1fs", cfg.run.num_samples, time.monotonic() - t0)
     if skipped:
         raise JobError(f"{len(skipped)} shard(s) skipped (run.on_nonfinite=skip); the rest is written: {skipped[0]}")

@@ -8,6 +8,8 @@ import numpy as np
 
 from .reader import read_samples
 
+GRID_NAME = "grid.png"
+
 
 def to_images(samples: np.ndarray, dtype: str) -> np.ndarray:
     """Stored samples (n, C, H, W) -> uint8 images (n, H, W, C); floats are mapped from [-1, 1]."""
@@ -44,6 +46,8 @@ def save_grid(url: str, out: str, n: int = 100, nrow: int | None = None, min_siz
     scale = max(1, math.ceil(min_size / h))
     image = Image.fromarray(canvas.squeeze(-1) if c == 1 else canvas)
     image = image.resize((image.width * scale, image.height * scale), Image.NEAREST)
-    with fs.open(out, "wb") if "://" in out else open(out, "wb") as f:
+    import fsspec
+
+    with fsspec.open(out, "wb", **(storage_options or {})) as f:
         image.save(f, format="PNG")
     return rows, cols

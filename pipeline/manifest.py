@@ -46,6 +46,7 @@ class Manifest(BaseModel):
     num_samples: int = Field(ge=0)
     shards: list[ShardRecord] = []
     error: str | None = None
+    metrics: dict[str, Any] = {}
     created: str = Field(default_factory=_now)
     updated: str = Field(default_factory=_now)
 

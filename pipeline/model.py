@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import importlib
-import io
 from typing import Any
 
-import fsspec
 import torch
 
 import samplers
+
+from .models.checkpoint import parse_state_dict, read_bytes
+from .storage import redact_url, scrub
 
 NET_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -41,33 +42,14 @@ def import_factory(spec: str) -> Any:
 def read_checkpoint(url: str, storage_options: dict[str, Any] | None = None) -> tuple[dict[str, torch.Tensor], str]:
     """(state_dict, sha256 of the file's bytes); refuses pickles that are not plain tensors."""
     try:
-        with fsspec.open(url, "rb", **(storage_options or {})) as f:
-            data = f.read()
+        data = read_bytes(url, storage_options)
     except (OSError, ValueError) as e:
-        raise ModelError(f"model.checkpoint {url!r}: cannot read ({type(e).__name__}: {e})") from None
-    digest = hashlib.sha256(data).hexdigest()
-    if url.endswith(".safetensors"):
-        from safetensors.torch import load as load_safetensors
-
-        try:
-            return load_safetensors(data), digest
-        except Exception as e:  # noqa: BLE001 - safetensors raises its own error types
-            raise ModelError(f"model.checkpoint {url!r}: not a valid safetensors file ({e})") from None
+        reason = scrub(f"{type(e).__name__}: {e}", storage_options)
+        raise ModelError(f"model.checkpoint {redact_url(url)!r}: cannot read ({reason})") from None
     try:
-        obj = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - UnpicklingError, RuntimeError, EOFError ...
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ModelError(
-            f"model.checkpoint {url!r}: refused or unreadable with weights_only=True; only plain tensor "
-            f"checkpoints (or .safetensors) are allowed ({first})"
-        ) from None
-    for key in ("state_dict", "model", "ema"):
-        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
-            obj = obj[key]
-            break
-    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise ModelError(f"model.checkpoint {url!r}: expected a dict of tensors (a state_dict)")
-    return obj, digest
+        return parse_state_dict(data, url), hashlib.sha256(data).hexdigest()
+    except ValueError as e:
+        raise ModelError(f"model.checkpoint {e}") from None
 
 
 def state_dict_sha256(state: dict[str, torch.Tensor]) -> str:
@@ -91,7 +73,11 @@ def build_network(model_cfg: Any, device: torch.device | str, state: dict[str, t
     if not isinstance(net, torch.nn.Module):
         raise ModelError(f"model.factory {model_cfg.factory!r} returned {type(net).__name__}, not a torch.nn.Module")
     if state is not None:
-        result = net.load_state_dict(state, strict=False)
+        try:
+            result = net.load_state_dict(state, strict=False)
+        except RuntimeError as e:  # size mismatch: torch lists every tensor, one per line
+            lines = [line.strip() for line in str(e).splitlines()[1:] if line.strip()] or [str(e)]
+            raise ModelError(f"model.checkpoint does not fit {model_cfg.factory!r}: {'; '.join(lines[:3])}") from None
         if result.missing_keys or result.unexpected_keys:
             raise ModelError(
                 f"model.checkpoint does not fit {model_cfg.factory!r}: missing {result.missing_keys[:5]}, "
@@ -127,3 +113,18 @@ def build_fields(
         null = model_cfg.null_label if model_cfg.null_label is not None else model_cfg.num_classes
         return field, samplers.null_condition(field, null)
     raise ModelError(f"guidance_scale={guidance_scale} needs a guide: set model.guide or model.num_classes")
+
+
+def check_model(model_cfg: Any, state: dict[str, torch.Tensor] | None = None) -> None:
+    """Build and wrap the network on the meta device (no memory, no compute) with `state` loaded, so a
+    factory, checkpoint or interface_kwargs that do not fit fail on the driver before any worker starts.
+    A factory that cannot run on the meta device is checked on the CPU instead."""
+    import warnings
+
+    cfg = model_cfg.model_copy(update={"compile": False})
+    try:
+        with warnings.catch_warnings(), torch.device("meta"):
+            warnings.simplefilter("ignore")  # "copying into a meta parameter is a no-op"
+            build_field(cfg, "meta", state)
+    except Exception:  # noqa: BLE001 - the CPU build below raises the real error, or passes
+        build_field(cfg, "cpu", state)

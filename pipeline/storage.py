@@ -69,16 +69,19 @@ class StorageError(ValueError):
 # ---------------------------------------------------------------------------- URLs
 
 
-def open_output(url: str, storage_options: dict | None = None) -> tuple[fsspec.AbstractFileSystem, str]:
+def open_output(url: str, storage_options: dict | None = None, create: bool = True) -> tuple[fsspec.AbstractFileSystem, str]:
     """Resolve ``url`` to ``(fs, root)`` and check it can be written.
 
-    Local directories are created; for bucket stores (s3://, gs://) the bucket must exist.
-    Raises StorageError for an unknown protocol, a missing driver package, an unwritable
-    local directory or a missing bucket.
+    Local directories are created (``create=False``: only checked, nothing is written); for
+    bucket stores (s3://, gs://) the bucket must exist. Raises StorageError for an unknown
+    protocol, a missing driver package, an unwritable local directory or a missing bucket.
     """
     options = storage_options or {}
     fs, root = resolve_url(url, options)
     if is_local(fs):
+        if not create:
+            _check_local_dir(url, root)
+            return fs, root
         try:
             os.makedirs(root, exist_ok=True)
         except OSError as e:
@@ -94,6 +97,20 @@ def open_output(url: str, storage_options: dict | None = None) -> tuple[fsspec.A
         if not found:
             raise StorageError(f"{redact_url(url)}: bucket {bucket!r} does not exist or is not accessible")
     return fs, root
+
+
+def _check_local_dir(url: str, root: str) -> None:
+    """StorageError unless ``root`` is, or could be created as, a writable directory."""
+    path = root
+    while not os.path.exists(path):
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    if not os.path.isdir(path):
+        raise StorageError(f"{redact_url(url)}: {path} is not a directory")
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise StorageError(f"{redact_url(url)}: directory {path} is not writable")
 
 
 def resolve_url(url: str, storage_options: dict | None = None) -> tuple[fsspec.AbstractFileSystem, str]:
@@ -385,11 +402,14 @@ def commit_shard(fs: fsspec.AbstractFileSystem, root: str, name: str, data: byte
     return rec
 
 
-def verify_shard(fs: fsspec.AbstractFileSystem, root: str, record: ShardRecord, deep: bool = True) -> list[str]:
+def verify_shard(fs: fsspec.AbstractFileSystem, root: str, record: ShardRecord, deep: bool = True,
+                 schema: dict[str, Any] | None = None, metadata: dict[str, str] | None = None) -> list[str]:
     """Problems with a committed shard (empty list: good).
 
     Shallow: the file exists with the recorded size. Deep: also sha256, decodes with the
-    right schema, row count, and indices exactly range(start, stop).
+    right schema, row count, and indices exactly range(start, stop); with ``schema`` (the
+    manifest's, see ``shard_schema``) the format, stored dtype, sample shape and labels match
+    it, and with ``metadata`` the file's key/value metadata holds these entries.
     """
     path = join_path(root, record.path)
     try:
@@ -416,7 +436,21 @@ def verify_shard(fs: fsspec.AbstractFileSystem, root: str, record: ShardRecord, 
         problems.append(f"{record.path}: {len(shard.samples)} rows, expected {record.rows} (range needs {expected})")
     if not np.array_equal(shard.indices, np.arange(record.start, record.stop)):
         problems.append(f"{record.path}: indices are not exactly range({record.start}, {record.stop})")
+    if schema is not None:
+        found = {"format": format_of(record.path), "dtype": shard.samples.dtype.name,
+                 "shape": [int(d) for d in shard.samples.shape[1:]], "labeled": shard.labels is not None}
+        wrong = [f"{k} {found[k]!r} (manifest: {schema.get(k)!r})" for k in found if found[k] != schema.get(k)]
+        if wrong:
+            problems.append(f"{record.path}: schema differs: {', '.join(wrong)}")
+    for key, value in (metadata or {}).items():
+        if shard.metadata.get(key) != value:
+            problems.append(f"{record.path}: metadata {key} is {_short(shard.metadata.get(key))}, expected {_short(value)}")
     return problems
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _ls_names(fs: fsspec.AbstractFileSystem, root: str, pattern: str) -> dict[str, str]:

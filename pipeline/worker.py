@@ -21,6 +21,8 @@ import torch
 import samplers
 
 from .config import JobConfig
+from .fid import features_stats
+from .metrics import build_extractor
 from .model import build_fields
 from .plan import Shard
 from .sampling import SampleSpec, sample_shard
@@ -55,6 +57,8 @@ class SamplerWorker:
         self.spec = SampleSpec.from_config(self.cfg)
         self.fs, self.root = open_output(self.cfg.run.output, self.cfg.run.storage_options)
         self.metadata = shard_metadata(self.cfg, sampler_state)
+        fid = self.cfg.metrics.fid
+        self.extractor = build_extractor(fid.extractor, device=self.device, **fid.extractor_kwargs) if fid else None
         self._sampling = threading.Lock()
 
     def ready(self) -> dict[str, Any]:
@@ -62,14 +66,20 @@ class SamplerWorker:
         return {"pid": os.getpid(), "device": str(self.device)}
 
     def run(self, shard: Shard) -> dict[str, Any]:
-        """Sample, encode and commit `shard`; returns {'record': ShardRecord dict, 'sample_s', 'write_s'}."""
-        run = self.cfg.run
+        """Sample, encode and commit `shard`. Returns {'rows', 'record': ShardRecord dict (None when samples are
+        not stored), 'stats': FeatureStats of the stored samples or None, 'sample_s', 'write_s'}."""
+        run, fid = self.cfg.run, self.cfg.metrics.fid
         t0 = time.perf_counter()
         with self._sampling:
             samples, labels = sample_shard(self.sampler, self.net, self.g_net, self.spec, shard, run.batch_size, self.device)
+            stored = to_stored(samples, run.dtype)
+            stats = features_stats(self.extractor, stored, run.dtype) if self.extractor is not None else None
         t1 = time.perf_counter()
-        indices = torch.arange(shard.start, shard.stop, dtype=torch.int64).numpy()
-        data = encode_shard(indices, labels, to_stored(samples, run.dtype), run.format, self.metadata)
-        record = commit_shard(self.fs, self.root, shard_name(shard.index, run.format), data,
-                              {"index": shard.index, "start": shard.start, "stop": shard.stop})
-        return {"record": asdict(record), "sample_s": t1 - t0, "write_s": time.perf_counter() - t1}
+        record = None
+        if fid is None or fid.store_samples:
+            indices = torch.arange(shard.start, shard.stop, dtype=torch.int64).numpy()
+            data = encode_shard(indices, labels, stored, run.format, self.metadata)
+            record = asdict(commit_shard(self.fs, self.root, shard_name(shard.index, run.format), data,
+                                         {"index": shard.index, "start": shard.start, "stop": shard.stop}))
+        return {"rows": shard.size, "record": record, "stats": stats, "sample_s": t1 - t0,
+                "write_s": time.perf_counter() - t1}

@@ -15,11 +15,11 @@ import torch
 from torch import Tensor
 
 
-def _read_bytes(url: str) -> bytes:
+def read_bytes(url: str, storage_options: dict | None = None) -> bytes:
     """All bytes of a local path or fsspec URL."""
     import fsspec
 
-    with fsspec.open(url, "rb") as f:
+    with fsspec.open(url, "rb", **(storage_options or {})) as f:
         return f.read()
 
 
@@ -37,22 +37,34 @@ def _is_safetensors(data: bytes) -> bool:
     return True
 
 
-def load_state_dict(url: str) -> dict[str, Tensor]:
-    """State dict (CPU tensors) from a safetensors or torch (`weights_only=True`) file at a path or fsspec URL."""
+def parse_state_dict(data: bytes, url: str) -> dict[str, Tensor]:
+    """State dict (CPU tensors) from the bytes of a safetensors or torch (`weights_only=True`) file;
+    a pickle that is not plain tensors is refused, never executed."""
     from safetensors.torch import load as load_safetensors
 
-    data = _read_bytes(url)
     if _is_safetensors(data):
-        return load_safetensors(data)
+        try:
+            return load_safetensors(data)
+        except Exception as e:  # noqa: BLE001 - safetensors raises its own error types
+            raise ValueError(f"{url}: not a valid safetensors file ({e})") from None
     try:
         obj = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - torch raises many types for a bad file
-        raise ValueError(f"{url}: not a safetensors or torch weights file ({type(e).__name__}: {e})".split("\n")[0]) from e
-    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
-        obj = obj["state_dict"]
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise ValueError(f"{url}: refused or unreadable with weights_only=True; only plain tensor checkpoints "
+                         f"(or .safetensors) are allowed ({type(e).__name__}: {first})") from None
+    for key in ("state_dict", "model", "ema"):
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+            break
     if not isinstance(obj, dict) or not all(isinstance(v, Tensor) for v in obj.values()):
         raise ValueError(f"{url}: expected a state dict of tensors, got {type(obj).__name__}")
     return obj
+
+
+def load_state_dict(url: str, storage_options: dict | None = None) -> dict[str, Tensor]:
+    """State dict (CPU tensors) from a safetensors or torch (`weights_only=True`) file at a path or fsspec URL."""
+    return parse_state_dict(read_bytes(url, storage_options), url)
 
 
 def save_state_dict(state_dict: dict[str, Tensor], url: str, metadata: dict[str, str] | None = None) -> None:

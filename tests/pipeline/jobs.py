@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
+import pathlib
+import time
+from collections.abc import Iterator
 from typing import Any
+
+import numpy as np
+import torch
 
 from pipeline.config import validate_config
 
@@ -30,3 +38,96 @@ def build_only_on_driver(**kwargs: Any) -> Any:
     from pipeline.models.gaussian import build_gaussian
 
     return build_gaussian(**kwargs)
+
+
+class ProbeNet(torch.nn.Module):
+    """The exact Gaussian network with test hooks. With `run.labels: balanced` and `model.num_classes`
+    above num_samples, a sample's class label is its index, so hooks can pick samples: NaN output for
+    `nan_indices`, the worker process exits (os._exit) on `exit_indices`. `delay_s` sleeps per call;
+    `marker_dir` gets an empty file named after the pid of each process that runs the network."""
+
+    def __init__(self, interface: str = "edm", delay_s: float = 0.0, marker_dir: str | None = None,
+                 nan_indices: list[int] = (), exit_indices: list[int] = ()) -> None:
+        super().__init__()
+        from pipeline.models.gaussian import build_gaussian
+
+        self.net = build_gaussian(interface)
+        self.delay_s, self.marker_dir = delay_s, marker_dir
+        self.nan_indices, self.exit_indices = list(nan_indices), list(exit_indices)
+        self.marked = False
+
+    def forward(self, x: torch.Tensor, *times: torch.Tensor, class_labels: torch.Tensor | None = None) -> torch.Tensor:
+        if self.marker_dir and not self.marked:
+            pathlib.Path(self.marker_dir, str(os.getpid())).touch()
+            self.marked = True
+        time.sleep(self.delay_s)
+        out = self.net(x, *times)
+        if class_labels is not None and self.exit_indices and torch.isin(class_labels, torch.tensor(self.exit_indices)).any():
+            os._exit(3)  # a crash that takes the whole worker process down
+        if class_labels is not None and self.nan_indices:
+            bad = torch.isin(class_labels, torch.tensor(self.nan_indices)).reshape(-1, *[1] * (x.ndim - 1))
+            out = torch.where(bad, torch.full_like(out, float("nan")), out)
+        return out
+
+
+def probe_gaussian(**kwargs: Any) -> ProbeNet:
+    """Factory of ProbeNet (`model.factory: tests.pipeline.jobs:probe_gaussian`)."""
+    return ProbeNet(**kwargs)
+
+
+def probe_job(output: str, **hooks: Any) -> Any:
+    """gaussian_job with ProbeNet and labels equal to sample indices; `hooks` are ProbeNet kwargs."""
+    return gaussian_job(output, run={"labels": "balanced"},
+                        model={"factory": "tests.pipeline.jobs:probe_gaussian", "kwargs": hooks, "num_classes": 1000})
+
+
+def shard_bytes(cfg: Any) -> Iterator[tuple[Any, bytes]]:
+    """(shard, the bytes a job writes for it), computed in this process without Ray."""
+    from pipeline import storage
+    from pipeline.driver import build_sampler, model_identity
+    from pipeline.model import build_fields
+    from pipeline.plan import iter_shards
+    from pipeline.sampling import SampleSpec, sample_shard
+    from pipeline.worker import shard_metadata
+
+    sampler = build_sampler(cfg)
+    _, weights = model_identity(cfg.model, cfg.run.storage_options)
+    net, g_net = build_fields(cfg.model, cfg.sampler.guidance_scale, "cpu", weights)
+    meta = shard_metadata(cfg, sampler.save())
+    for shard in iter_shards(cfg.run.num_samples, cfg.run.shard_size):
+        x, y = sample_shard(sampler, net, g_net, SampleSpec.from_config(cfg), shard, cfg.run.batch_size, "cpu")
+        yield shard, storage.encode_shard(np.arange(shard.start, shard.stop), y, storage.to_stored(x, cfg.run.dtype),
+                                          cfg.run.format, meta)
+
+
+def reference_digests(cfg: Any) -> dict[int, str]:
+    """sha256 of every shard of the job computed in this process: the bytes any run must produce."""
+    return {shard.index: hashlib.sha256(data).hexdigest() for shard, data in shard_bytes(cfg)}
+
+
+def write_output_in_process(cfg: Any) -> Any:
+    """Write the complete output of `cfg` (shards, sidecars, manifest) as run_job does, without Ray."""
+    import samplers
+    from pipeline import storage
+    from pipeline.driver import build_sampler, job_schema, manifest_config, model_identity
+    from pipeline.manifest import Manifest, write_manifest
+
+    fs, root = storage.open_output(cfg.run.output, cfg.run.storage_options)
+    records = [storage.commit_shard(fs, root, storage.shard_name(shard.index, cfg.run.format), data,
+                                    {"index": shard.index, "start": shard.start, "stop": shard.stop})
+               for shard, data in shard_bytes(cfg)]
+    model, _ = model_identity(cfg.model, cfg.run.storage_options)
+    manifest = Manifest(status="complete", config=manifest_config(cfg), sampler_state=build_sampler(cfg).save(),
+                        model=model, schema=job_schema(cfg), noise_scheme=samplers.NOISE_SCHEME,
+                        num_samples=cfg.run.num_samples, shards=records)
+    return write_manifest(fs, root, manifest)
+
+
+def snapshot(root: str | os.PathLike) -> dict[str, tuple[int, int, str]]:
+    """{relative path: (size, mtime_ns, sha256)} of every file under a local directory, hidden ones included."""
+    out = {}
+    for path in sorted(pathlib.Path(root).rglob("*")):
+        if path.is_file():
+            st = path.stat()
+            out[str(path.relative_to(root))] = (st.st_size, st.st_mtime_ns, hashlib.sha256(path.read_bytes()).hexdigest())
+    return out

@@ -22,6 +22,8 @@ def _generate(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
     manifest = run_job(cfg)
     print(f"seedshard: wrote {manifest.num_samples} samples in {len(manifest.shards)} shards to {cfg.run.output}")
+    if cfg.run.grid and manifest.shards:
+        print(f"seedshard: grid of the first {cfg.run.grid} samples: {cfg.run.output.rstrip('/')}/grid.png")
     return 0
 
 

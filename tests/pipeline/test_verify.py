@@ -1,0 +1,109 @@
+"""`seedshard verify` / pipeline.verify.verify_output on outputs written in this process (no Ray needed)."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from pipeline import storage
+from pipeline.cli import main
+from pipeline.manifest import read_manifest, write_manifest
+from pipeline.verify import verify_output
+from tests.pipeline.jobs import gaussian_job, write_output_in_process
+
+
+@pytest.fixture
+def written(tmp_path):
+    """(url, manifest) of a complete 4-shard output on local disk."""
+    cfg = gaussian_job(str(tmp_path / "out"), sampler={"steps": 2})
+    return cfg.run.output, write_output_in_process(cfg)
+
+
+def test_a_whole_output_verifies_and_the_cli_says_ok(written, capsys):
+    url, manifest = written
+    assert verify_output(url) == []
+    assert main(["verify", url]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"seedshard: {url}: OK, 70 samples in 4 shards")
+
+
+def test_every_kind_of_damage_is_reported_and_the_cli_exits_1(written, capsys):
+    url, manifest = written
+    path = lambda name: os.path.join(url, name)  # noqa: E731
+    data = bytearray(open(path("shard-00001.parquet"), "rb").read())
+    data[len(data) // 2] ^= 0xFF
+    open(path("shard-00001.parquet"), "wb").write(data)                        # flipped byte
+    os.remove(path("shard-00002.parquet"))                                      # missing file
+    open(path("shard-00003.parquet"), "r+b").truncate(100)                      # truncated
+    side = json.load(open(path("shard-00000.json")))
+    open(path("shard-00000.json"), "w").write(json.dumps({**side, "rows": 19}))  # sidecar disagrees
+    open(path(".shard-00002.parquet.tmp-0123"), "wb").write(b"partial")          # crashed writer
+    open(path("shard-00009.parquet"), "wb").write(b"stray")                      # not in the plan
+    problems = verify_output(url)
+    text = "\n".join(problems)
+    assert "shard-00001.parquet: sha256" in text
+    assert "shard-00002.parquet: missing" in text
+    assert "shard-00003.parquet: size 100 bytes, expected" in text
+    assert "shard-00000.json: disagrees with the manifest on rows" in text
+    assert ".shard-00002.parquet.tmp-0123: temp file" in text
+    assert "shard-00009.parquet: not in the complete manifest" in text
+    assert main(["verify", url]) == 1
+    captured = capsys.readouterr()
+    assert captured.out.splitlines() == problems
+    assert f"{len(problems)} problem(s)" in captured.err
+
+
+def test_a_consistent_forgery_is_caught_by_indices_schema_and_metadata(written):
+    """A shard re-encoded with wrong content whose sha256 was updated in the manifest and sidecar."""
+    url, manifest = written
+    fs, root = storage.open_output(url)
+    old = storage.decode_shard(fs.cat_file(f"{root}/shard-00001.parquet"), "parquet")
+    forged = storage.encode_shard(old.indices + 1, None, old.samples.astype(np.float16), "parquet",
+                                  {**old.metadata, "seedshard.seed": "2"})
+    record = storage.commit_shard(fs, root, "shard-00001.parquet", forged, {"index": 1, "start": 20, "stop": 40})
+    write_manifest(fs, root, manifest.model_copy(update={"shards": [record if s.index == 1 else s for s in manifest.shards]}))
+    text = "\n".join(verify_output(url))
+    assert "shard-00001.parquet: indices are not exactly range(20, 40)" in text
+    assert "shard-00001.parquet: schema differs: dtype 'float16' (manifest: 'float32')" in text
+    assert "shard-00001.parquet: metadata seedshard.seed is '2', expected '1'" in text
+    assert "sha256" not in text
+
+
+def test_incomplete_or_unloadable_manifests_are_problems(written):
+    url, manifest = written
+    fs, root = storage.open_output(url)
+    state = {**manifest.sampler_state, "version": 99}
+    write_manifest(fs, root, manifest.model_copy(update={
+        "status": "failed", "error": "shard 3 [60, 70): boom", "shards": manifest.shards[:3], "sampler_state": state}))
+    problems = verify_output(url)
+    assert problems[0] == "manifest status is 'failed', not 'complete' (60 of 70 samples written): shard 3 [60, 70): boom"
+    assert any("sampler_state cannot be loaded: heun.load: state version 99 is newer" in p for p in problems)
+    assert not any("shard-00003" in p for p in problems)  # a failed job's unlisted shard is no problem
+
+
+def test_no_manifest_is_a_problem_and_verify_writes_nothing(tmp_path, capsys):
+    url = str(tmp_path / "absent" / "out")
+    assert verify_output(url) == [f"{url}: no manifest.json (not a seedshard output, or its job never started)"]
+    assert main(["verify", url]) == 1
+    assert not os.path.exists(tmp_path / "absent")
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "manifest.json").write_text("{not json")
+    assert "is not valid JSON" in verify_output(str(tmp_path / "bad"))[0]
+    assert main(["verify", str(tmp_path), "--storage-options", "[1, 2]"]) == 2
+    assert "seedshard: error: --storage-options: must be a mapping" in capsys.readouterr().err
+
+
+def test_verify_on_s3_finds_a_corrupt_shard(s3, s3_secret, capsys):
+    prefix, options = s3
+    url = f"{prefix}/verify-{os.getpid()}"
+    cfg = gaussian_job(url, sampler={"steps": 2}, run={"storage_options": options})
+    write_output_in_process(cfg)
+    assert verify_output(url, options) == []
+    fs, root = storage.open_output(url, options)
+    fs.pipe_file(f"{root}/shard-00002.parquet", b"not parquet")
+    problems = verify_output(url, options)
+    assert problems[0] == f"shard-00002.parquet: size 11 bytes, expected {read_manifest(fs, root).shards[2].bytes}"
+    assert problems[1].startswith("shard-00002.parquet: sha256") and "cannot decode" in problems[2]
+    assert main(["verify", url, "--storage-options", json.dumps(options)]) == 1
+    assert s3_secret not in capsys.readouterr().out

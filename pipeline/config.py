@@ -39,10 +39,12 @@ __all__ = [
     "validate_config",
 ]
 
-# Fields that may change between a run and its resume: resources, reporting, credentials and
-# metrics. Everything else (seed, sizes, model, sampler, dtypes, labels) must match the manifest.
+# Fields that may change between a run and its resume: resources, reporting, credentials, metrics
+# and where the output lives (a copied or moved output resumes). Everything else (seed, sizes,
+# model, sampler, dtypes, labels) must match the manifest.
 RESUME_IGNORED: tuple[str, ...] = (
     "cluster",
+    "run.output",
     "run.progress",
     "run.overwrite",
     "run.resume",

@@ -313,7 +313,8 @@ def test_config_diff_plain_dicts():
 
 def test_resume_ignores_no_sampling_field():
     for path in ["run.seed", "run.num_samples", "run.shard_size", "run.batch_size", "run.dtype",
-                 "run.format", "run.labels", "run.label", "run.output", "run.on_nonfinite",
+                 "run.format", "run.labels", "run.label", "run.on_nonfinite",
                  "model", "model.factory", "sampler", "sampler.steps"]:
         assert not any(path == p or path.startswith(p + ".") for p in RESUME_IGNORED), path
     assert "cluster" in RESUME_IGNORED and "run.progress" in RESUME_IGNORED
+    assert "run.output" in RESUME_IGNORED  # a copied or moved output resumes where it now lives

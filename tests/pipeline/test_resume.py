@@ -1,0 +1,126 @@
+"""Resume on a real local Ray: damaged shards are regenerated and nothing else, to the same bytes; another
+job on the same output is refused without a change; run.overwrite replaces it. Local disk and S3 (moto)."""
+
+import logging
+import os
+import shutil
+import tempfile
+
+import pytest
+
+from pipeline import storage
+from pipeline.driver import JobError, run_job
+from pipeline.manifest import read_manifest
+from pipeline.verify import verify_output
+from tests.pipeline.jobs import gaussian_job, reference_digests, snapshot, write_output_in_process
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def ray2(s3):
+    """A private local Ray with 2 CPUs, started after the S3 fixture so workers inherit its credentials."""
+    ray = pytest.importorskip("ray")
+    temp_dir = tempfile.mkdtemp(prefix="ssr-", dir="/tmp")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RAY_AUTH_MODE", "disabled")
+        mp.delenv("RAY_ADDRESS", raising=False)
+        ray.init(address="local", num_cpus=2, include_dashboard=False, _temp_dir=temp_dir, log_to_driver=False,
+                 configure_logging=False)
+        yield ray
+        ray.shutdown()
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def digests(manifest) -> dict[int, str]:
+    return {s.index: s.sha256 for s in manifest.shards}
+
+
+def damage(url: str) -> None:
+    """Shard 1 deleted, 2 a flipped byte, 3 truncated, 4 a data file without its sidecar, plus a stray temp file."""
+    path = lambda name: os.path.join(url, name)  # noqa: E731
+    os.remove(path("shard-00001.parquet"))
+    with open(path("shard-00002.parquet"), "r+b") as f:
+        f.seek(200)
+        byte = f.read(1)
+        f.seek(200)
+        f.write(bytes([byte[0] ^ 0x01]))
+    with open(path("shard-00003.parquet"), "r+b") as f:
+        f.truncate(os.path.getsize(path("shard-00003.parquet")) // 2)
+    os.remove(path("shard-00004.json"))
+    with open(path(".shard-00001.parquet.tmp-0badc0de"), "wb") as f:
+        f.write(b"half a shard")
+
+
+def test_resume_regenerates_exactly_the_damaged_shards_to_the_same_bytes(ray2, tmp_path, caplog):
+    cfg = gaussian_job(str(tmp_path / "out"), run={"num_samples": 100})
+    first = run_job(cfg)
+    assert digests(first) == reference_digests(cfg)
+    damage(cfg.run.output)
+    before = snapshot(cfg.run.output)
+    with caplog.at_level(logging.WARNING, logger="pipeline.driver"):
+        second = run_job(cfg)
+    after = snapshot(cfg.run.output)
+    assert second.status == "complete" and digests(second) == digests(first)
+    kept = {"shard-00000.parquet", "shard-00000.json"}
+    assert {name: after[name] for name in kept} == {name: before[name] for name in kept}  # untouched: same mtime
+    rewritten = {name for name in after if name in before and after[name] != before[name]} | (set(after) - set(before))
+    assert rewritten == {f"shard-0000{k}.{ext}" for k in (1, 2, 3, 4) for ext in ("parquet", "json")} | {"manifest.json"}
+    assert not [name for name in after if ".tmp-" in name]
+    warnings = "\n".join(r.getMessage() for r in caplog.records)
+    assert "regenerating shard 2: shard-00002.parquet: sha256" in warnings
+    assert "regenerating shard 3: shard-00003.parquet: size" in warnings
+    assert verify_output(cfg.run.output) == []
+
+
+def test_another_job_is_refused_without_a_change_and_overwrite_replaces_it(ray2, tmp_path):
+    url = str(tmp_path / "out")
+    write_output_in_process(gaussian_job(url))
+    with open(os.path.join(url, ".shard-00000.parquet.tmp-feed"), "wb") as f:
+        f.write(b"a crashed writer's temp file")
+    before = snapshot(url)
+    other = gaussian_job(url, run={"seed": 7, "num_samples": 30}, sampler={"time_dist": "uniform"})
+    with pytest.raises(JobError, match=r"holds a different job \(run.num_samples, run.seed, sampler.time_dist differ\); "
+                                       r"set run.overwrite=true or choose a new run.output"):
+        run_job(other)
+    with pytest.raises(JobError, match=r"already holds this job and run.resume=false"):
+        run_job(gaussian_job(url, run={"resume": False}))
+    assert snapshot(url) == before  # bytes and mtimes: nothing written, removed or cleaned up
+    replaced = run_job(gaussian_job(url, run={"seed": 7, "num_samples": 30, "overwrite": True}, sampler={"time_dist": "uniform"}))
+    assert digests(replaced) == reference_digests(other)
+    assert sorted(os.listdir(url)) == ["manifest.json", "shard-00000.json", "shard-00000.parquet",
+                                       "shard-00001.json", "shard-00001.parquet"]
+
+
+def test_shard_and_batch_sizes_above_num_samples_are_valid(ray2, tmp_path):
+    for n, shard_size, batch_size in ((5, 100, 64), (1, 1, 1)):
+        cfg = gaussian_job(str(tmp_path / f"n{n}"), run={"num_samples": n, "shard_size": shard_size, "batch_size": batch_size},
+                           cluster={"num_workers": 1})
+        manifest = run_job(cfg)
+        assert [(s.start, s.stop) for s in manifest.shards] == [(0, n)]
+        assert digests(manifest) == reference_digests(cfg)
+
+
+def test_resume_verify_and_corrupt_shards_on_s3(ray2, s3, caplog):
+    prefix, options = s3
+    url = f"{prefix}/resume-{os.getpid()}"
+    cfg = gaussian_job(url, run={"storage_options": options})
+    first = run_job(cfg)
+    fs, root = storage.open_output(url, options)
+    fs.rm_file(f"{root}/shard-00001.parquet")
+    fs.pipe_file(f"{root}/shard-00002.parquet", b"PAR1 not really")
+    fs.pipe_file(f"{root}/.shard-00003.parquet.tmp-0badc0de", b"half a shard")
+    problems = verify_output(url, options)
+    assert any(p.startswith("shard-00001.parquet: missing") for p in problems)
+    assert any(p.startswith("shard-00002.parquet: size") for p in problems)
+    kept = fs.info(f"{root}/shard-00000.parquet")["ETag"]
+    with caplog.at_level(logging.WARNING, logger="pipeline.driver"):
+        second = run_job(cfg)
+    assert second.status == "complete" and digests(second) == digests(first) == reference_digests(cfg)
+    warnings = "\n".join(r.getMessage() for r in caplog.records)
+    assert "regenerating shard 1" in warnings and "regenerating shard 2" in warnings
+    assert "regenerating shard 0" not in warnings and "regenerating shard 3" not in warnings
+    assert fs.info(f"{root}/shard-00000.parquet")["ETag"] == kept
+    assert not fs.exists(f"{root}/.shard-00003.parquet.tmp-0badc0de")
+    assert verify_output(url, options) == []
+    assert read_manifest(fs, root).status == "complete"

@@ -1,0 +1,237 @@
+"""Fault injection on a real local Ray: a worker killed mid-shard, a shard that crashes its worker every time,
+non-finite samples (fail / skip), and a driver killed mid-job (SIGKILL) then resumed."""
+
+import logging
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline import storage
+from pipeline.cli import main
+from pipeline.driver import JobError, run_job
+from pipeline.manifest import read_manifest
+from tests.pipeline.jobs import probe_job, reference_digests, snapshot
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def ray2():
+    """A private local Ray with 2 CPUs for this module."""
+    ray = pytest.importorskip("ray")
+    temp_dir = tempfile.mkdtemp(prefix="ssf-", dir="/tmp")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RAY_AUTH_MODE", "disabled")
+        mp.delenv("RAY_ADDRESS", raising=False)
+        ray.init(address="local", num_cpus=2, include_dashboard=False, _temp_dir=temp_dir, log_to_driver=False,
+                 configure_logging=False)
+        yield ray
+        ray.shutdown()
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def digests(manifest) -> dict[int, str]:
+    return {s.index: s.sha256 for s in manifest.shards}
+
+
+def warnings_of(caplog) -> str:
+    return "\n".join(r.getMessage() for r in caplog.records)
+
+
+def test_a_worker_killed_mid_shard_is_replaced_and_the_bytes_do_not_change(ray2, tmp_path, caplog):
+    markers = tmp_path / "pids"
+    markers.mkdir()
+    cfg = probe_job(str(tmp_path / "out"), delay_s=0.03, marker_dir=str(markers))
+    killed = []
+
+    def kill_one_busy_worker() -> None:
+        """SIGKILL the first worker seen running the network, once both workers are inside a shard."""
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            pids = sorted(int(p.name) for p in markers.iterdir())
+            if len(pids) >= 2:
+                os.kill(pids[0], signal.SIGKILL)
+                killed.append((pids[0], time.monotonic()))
+                return
+            time.sleep(0.01)
+
+    killer = threading.Thread(target=kill_one_busy_worker, daemon=True)
+    killer.start()
+    t0 = time.monotonic()
+    with caplog.at_level(logging.WARNING, logger="pipeline.driver"):
+        manifest = run_job(cfg)
+    done = time.monotonic()
+    killer.join()
+    assert killed and killed[0][0] != os.getpid()
+    assert manifest.status == "complete"
+    assert digests(manifest) == reference_digests(probe_job(str(tmp_path / "ref")))
+    log = warnings_of(caplog)
+    assert re.search(r"worker \d died; starting a replacement \(1 of 3\)", log)
+    assert re.search(r"re-queueing shard \d \(attempt 2\): worker died \(ActorDiedError\)", log)
+    print(f"job {done - t0:.1f}s, finished {done - killed[0][1]:.1f}s after the kill")
+    assert done - killed[0][1] < 30  # detection and replacement take seconds, not a timeout
+
+
+def test_a_shard_that_always_crashes_its_worker_fails_the_job_after_max_attempts(ray2, tmp_path, caplog):
+    cfg = probe_job(str(tmp_path / "out"), exit_indices=[65])  # shard 3 [60, 70) kills its worker process
+    with caplog.at_level(logging.WARNING, logger="pipeline.driver"), \
+            pytest.raises(JobError, match=r"^shard 3 \[60, 70\) failed 3 times \(cluster.max_shard_attempts=3\); "
+                                          r"last: worker died \(ActorDiedError\)$"):
+        run_job(cfg)
+    fs, root = storage.open_output(cfg.run.output)
+    manifest = read_manifest(fs, root)
+    assert manifest.status == "failed" and manifest.error.startswith("shard 3 [60, 70) failed 3 times")
+    assert [s.index for s in manifest.shards] == [0, 1, 2]  # every finished shard kept
+    reference = reference_digests(probe_job(str(tmp_path / "ref")))
+    assert digests(manifest) == {k: reference[k] for k in (0, 1, 2)}
+    assert not fs.exists(f"{root}/shard-00003.json")
+
+
+
+def test_non_finite_samples_stop_the_job_and_keep_every_other_shard(ray2, tmp_path):
+    cfg = probe_job(str(tmp_path / "out"), nan_indices=[45, 47])
+    with pytest.raises(JobError, match=r"^shard 2 \[40, 60\): non-finite samples at indices \[45, 47\] \(2 of 8\) with sampler "
+                                       r"heun\(steps=8, time_dist=karras, .*guidance_scale=1.0; .*run.on_nonfinite=fail"):
+        run_job(cfg)
+    fs, root = storage.open_output(cfg.run.output)
+    manifest = read_manifest(fs, root)
+    assert manifest.status == "failed" and "indices [45, 47]" in manifest.error
+    assert [s.index for s in manifest.shards] == [0, 1, 3]  # the shards in flight were finished and kept
+    assert not [name for name in os.listdir(cfg.run.output) if name.startswith("shard-00002")]  # never committed
+
+
+def test_non_finite_samples_with_skip_write_the_rest_and_exit_1(ray2, tmp_path, capsys):
+    cfg = probe_job(str(tmp_path / "out"), nan_indices=[45])
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump({**cfg.resolved(), "run": {**cfg.resolved()["run"], "on_nonfinite": "skip"}}))
+    assert main(["generate", str(path)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("seedshard: error: 1 shard(s) skipped (run.on_nonfinite=skip); the rest is written: "
+                              "shard 2 [40, 60): non-finite samples at indices [45]")
+    manifest = read_manifest(*storage.open_output(cfg.run.output))
+    assert manifest.status == "failed" and manifest.error.startswith("shard 2 [40, 60): non-finite samples at indices [45]")
+    assert [s.index for s in manifest.shards] == [0, 1, 3]
+
+
+# ---------------------------------------------------------------------------- driver death
+
+
+def _stat(pid: int) -> tuple[int, str] | None:
+    """(parent pid, start time) of a live process, or None."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = text[text.rindex(")") + 2:].split()
+    return int(fields[1]), fields[19]
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _descendants(root: int) -> dict[int, tuple[str, str]]:
+    """{pid: (start time, command line)} of every live process below `root`."""
+    parents = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and (st := _stat(int(entry))):
+            parents[int(entry)] = st
+    found, frontier = {}, [root]
+    while frontier:
+        parent = frontier.pop()
+        for pid, (ppid, start) in parents.items():
+            if ppid == parent and pid not in found:
+                found[pid] = (start, _cmdline(pid))
+                frontier.append(pid)
+    return found
+
+
+def _stop_ray_of(tracked: dict[int, tuple[str, str]]) -> set[str]:
+    """SIGKILL what a killed driver's private Ray left: the processes we saw below it (same pid and start time)
+    and every process whose command line names its temp dir; then remove the temp dir. Returns the temp dirs."""
+    temp_dirs = {m for _, cmdline in tracked.values() for m in re.findall(r"/tmp/ss-ray-\w+", cmdline)}
+    targets = {pid for pid, (start, _) in tracked.items() if (_stat(pid) or (0, ""))[1] == start}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and any(d in _cmdline(int(entry)) for d in temp_dirs):
+            targets.add(int(entry))
+    targets.discard(os.getpid())
+    for pid in targets:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(_stat(pid) for pid in targets):
+        time.sleep(0.05)
+    for d in temp_dirs:
+        shutil.rmtree(d, ignore_errors=True)
+    return temp_dirs
+
+
+def test_a_driver_killed_mid_job_resumes_to_the_same_bytes(ray2, tmp_path):
+    cfg = probe_job(str(tmp_path / "out"), delay_s=0.05)
+    data = cfg.resolved()
+    data["run"].update(num_samples=80, shard_size=10, batch_size=10)
+    data["sampler"]["steps"] = 4
+    data["cluster"].update(num_workers=1, max_in_flight=1)
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump(data))
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"RAY_AUTH_MODE": "disabled"}
+    out = cfg.run.output
+    proc = subprocess.Popen([sys.executable, "-m", "jobs.generate", str(path)], cwd=REPO, env=env,
+                            stdout=subprocess.DEVNULL, stderr=open(tmp_path / "driver.log", "wb"), start_new_session=True)
+    tracked: dict[int, tuple[str, str]] = {}
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            tracked.update(_descendants(proc.pid))
+            if len([n for n in os.listdir(out) if n.endswith(".json") and n.startswith("shard-")] if os.path.isdir(out) else []) >= 3:
+                break
+            time.sleep(0.02)
+        assert proc.poll() is None, (tmp_path / "driver.log").read_text()[-2000:]
+        tracked.update(_descendants(proc.pid))
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        temp_dirs = _stop_ray_of(tracked)
+    assert len(temp_dirs) == 1 and not os.path.exists(temp_dirs.pop())
+    assert not [pid for pid in tracked if _stat(pid) and _stat(pid)[1] == tracked[pid][0]]  # nothing left running
+
+    manifest = read_manifest(*storage.open_output(out))
+    assert manifest.status == "running"  # what a killed driver leaves
+    finished = sorted(storage.load_sidecars(*storage.open_output(out)))
+    assert 3 <= len(finished) < 8
+    before = snapshot(out)
+    rerun = run_job(gaussian_like(path))
+    after = snapshot(out)
+    regenerated = sorted(int(n[6:11]) for n in after if n.endswith(".json") and n.startswith("shard-") and before.get(n) != after[n])
+    assert regenerated == sorted(set(range(8)) - set(finished))  # the finished shards were not redone
+    assert rerun.status == "complete"
+    assert digests(rerun) == reference_digests(gaussian_like(path, delay_s=0.0))
+    assert not [n for n in after if ".tmp-" in n]
+
+
+def gaussian_like(path: Path, **kwargs) -> object:
+    """The JobConfig of a YAML job file, with model.kwargs updated."""
+    from pipeline.config import validate_config
+
+    data = yaml.safe_load(path.read_text())
+    data["model"]["kwargs"].update(kwargs)
+    return validate_config(data)

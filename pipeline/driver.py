@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import samplers
+from samplers.base import check_params
 
 from . import storage
 from .cluster import ClusterError, ray_session, wait_for_resources
@@ -46,12 +47,13 @@ def build_sampler(cfg: JobConfig) -> samplers.Sampler:
     """The sampler named by `cfg.sampler` with its method kwargs; ConfigError when they do not fit it."""
     s = cfg.sampler
     cls = samplers.sampler_class(s.name)
+    kwargs = {}
+    if issubclass(cls, samplers.StepSampler):
+        kwargs = dict(steps=s.steps, time_dist=s.time_dist, time_kwargs=s.time_kwargs, dtype=s.dtype,
+                      guidance_interval=s.guidance_interval)
     try:
-        if issubclass(cls, samplers.StepSampler):
-            kwargs = dict(steps=s.steps, time_dist=s.time_dist, time_kwargs=s.time_kwargs, dtype=s.dtype,
-                          guidance_interval=s.guidance_interval)
-            return cls(**kwargs, **s.kwargs)
-        return cls(**s.kwargs)
+        check_params(cls, {**kwargs, **s.kwargs})  # unknown keys and wrong types, naming the allowed ones
+        return cls(**kwargs, **s.kwargs)
     except (TypeError, ValueError) as e:
         raise ConfigError(f"sampler: {str(e).strip() or type(e).__name__} (sampler.kwargs={s.kwargs})") from None
 

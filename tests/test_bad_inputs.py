@@ -1,0 +1,311 @@
+"""The bad-input catalogue: every bad job input gives one line `seedshard: error: ...` naming the problem, exit
+status 2 (usage/config) or 1 (runtime), no traceback, and no file written or changed under an existing output.
+
+Each case runs `seedshard generate CONFIG [overrides]` through `pipeline.cli.main` in this process against a copy
+of a finished output; a few run as real subprocesses (`python -m pipeline.cli`, `python -m jobs.generate`) to
+prove the exit statuses end to end.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import pickle
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import save_file
+
+from pipeline.cli import main
+from pipeline.config import ConfigError, validate_config
+from tests.pipeline.jobs import gaussian_job, snapshot, write_output_in_process
+
+REPO = Path(__file__).resolve().parents[1]
+DELETE = object()
+
+
+@dataclass
+class Case:
+    """A bad input: `edit` sets dotted config paths (DELETE removes one), or `text` replaces the whole file;
+    `prepare(out, tmp)` may damage the existing output first, or make files (returns extra overrides)."""
+
+    id: str
+    code: int
+    match: str
+    edit: dict[str, Any] = field(default_factory=dict)
+    text: str | None = None
+    overrides: list[str] = field(default_factory=list)
+    prepare: Callable[[Path, Path], list[str]] | None = None
+
+
+def _manifest_edit(change: Callable[[dict], None]) -> Callable[[Path, Path], list[str]]:
+    def prepare(out: Path, tmp: Path) -> list[str]:
+        data = json.loads((out / "manifest.json").read_text())
+        change(data)
+        (out / "manifest.json").write_text(json.dumps(data))
+        return []
+    return prepare
+
+
+def _file(name: str, make: Callable[[Path], None], key: str = "model.checkpoint") -> Callable[[Path, Path], list[str]]:
+    def prepare(out: Path, tmp: Path) -> list[str]:
+        make(tmp / name)
+        return [f"{key}={tmp / name}"]
+    return prepare
+
+
+class Exploit:
+    """Unpickling this runs code: it writes the file named by `marker`."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return exec, (f"open({self.marker!r}, 'w').write('code ran')",)
+
+
+def _exploit(path: Path) -> None:
+    torch.save({"weight": Exploit(str(path.parent / "MARKER"))}, path)
+
+
+def _truncated_safetensors(path: Path) -> None:
+    save_file({"w": torch.ones(64)}, str(path))
+    path.write_bytes(path.read_bytes()[:-40])
+
+
+CASES = [
+    # --- the file itself
+    Case("yaml-unclosed", 2, r"job.yaml:\d+:\d+: malformed YAML", text="run: {num_samples: 10\n"),
+    Case("yaml-tab-indent", 2, r"malformed YAML", text="run:\n\tnum_samples: 10\n"),
+    Case("yaml-duplicate-key", 2, r"duplicate key 'run'", text="run: {}\nrun: {}\n"),
+    Case("yaml-top-level-list", 2, r"top level must be a mapping .*\(got list\)", text="- 1\n- 2\n"),
+    Case("yaml-empty", 2, r"top level must be a mapping .*\(got NoneType\)", text=""),
+    Case("config-file-missing", 2, r"cannot read config: No such file", text=DELETE),
+    # --- unknown keys, missing keys, wrong types
+    Case("unknown-section", 2, r"^extra: unknown field; allowed: run, model, sampler, cluster, metrics$", edit={"extra": {}}),
+    Case("unknown-run-key", 2, r"^run.num_sample: unknown field; allowed: num_samples", edit={"run.num_sample": 10}),
+    Case("unknown-sampler-key", 2, r"^sampler.step: unknown field", edit={"sampler.step": 4}),
+    Case("missing-seed", 2, r"^run.seed: required field missing$", edit={"run.seed": DELETE}),
+    Case("num-samples-string", 2, r"^run.num_samples: must be an integer \(got 'ten' of type str\)$", edit={"run.num_samples": "ten"}),
+    Case("num-samples-float", 2, r"^run.num_samples: must be an integer \(got 1.5", edit={"run.num_samples": 1.5}),
+    Case("overwrite-string", 2, r"^run.overwrite: must be true or false \(got 'maybe'", edit={"run.overwrite": "maybe"}),
+    Case("shape-not-a-list", 2, r"^model.shape: must be a list", edit={"model.shape": 3}),
+    # --- sizes
+    Case("num-samples-zero", 2, r"^run.num_samples: must be > 0 \(got 0\)$", edit={"run.num_samples": 0}),
+    Case("num-samples-negative", 2, r"^run.num_samples: must be > 0 \(got -5\)$", edit={"run.num_samples": -5}),
+    Case("shard-size-zero", 2, r"^run.shard_size: must be > 0 \(got 0\)$", edit={"run.shard_size": 0}),
+    Case("batch-size-negative", 2, r"^run.batch_size: must be > 0 \(got -1\)$", edit={"run.batch_size": -1}),
+    Case("seed-negative", 2, r"^run.seed: must be >= 0 \(got -1\)$", edit={"run.seed": -1}),
+    Case("seed-too-big", 2, r"^run.seed: must be < 18446744073709551616", edit={"run.seed": 2**64}),
+    Case("shape-empty", 2, r"^model.shape: must have at least 1 item", edit={"model.shape": []}),
+    Case("shape-zero-dim", 2, r"^model.shape\[1\]: must be > 0 \(got 0\)$", edit={"model.shape": [3, 0]}),
+    Case("workers-zero", 2, r"^cluster.num_workers: must be >= 1 \(got 0\)$", edit={"cluster.num_workers": 0}),
+    Case("gpus-negative", 2, r"^cluster.gpus_per_worker: must be >= 0", edit={"cluster.gpus_per_worker": -1}),
+    Case("attempts-zero", 2, r"^cluster.max_shard_attempts: must be >= 1 \(got 0\)$", edit={"cluster.max_shard_attempts": 0}),
+    # --- choices
+    Case("format-csv", 2, r"^run.format: unknown 'csv'; allowed: parquet, safetensors$", edit={"run.format": "csv"}),
+    Case("dtype-int8", 2, r"^run.dtype: unknown 'int8'; allowed: float32, float16, uint8$", edit={"run.dtype": "int8"}),
+    Case("labels-random", 2, r"^run.labels: unknown 'random'", edit={"run.labels": "random"}),
+    Case("labels-without-classes", 2, r"^run.labels: 'uniform' needs model.num_classes", edit={"run.labels": "uniform"}),
+    Case("fixed-label-missing", 2, r"^run.label: required with run.labels='fixed'",
+         edit={"run.labels": "fixed", "model.num_classes": 10}),
+    Case("fixed-label-out-of-range", 2, r"^run.label: must be in \[0, 10\)",
+         edit={"run.labels": "fixed", "run.label": 10, "model.num_classes": 10}),
+    Case("interface-unknown", 2, r"^model.interface: unknown 'score'; allowed: flow, edm, vp_eps, meanflow$",
+         edit={"model.interface": "score"}),
+    # --- sampler
+    Case("sampler-unknown", 2, r"^sampler.name: unknown 'rk45'; allowed: euler, heun, ", edit={"sampler.name": "rk45"}),
+    Case("schedule-unknown", 2, r"^sampler.time_dist: unknown 'cosine'; allowed: uniform, exponential, karras, shift$",
+         edit={"sampler.time_dist": "cosine"}),
+    Case("schedule-kwargs-unknown", 2, r"^sampler.time_kwargs: unknown 'shift' for time_dist='karras'",
+         edit={"sampler.time_kwargs": {"shift": 3.0}}),
+    Case("steps-zero", 2, r"^sampler.steps: must be > 0 \(got 0\)$", edit={"sampler.steps": 0}),
+    Case("steps-negative", 2, r"^sampler.steps: must be > 0 \(got -3\)$", edit={"sampler.steps": -3}),
+    Case("steps-string", 2, r"^sampler.steps: must be an integer", edit={"sampler.steps": "many"}),
+    Case("sampler-kwargs-unknown", 2, r"^sampler: heun: unknown argument\(s\) bogus; allowed: ",
+         edit={"sampler.kwargs": {"bogus": 1}}),
+    Case("sampler-kwargs-version", 2, r"^sampler: heun: unknown argument\(s\) version", edit={"sampler.kwargs": {"version": 99}}),
+    Case("guidance-without-guide", 2, r"^sampler.guidance_scale=2.0 needs a guide: set model.guide",
+         edit={"sampler.guidance_scale": 2.0}),
+    Case("guidance-cfg-without-labels", 2, r"^sampler.guidance_scale=2.0 uses classifier-free guidance, which needs class labels",
+         edit={"sampler.guidance_scale": 2.0, "model.num_classes": 10}),
+    Case("guidance-negative", 2, r"^sampler.guidance_scale: must be >= 0", edit={"sampler.guidance_scale": -1.0}),
+    Case("guidance-interval-reversed", 2, r"^sampler.guidance_interval: must be \[lo, hi\] with lo < hi",
+         edit={"sampler.guidance_interval": [0.5, 0.2]}),
+    Case("guide-shape-mismatch", 2, r"^model.guide.shape: must equal model.shape=\[3, 4\] \(got \[3, 5\]\)$",
+         edit={"model.guide": {"factory": "pipeline.models.gaussian:build_gaussian", "interface": "edm", "shape": [3, 5]},
+               "sampler.guidance_scale": 2.0}),
+    # --- overrides
+    Case("override-no-equals", 2, r"^override 'run.seed': expected key.path=value$", overrides=["run.seed"]),
+    Case("override-unknown-field", 2, r"^override 'run.sed=3': unknown field run.sed; allowed: ", overrides=["run.sed=3"]),
+    Case("override-empty-value", 2, r"^override 'run.seed=': empty value", overrides=["run.seed="]),
+    Case("override-bad-yaml", 2, r"^override run.seed:\d+:\d+: malformed YAML", overrides=["run.seed=[1"]),
+    # --- model: factory and checkpoint (runtime: exit 1)
+    Case("factory-malformed", 2, r"^model.factory: must be 'package.module:callable' \(got 'no_colon'\)$",
+         edit={"model.factory": "no_colon"}),
+    Case("factory-module-missing", 1, r"^model.factory 'nonexistent_pkg.mod:build': cannot import module 'nonexistent_pkg.mod'",
+         edit={"model.factory": "nonexistent_pkg.mod:build"}),
+    Case("factory-callable-missing", 1, r"module 'pipeline.models.gaussian' has no callable 'nope'$",
+         edit={"model.factory": "pipeline.models.gaussian:nope"}),
+    Case("factory-not-a-module", 1, r"^model.factory 'builtins:dict' returned dict, not a torch.nn.Module$",
+         edit={"model.factory": "builtins:dict", "model.kwargs": {}}),
+    Case("factory-kwargs-invalid", 1, r"failed with model.kwargs=.*ValueError: GaussianData: s must be > 0",
+         edit={"model.kwargs": {"interface": "edm", "s": -1.0}}),
+    Case("factory-kwargs-unknown", 1, r"failed with model.kwargs=.*TypeError: .*unexpected keyword argument 'bogus'",
+         edit={"model.kwargs": {"interface": "edm", "bogus": 1}}),
+    Case("interface-kwargs-unknown", 1, r"^model.interface_kwargs \{'bogus': 1\} do not fit 'edm'",
+         edit={"model.interface_kwargs": {"bogus": 1}}),
+    Case("checkpoint-suffix", 2, r"^model.checkpoint: must be a .safetensors, .pt, .pth, .ckpt file", edit={"model.checkpoint": "w.bin"}),
+    Case("checkpoint-missing", 1, r"^model.checkpoint '/nonexistent/w.safetensors': cannot read \(FileNotFoundError",
+         edit={"model.checkpoint": "/nonexistent/w.safetensors"}),
+    Case("checkpoint-garbage", 1, r"refused or unreadable with weights_only=True",
+         prepare=_file("w.pt", lambda p: p.write_bytes(os.urandom(256)))),
+    Case("checkpoint-truncated-safetensors", 1, r"not a valid safetensors file", prepare=_file("w.safetensors", _truncated_safetensors)),
+    Case("checkpoint-wrong-keys", 1, r"^model.checkpoint does not fit 'pipeline.models.gaussian:build_gaussian': .*unexpected \['w'\]",
+         prepare=_file("w.safetensors", lambda p: save_file({"w": torch.ones(2)}, str(p)))),
+    Case("checkpoint-not-a-state-dict", 1, r"expected a state dict of tensors, got list",
+         prepare=_file("w.pt", lambda p: torch.save([torch.ones(2)], p))),
+    Case("checkpoint-pickle-runs-code", 1, r"refused or unreadable with weights_only=True; only plain tensor checkpoints",
+         prepare=_file("w.pt", _exploit)),
+    # --- output
+    Case("output-empty", 2, r"^run.output: must be non-empty", edit={"run.output": ""}),
+    Case("output-under-a-file", 1, r"is not a directory$", prepare=_file("afile", lambda p: p.write_text("x"), key="run.output")),
+    Case("output-unknown-protocol", 1, r"^nosuchproto://bucket/out: Protocol not known: nosuchproto$",
+         edit={"run.output": "nosuchproto://bucket/out"}),
+    Case("output-memory", 1, r"memory:// lives in one process and Ray workers cannot share it", edit={"run.output": "memory://b/out"}),
+    # --- the existing output (a finished job of this same config)
+    Case("another-job-there", 1, r"holds a different job \(run.seed differ\); set run.overwrite=true or choose a new run.output$",
+         edit={"run.seed": 5}),
+    Case("resume-false", 1, r"already holds this job and run.resume=false", edit={"run.resume": False}),
+    Case("manifest-corrupt", 1, r"manifest.json is not valid JSON",
+         prepare=lambda out, tmp: [(out / "manifest.json").write_text("{half"), []][1]),
+    Case("manifest-newer-format", 1, r"has format_version 99; this seedshard reads format_version 1$",
+         prepare=_manifest_edit(lambda m: m.update(format_version=99))),
+    Case("sampler-state-newer", 1, r"holds a different job \(sampler_state.version differ\)",
+         prepare=_manifest_edit(lambda m: m["sampler_state"].update(version=99))),
+    Case("sampler-state-unknown-key", 1, r"holds a different job \(sampler_state.bogus differ\)",
+         prepare=_manifest_edit(lambda m: m["sampler_state"].update(bogus=1))),
+    Case("shards-without-manifest", 1, r"holds shard files but no manifest",
+         prepare=lambda out, tmp: [(out / "manifest.json").unlink(), []][1]),
+    # --- cluster
+    Case("ray-address-refused", 1, r"^cannot connect to Ray at '127.0.0.1:1': Connection refused", edit={"cluster.address": "127.0.0.1:1"},
+         prepare=lambda out, tmp: [(out / "shard-00001.parquet").unlink(), []][1]),  # a resume: work for Ray to do
+    Case("ray-address-malformed", 1, r"^cluster.address '127.0.0.1:head': expected host:port$", edit={"cluster.address": "127.0.0.1:head"},
+         prepare=lambda out, tmp: [f"run.output={tmp / 'fresh'}"]),
+]
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory) -> tuple[dict[str, Any], Path]:
+    """(config data of a small job, a finished output of exactly that job)."""
+    golden = tmp_path_factory.mktemp("golden") / "out"
+    data = gaussian_job(str(golden), sampler={"steps": 2}, run={"num_samples": 30}).resolved()
+    write_output_in_process(validate_config(data))
+    return data, golden
+
+
+def _set(data: dict, dotted: str, value: Any) -> None:
+    *parents, last = dotted.split(".")
+    for p in parents:
+        data = data.setdefault(p, {})
+    if value is DELETE:
+        data.pop(last, None)
+    else:
+        data[last] = value
+
+
+def _job_file(case: Case, data: dict, tmp: Path) -> Path:
+    path = tmp / "job.yaml"
+    if case.text is DELETE:
+        return path
+    if case.text is not None:
+        path.write_text(case.text)
+        return path
+    data = copy.deepcopy(data)
+    for key, value in case.edit.items():
+        _set(data, key, value)
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_the_catalogue_is_big_enough():
+    assert len(CASES) >= 40 and len({c.id for c in CASES}) == len(CASES)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_bad_input_is_one_line_with_its_exit_status_and_changes_nothing(case: Case, base, tmp_path, capsys):
+    data, golden = base
+    out = tmp_path / "out"
+    shutil.copytree(golden, out)
+    data = {**data, "run": {**data["run"], "output": str(out)}}
+    overrides = case.prepare(out, tmp_path) if case.prepare else []
+    path = _job_file(case, data, tmp_path)
+    before = snapshot(out)
+    code = main(["generate", str(path), *overrides, *case.overrides])
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert (code, len(lines)) == (case.code, 1), err
+    assert lines[0].startswith("seedshard: error: ") and "Traceback" not in err
+    assert re.search(case.match, lines[0].removeprefix("seedshard: error: ")), lines[0]
+    assert snapshot(out) == before  # not a byte or an mtime changed, nothing added or removed
+    assert not (tmp_path / "MARKER").exists()  # the pickle's code never ran
+    assert not (tmp_path / "fresh").exists()  # not even created
+
+
+def test_the_exploit_checkpoint_really_runs_code_when_unpickled(tmp_path):
+    """The control for checkpoint-pickle-runs-code: the payload is live (so refusing it is what kept it from running)."""
+    _exploit(tmp_path / "w.pt")
+    torch.load(tmp_path / "w.pt", weights_only=False)
+    assert (tmp_path / "MARKER").read_text() == "code ran"
+
+
+def test_debug_shows_the_traceback(base, tmp_path):
+    data, _ = base
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError, match=r"run.seed: must be >= 0"):
+        main(["--debug", "generate", str(path), "run.seed=-1"])
+
+
+def test_real_processes_exit_with_the_documented_statuses(base, tmp_path):
+    """A handful through real subprocesses (run side by side): usage errors exit 2, runtime errors 1, fast."""
+    data, golden = base
+    out = tmp_path / "out"
+    shutil.copytree(golden, out)
+    (tmp_path / "good.yaml").write_text(yaml.safe_dump({**data, "run": {**data["run"], "output": str(out)}}))
+    (tmp_path / "bad.yaml").write_text("run: {num_samples: 10\n")
+    _exploit(tmp_path / "w.pt")
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"RAY_AUTH_MODE": "disabled"}
+    runs = {
+        "malformed-yaml": (["-m", "pipeline.cli", "generate", "bad.yaml"], 2, r"malformed YAML"),
+        "unknown-key": (["-m", "jobs.generate", "good.yaml", "run.num_sample=3"], 2, r"unknown field run.num_sample"),
+        "pickle-checkpoint": (["-m", "jobs.generate", "good.yaml", f"model.checkpoint={tmp_path / 'w.pt'}"], 1,
+                              r"refused or unreadable with weights_only=True"),
+        "ray-address": (["-m", "pipeline.cli", "generate", "good.yaml", "cluster.address=127.0.0.1:1", "run.output=fresh"], 1,
+                        r"cannot connect to Ray at '127.0.0.1:1'"),
+    }
+    before = snapshot(out)
+    t0 = time.monotonic()
+    procs = {name: subprocess.Popen([sys.executable, *argv], cwd=tmp_path, env={**env, "PYTHONPATH": str(REPO)},
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for name, (argv, _, _) in runs.items()}
+    for name, proc in procs.items():
+        _, err = proc.communicate(timeout=120)
+        _, code, match = runs[name]
+        lines = err.strip().splitlines()
+        assert proc.returncode == code and len(lines) == 1 and lines[0].startswith("seedshard: error: "), (name, err)
+        assert re.search(match, lines[0]), (name, lines[0])
+    assert time.monotonic() - t0 < 60  # a missing Ray head fails in seconds, not after minutes of retries
+    assert snapshot(out) == before and not (tmp_path / "MARKER").exists()
+    assert not (tmp_path / "fresh").exists()  # a job that cannot start does not even create its output directory

@@ -74,12 +74,26 @@ def sample_batch(
     finite = torch.isfinite(x.reshape(x.shape[0], -1)).all(dim=1)
     if not bool(finite.all()):
         bad = (start + torch.nonzero(~finite).flatten().cpu()).tolist()
-        raise NonFiniteSamplesError(
-            f"non-finite samples at indices {bad[:10]}{' ...' if len(bad) > 10 else ''} "
-            f"({len(bad)} of {stop - start}) with sampler {describe(sampler)}, "
-            f"guidance_scale={spec.guidance_scale}; try more steps or another time_dist"
-        )
+        raise _nonfinite(bad, stop - start, sampler, spec, "try more steps or another time_dist")
     return x.float().cpu(), (labels.cpu() if labels is not None else None)
+
+
+def check_stored(stored: np.ndarray, start: int, sampler: samplers.Sampler, spec: SampleSpec) -> None:
+    """NonFiniteSamplesError when finite samples (n, *shape) of indices start.. became inf in their stored
+    dtype (float16 holds |x| <= 65504), so such a shard is never committed."""
+    if not np.issubdtype(stored.dtype, np.floating):
+        return
+    finite = np.isfinite(stored.reshape(len(stored), -1)).all(axis=1)
+    if not finite.all():
+        bad = (start + np.flatnonzero(~finite)).tolist()
+        raise _nonfinite(bad, len(stored), sampler, spec, f"they overflow the stored dtype {stored.dtype}; store float32")
+
+
+def _nonfinite(bad: list[int], n: int, sampler: samplers.Sampler, spec: SampleSpec, hint: str) -> NonFiniteSamplesError:
+    return NonFiniteSamplesError(
+        f"non-finite samples at indices {bad[:10]}{' ...' if len(bad) > 10 else ''} ({len(bad)} of {n}) "
+        f"with sampler {describe(sampler)}, guidance_scale={spec.guidance_scale}; {hint}"
+    )
 
 
 def sample_shard(

@@ -25,7 +25,7 @@ from .fid import features_stats
 from .metrics import build_extractor
 from .model import build_fields
 from .plan import Shard
-from .sampling import SampleSpec, sample_shard
+from .sampling import SampleSpec, check_stored, sample_shard
 from .storage import commit_shard, encode_shard, open_output, shard_name, to_stored
 
 
@@ -73,6 +73,7 @@ class SamplerWorker:
         with self._sampling:
             samples, labels = sample_shard(self.sampler, self.net, self.g_net, self.spec, shard, run.batch_size, self.device)
             stored = to_stored(samples, run.dtype)
+            check_stored(stored, shard.start, self.sampler, self.spec)
             stats = features_stats(self.extractor, stored, run.dtype) if self.extractor is not None else None
         t1 = time.perf_counter()
         record = None

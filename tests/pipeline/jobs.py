@@ -43,17 +43,18 @@ def build_only_on_driver(**kwargs: Any) -> Any:
 class ProbeNet(torch.nn.Module):
     """The exact Gaussian network with test hooks. With `run.labels: balanced` and `model.num_classes`
     above num_samples, a sample's class label is its index, so hooks can pick samples: NaN output for
-    `nan_indices`, the worker process exits (os._exit) on `exit_indices`. `delay_s` sleeps per call;
+    `nan_indices`, a constant 1e5 (finite, too big for float16) for `huge_indices`, the worker process exits (os._exit) on
+    `exit_indices`. `delay_s` sleeps per call;
     `marker_dir` gets an empty file named after the pid of each process that runs the network."""
 
     def __init__(self, interface: str = "edm", delay_s: float = 0.0, marker_dir: str | None = None,
-                 nan_indices: list[int] = (), exit_indices: list[int] = ()) -> None:
+                 nan_indices: list[int] = (), exit_indices: list[int] = (), huge_indices: list[int] = ()) -> None:
         super().__init__()
         from pipeline.models.gaussian import build_gaussian
 
         self.net = build_gaussian(interface)
         self.delay_s, self.marker_dir = delay_s, marker_dir
-        self.nan_indices, self.exit_indices = list(nan_indices), list(exit_indices)
+        self.nan_indices, self.exit_indices, self.huge_indices = list(nan_indices), list(exit_indices), list(huge_indices)
         self.marked = False
 
     def forward(self, x: torch.Tensor, *times: torch.Tensor, class_labels: torch.Tensor | None = None) -> torch.Tensor:
@@ -67,6 +68,9 @@ class ProbeNet(torch.nn.Module):
         if class_labels is not None and self.nan_indices:
             bad = torch.isin(class_labels, torch.tensor(self.nan_indices)).reshape(-1, *[1] * (x.ndim - 1))
             out = torch.where(bad, torch.full_like(out, float("nan")), out)
+        if class_labels is not None and self.huge_indices:
+            big = torch.isin(class_labels, torch.tensor(self.huge_indices)).reshape(-1, *[1] * (x.ndim - 1))
+            out = torch.where(big, torch.full_like(out, 1e5), out)
         return out
 
 

@@ -124,6 +124,21 @@ def test_non_finite_samples_with_skip_write_the_rest_and_exit_1(ray2, tmp_path, 
     assert [s.index for s in manifest.shards] == [0, 1, 3]
 
 
+def test_samples_that_overflow_float16_storage_are_not_committed(ray2, tmp_path):
+    from pipeline.driver import build_sampler
+    from pipeline.plan import Shard
+    from pipeline.sampling import NonFiniteSamplesError
+    from pipeline.worker import SamplerWorker
+
+    cfg = probe_job(str(tmp_path / "out"), huge_indices=[3])
+    cfg = cfg.model_copy(update={"run": cfg.run.model_copy(update={"dtype": "float16"})})
+    worker = SamplerWorker(cfg.resolved(), build_sampler(cfg).save())
+    with pytest.raises(NonFiniteSamplesError, match=r"indices \[3\] \(1 of 20\) .*overflow the stored dtype float16"):
+        worker.run(Shard(0, 0, 20))
+    assert worker.run(Shard(1, 20, 40))["record"]["rows"] == 20
+    assert sorted(os.listdir(cfg.run.output)) == ["shard-00001.json", "shard-00001.parquet"]
+
+
 # ---------------------------------------------------------------------------- driver death
 
 

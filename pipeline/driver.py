@@ -229,11 +229,11 @@ def dispatch(actors: list[Any], new_actor: Callable[[], Any], shards: list[Shard
                     raise JobError(f"shard {shard.index} [{shard.start}, {shard.stop}): {cause} "
                                    "(run.on_nonfinite=fail; set it to skip to write the other shards)") from None
                 lines = str(cause).strip().splitlines()
-                _retry(state, shard, cfg, f"{type(cause).__name__}: {lines[-1] if lines else ''}", state.queue)
+                _retry(state, shard, cfg, f"{type(cause).__name__}: {lines[-1] if lines else ''}")
                 continue
             except RayError as e:  # the worker died (killed, crashed, out of memory) or cannot be reached
                 _replace_actor(state, a, gen, cfg.cluster.max_restarts)
-                _retry(state, shard, cfg, f"worker died ({type(e).__name__})", state.suspects)
+                _retry(state, shard, cfg, f"worker died ({type(e).__name__})", suspect=True)
                 continue
             on_done(result)
     except JobError:
@@ -278,14 +278,18 @@ def _replace_actor(state: _Dispatch, a: int, gen: int, max_restarts: int) -> Non
     state.actors[a] = state.new_actor()
 
 
-def _retry(state: _Dispatch, shard: Shard, cfg: JobConfig, reason: str, queue: collections.deque[Shard]) -> None:
-    """Put `shard` at the front of `queue`, or raise JobError when it is out of attempts."""
+def _retry(state: _Dispatch, shard: Shard, cfg: JobConfig, reason: str, suspect: bool = False) -> None:
+    """Run `shard` again (next, or as a suspect after the suspects before it), or raise JobError when it is
+    out of attempts. Suspects go in turn, so a shard that keeps killing workers cannot starve the others."""
     state.attempts[shard.index] += 1
     if state.attempts[shard.index] >= cfg.cluster.max_shard_attempts:
         raise JobError(f"shard {shard.index} [{shard.start}, {shard.stop}) failed {state.attempts[shard.index]} "
                        f"times (cluster.max_shard_attempts={cfg.cluster.max_shard_attempts}); last: {reason}")
     log.warning("re-queueing shard %d (attempt %d): %s", shard.index, state.attempts[shard.index] + 1, reason)
-    queue.appendleft(shard)
+    if suspect:
+        state.suspects.append(shard)
+    else:
+        state.queue.appendleft(shard)
 
 
 def start_workers(cfg: JobConfig, sampler_state: dict[str, Any], weights: Any,

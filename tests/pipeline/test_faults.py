@@ -85,6 +85,7 @@ def test_a_worker_killed_mid_shard_is_replaced_and_the_bytes_do_not_change(ray2,
 
 def test_a_shard_that_always_crashes_its_worker_fails_the_job_after_max_attempts(ray2, tmp_path, caplog):
     cfg = probe_job(str(tmp_path / "out"), exit_indices=[65])  # shard 3 [60, 70) kills its worker process
+    cfg = cfg.model_copy(update={"cluster": cfg.cluster.model_copy(update={"num_workers": 1})})
     with caplog.at_level(logging.WARNING, logger="pipeline.driver"), \
             pytest.raises(JobError, match=r"^shard 3 \[60, 70\) failed 3 times \(cluster.max_shard_attempts=3\); "
                                           r"last: worker died \(ActorDiedError\)$"):
@@ -101,6 +102,7 @@ def test_a_shard_that_always_crashes_its_worker_fails_the_job_after_max_attempts
 
 def test_non_finite_samples_stop_the_job_and_keep_every_other_shard(ray2, tmp_path):
     cfg = probe_job(str(tmp_path / "out"), nan_indices=[45, 47])
+    cfg = cfg.model_copy(update={"cluster": cfg.cluster.model_copy(update={"num_workers": 1})})
     with pytest.raises(JobError, match=r"^shard 2 \[40, 60\): non-finite samples at indices \[45, 47\] \(2 of 8\) with sampler "
                                        r"heun\(steps=8, time_dist=karras, .*guidance_scale=1.0; .*run.on_nonfinite=fail"):
         run_job(cfg)
@@ -114,7 +116,9 @@ def test_non_finite_samples_stop_the_job_and_keep_every_other_shard(ray2, tmp_pa
 def test_non_finite_samples_with_skip_write_the_rest_and_exit_1(ray2, tmp_path, capsys):
     cfg = probe_job(str(tmp_path / "out"), nan_indices=[45])
     path = tmp_path / "job.yaml"
-    path.write_text(yaml.safe_dump({**cfg.resolved(), "run": {**cfg.resolved()["run"], "on_nonfinite": "skip"}}))
+    data = cfg.resolved()
+    data["run"]["on_nonfinite"], data["cluster"]["num_workers"] = "skip", 1
+    path.write_text(yaml.safe_dump(data))
     assert main(["generate", str(path)]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("seedshard: error: 1 shard(s) skipped (run.on_nonfinite=skip); the rest is written: "

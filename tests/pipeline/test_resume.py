@@ -53,7 +53,7 @@ def damage(url: str) -> None:
 
 
 def test_resume_regenerates_exactly_the_damaged_shards_to_the_same_bytes(ray2, tmp_path, caplog):
-    cfg = gaussian_job(str(tmp_path / "out"), run={"num_samples": 100})
+    cfg = gaussian_job(str(tmp_path / "out"), run={"num_samples": 100}, cluster={"num_workers": 1})
     first = run_job(cfg)
     assert digests(first) == reference_digests(cfg)
     damage(cfg.run.output)
@@ -86,7 +86,8 @@ def test_another_job_is_refused_without_a_change_and_overwrite_replaces_it(ray2,
     with pytest.raises(JobError, match=r"already holds this job and run.resume=false"):
         run_job(gaussian_job(url, run={"resume": False}))
     assert snapshot(url) == before  # bytes and mtimes: nothing written, removed or cleaned up
-    replaced = run_job(gaussian_job(url, run={"seed": 7, "num_samples": 30, "overwrite": True}, sampler={"time_dist": "uniform"}))
+    replaced = run_job(gaussian_job(url, run={"seed": 7, "num_samples": 30, "overwrite": True}, sampler={"time_dist": "uniform"},
+                                    cluster={"num_workers": 1}))
     assert digests(replaced) == reference_digests(other)
     assert sorted(os.listdir(url)) == ["manifest.json", "shard-00000.json", "shard-00000.parquet",
                                        "shard-00001.json", "shard-00001.parquet"]
@@ -104,7 +105,7 @@ def test_shard_and_batch_sizes_above_num_samples_are_valid(ray2, tmp_path):
 def test_resume_verify_and_corrupt_shards_on_s3(ray2, s3, caplog):
     prefix, options = s3
     url = f"{prefix}/resume-{os.getpid()}"
-    cfg = gaussian_job(url, run={"storage_options": options})
+    cfg = gaussian_job(url, run={"storage_options": options}, cluster={"num_workers": 1})
     first = run_job(cfg)
     fs, root = storage.open_output(url, options)
     fs.rm_file(f"{root}/shard-00001.parquet")

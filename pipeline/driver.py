@@ -26,10 +26,10 @@ from samplers.base import check_params
 from . import storage
 from .cluster import ClusterError, ray_session, wait_for_resources
 from .config import ConfigError, JobConfig, config_diff
-from .fid import chunk_stats, fid_report, write_report
+from .fid import chunk_stats, fid_report, reference_url, write_report
 from .grid import GRID_NAME, save_grid
 from .manifest import MANIFEST_NAME, Manifest, read_manifest, write_manifest
-from .metrics import FeatureStats
+from .metrics import FeatureStats, load_reference
 from .model import build_network, check_model, read_checkpoint, state_dict_sha256
 from .plan import Shard, iter_shards, num_shards, shard_for
 from .progress import Progress
@@ -345,6 +345,8 @@ def run_job(cfg: JobConfig, *, progress: str | None = None) -> Manifest:
     guide_weights = None
     if cfg.model.guide is not None:
         model["guide"], guide_weights = model_identity(cfg.model.guide, cfg.run.storage_options)
+    if cfg.metrics.fid is not None:  # a missing or malformed reference fails now, not after hours of sampling
+        load_reference(reference_url(cfg.metrics.fid.extractor, cfg.metrics.fid.ref))
     done = check_output(fs, root, cfg, model, sampler_state)
     manifest = Manifest(
         status="running", config=manifest_config(cfg), sampler_state=sampler_state, model=model,

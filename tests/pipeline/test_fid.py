@@ -113,3 +113,13 @@ def test_unknown_dataset_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="no images"):
         dataset_stats(str(tmp_path / "empty"), "digits")
     storage.open_output(str(tmp_path / "x"))
+
+
+@pytest.mark.parametrize("override,match", [
+    ("metrics.fid.ref=/nonexistent/ref.npz", "ref.npz"),
+    ("metrics.fid.extractor=inception", "metrics.fid.ref is required for extractor 'inception'"),
+])
+def test_a_bad_reference_fails_before_sampling(tmp_path, override, match):
+    with pytest.raises((ValueError, FileNotFoundError), match=match):
+        run_job(demo(tmp_path, override))
+    assert not (tmp_path / "out").exists()

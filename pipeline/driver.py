@@ -24,7 +24,7 @@ import samplers
 from samplers.base import check_params
 
 from . import storage
-from .cluster import ClusterError, ray_session, wait_for_resources
+from .cluster import ray_session, wait_for_resources
 from .config import ConfigError, JobConfig, config_diff
 from .fid import chunk_stats, fid_report, reference_url, write_report
 from .grid import GRID_NAME, save_grid
@@ -153,7 +153,7 @@ def begin_output(fs: Any, root: str, cfg: JobConfig, manifest: Manifest) -> Mani
     and write the `running` manifest. Returns what was written."""
     fs, root = storage.open_output(cfg.run.output, cfg.run.storage_options)
     if cfg.run.overwrite:
-        for path in list(storage._ls_names(fs, root, "shard-*").values()) + [storage.join_path(root, MANIFEST_NAME)]:
+        for path in list(storage.list_names(fs, root, "shard-*").values()) + [storage.join_path(root, MANIFEST_NAME)]:
             if fs.exists(path):
                 fs.rm_file(path)
     storage.cleanup_temp(fs, root)
@@ -383,6 +383,7 @@ def run_job(cfg: JobConfig, *, progress: str | None = None) -> Manifest:
                     stats.merge(shard_stats(cfg, resumed))
         else:
             manifest, started = begin_output(fs, root, cfg, manifest), True
+        metrics = {"fid": fid_report(stats, fid.extractor, fid.ref)} if fid is not None and not skipped else {}
     except (Exception, KeyboardInterrupt) as e:
         bar.close()
         if started:
@@ -391,9 +392,7 @@ def run_job(cfg: JobConfig, *, progress: str | None = None) -> Manifest:
                 "error": storage.scrub(str(e) or type(e).__name__, cfg.run.storage_options)}))
         raise
     bar.close()
-    metrics = {}
-    if fid is not None and not skipped:
-        metrics["fid"] = fid_report(stats, fid.extractor, fid.ref)
+    if metrics:
         write_report(fs, root, metrics["fid"])
         print(f"seedshard: FID {metrics['fid']['fid']:.4f} ({fid.extractor} features, {stats.n} samples "
               f"vs {metrics['fid']['reference']})", flush=True)

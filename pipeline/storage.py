@@ -454,7 +454,7 @@ def _short(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _ls_names(fs: fsspec.AbstractFileSystem, root: str, pattern: str) -> dict[str, str]:
+def list_names(fs: fsspec.AbstractFileSystem, root: str, pattern: str) -> dict[str, str]:
     """{file name: path} of the files directly under ``root`` whose names match ``pattern``."""
     fs.invalidate_cache(root)  # other processes (actors) write here
     try:
@@ -468,7 +468,7 @@ def _ls_names(fs: fsspec.AbstractFileSystem, root: str, pattern: str) -> dict[st
 def load_sidecars(fs: fsspec.AbstractFileSystem, root: str) -> dict[int, ShardRecord]:
     """The ShardRecords of all sidecars under ``root``, by shard index (unreadable ones skipped)."""
     records = {}
-    for name, path in _ls_names(fs, root, "shard-*.json").items():
+    for name, path in list_names(fs, root, "shard-*.json").items():
         try:
             rec = ShardRecord(**json.loads(fs.cat_file(path)))
             if sidecar_name(rec.path) != name:
@@ -485,7 +485,7 @@ def cleanup_temp(fs: fsspec.AbstractFileSystem, root: str) -> list[str]:
 
     Call it only while no writer is active on ``root`` (e.g. when a job starts).
     """
-    temps = _ls_names(fs, root, TEMP_PATTERN)
+    temps = list_names(fs, root, TEMP_PATTERN)
     for path in temps.values():
         fs.rm_file(path)
     return list(temps)

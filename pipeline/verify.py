@@ -48,7 +48,7 @@ def verify_output(url: str, storage_options: dict[str, Any] | None = None) -> li
         missing = sorted(set(planned) - {r.index for r in manifest.shards})
         if missing:
             problems.append(f"{len(missing)} shard(s) of the plan missing from the complete manifest: {_indices(missing)}")
-        problems += [f"{name}: temp file of an unfinished write" for name in storage._ls_names(fs, root, storage.TEMP_PATTERN)]
+        problems += [f"{name}: temp file of an unfinished write" for name in storage.list_names(fs, root, storage.TEMP_PATTERN)]
     return [storage.scrub(p, options) for p in problems]
 
 
@@ -116,7 +116,7 @@ def _sidecar_problems(fs: Any, root: str, manifest: Manifest) -> list[str]:
             problems.append(f"{storage.sidecar_name(sidecars[index].path)}: shard {index} is not in the complete manifest")
         known = {r.path for r in manifest.shards} | {storage.sidecar_name(r.path) for r in sidecars.values()}
         known |= {storage.sidecar_name(r.path) for r in manifest.shards}
-        for name in storage._ls_names(fs, root, "shard-*"):
+        for name in storage.list_names(fs, root, "shard-*"):
             if name not in known:
                 problems.append(f"{name}: not in the complete manifest")
     return problems

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
 import uuid
@@ -54,27 +55,37 @@ def output(request, tmp_path):
     return f"{prefix}/{uuid.uuid4().hex}", options
 
 
-@pytest.fixture(scope="module")
-def ray_local():
-    """A private local Ray instance for one test module (1 CPU, no dashboard)."""
+@contextlib.contextmanager
+def private_ray(num_cpus: int, prefix: str):
+    """A private local Ray (own short temp dir, no token auth, no dashboard); yields the temp dir."""
     ray = pytest.importorskip("ray")
-    temp_dir = tempfile.mkdtemp(prefix="ssr-", dir="/tmp")
+    temp_dir = tempfile.mkdtemp(prefix=prefix, dir="/tmp")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("RAY_AUTH_MODE", "disabled")
-        mp.delenv("RAY_ADDRESS", raising=False)  # restored (or removed) when the module ends
-        ray.init(
-            address="local",
-            num_cpus=1,
-            include_dashboard=False,
-            _temp_dir=temp_dir,
-            log_to_driver=False,
-            configure_logging=False,
-        )
+        mp.delenv("RAY_ADDRESS", raising=False)  # restored (or removed) when the block ends
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, _temp_dir=temp_dir,
+                 log_to_driver=False, configure_logging=False)
         try:
-            import ray.data
-
-            ray.data.DataContext.get_current().enable_progress_bars = False
-            yield ray
+            yield temp_dir
         finally:
             ray.shutdown()
             shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    """A private local Ray instance for one test module (1 CPU); yields the ray module."""
+    with private_ray(1, "ssr-"):
+        import ray
+        import ray.data
+
+        ray.data.DataContext.get_current().enable_progress_bars = False
+        yield ray
+
+
+@pytest.fixture(scope="module")
+def ray2(s3):
+    """A private local Ray with 2 CPUs (two 1-CPU workers); started after the S3 fixture so its workers
+    inherit the (fake) credentials from the environment, as on a real node. Yields its temp dir."""
+    with private_ray(2, "ssd-") as temp_dir:
+        yield temp_dir

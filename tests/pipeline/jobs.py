@@ -104,6 +104,11 @@ def shard_bytes(cfg: Any) -> Iterator[tuple[Any, bytes]]:
                                           cfg.run.format, meta)
 
 
+def digests(manifest: Any) -> dict[int, str]:
+    """{shard index: sha256} of a manifest."""
+    return {s.index: s.sha256 for s in manifest.shards}
+
+
 def reference_digests(cfg: Any) -> dict[int, str]:
     """sha256 of every shard of the job computed in this process: the bytes any run must produce."""
     return {shard.index: hashlib.sha256(data).hexdigest() for shard, data in shard_bytes(cfg)}

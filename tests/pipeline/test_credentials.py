@@ -2,37 +2,19 @@
 
 import logging
 import os
-import shutil
-import tempfile
 
 import pytest
 import yaml
 
 from pipeline import storage
 from pipeline.cli import main
-from pipeline.driver import run_job
 from tests.pipeline.jobs import gaussian_job
 
 pytestmark = pytest.mark.slow
 KEY_ID = "seedshard-fake-key-id"
 
 
-@pytest.fixture(scope="module")
-def ray1(s3):
-    """A private local Ray with 1 CPU, started after the S3 fixture (workers see its environment)."""
-    ray = pytest.importorskip("ray")
-    temp_dir = tempfile.mkdtemp(prefix="ssc-", dir="/tmp")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("RAY_AUTH_MODE", "disabled")
-        mp.delenv("RAY_ADDRESS", raising=False)
-        ray.init(address="local", num_cpus=1, include_dashboard=False, _temp_dir=temp_dir, log_to_driver=False,
-                 configure_logging=False)
-        yield temp_dir
-        ray.shutdown()
-        shutil.rmtree(temp_dir, ignore_errors=True)
-
-
-def test_the_secret_is_in_no_output_log_or_error(ray1, s3, s3_secret, tmp_path, capsys, caplog):
+def test_the_secret_is_in_no_output_log_or_error(ray2, s3, s3_secret, tmp_path, capsys, caplog):
     prefix, options = s3
     secret_options = {**options, "key": KEY_ID, "secret": s3_secret}  # explicit, and in the environment too
     url = f"{prefix}/creds-{os.getpid()}"
@@ -64,7 +46,7 @@ def test_the_secret_is_in_no_output_log_or_error(ray1, s3, s3_secret, tmp_path, 
         leaks = [line for text in texts for line in text.splitlines() if secret in line]
         assert not leaks, leaks[:5]
     # Ray's own logs of this session (the actors received the options to write the shards)
-    for dirpath, _, names in os.walk(ray1):
+    for dirpath, _, names in os.walk(ray2):
         for name in names:
             if name.endswith((".log", ".out", ".err", ".txt")):
                 with open(os.path.join(dirpath, name), "rb") as f:

@@ -1,9 +1,6 @@
 """The driver on a real local Ray cluster: coverage of indices, bytes vs a single-process run, layout independence."""
 
-import hashlib
 import os
-import shutil
-import tempfile
 
 import numpy as np
 import pytest
@@ -12,46 +9,10 @@ from pipeline import storage
 from pipeline.cluster import ClusterError
 from pipeline.driver import JobError, build_sampler, run_job
 from pipeline.manifest import read_manifest
-from pipeline.model import ModelError, build_fields
+from pipeline.model import ModelError
 from pipeline.plan import iter_shards
 from pipeline.reader import read_samples
-from pipeline.sampling import SampleSpec, sample_shard
-from pipeline.worker import shard_metadata
-from tests.pipeline.jobs import gaussian_job
-
-
-@pytest.fixture(scope="module")
-def ray2(s3):
-    """A private local Ray with 2 CPUs (two 1-CPU workers) for this module; started after the S3
-    fixture so its workers inherit the (fake) credentials from the environment, as on a real node."""
-    ray = pytest.importorskip("ray")
-    temp_dir = tempfile.mkdtemp(prefix="ssd-", dir="/tmp")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("RAY_AUTH_MODE", "disabled")
-        mp.delenv("RAY_ADDRESS", raising=False)
-        ray.init(address="local", num_cpus=2, include_dashboard=False, _temp_dir=temp_dir, log_to_driver=False,
-                 configure_logging=False)
-        yield ray
-        ray.shutdown()
-        shutil.rmtree(temp_dir, ignore_errors=True)
-
-
-def single_process_digests(cfg) -> dict[int, str]:
-    """sha256 of every shard computed in this process, without Ray: the reference bytes."""
-    sampler = build_sampler(cfg)
-    net, g_net = build_fields(cfg.model, cfg.sampler.guidance_scale, "cpu")
-    meta = shard_metadata(cfg, sampler.save())
-    digests = {}
-    for shard in iter_shards(cfg.run.num_samples, cfg.run.shard_size):
-        x, y = sample_shard(sampler, net, g_net, SampleSpec.from_config(cfg), shard, cfg.run.batch_size, "cpu")
-        data = storage.encode_shard(np.arange(shard.start, shard.stop), y, storage.to_stored(x, cfg.run.dtype),
-                                    cfg.run.format, meta)
-        digests[shard.index] = hashlib.sha256(data).hexdigest()
-    return digests
-
-
-def digests(manifest) -> dict[int, str]:
-    return {s.index: s.sha256 for s in manifest.shards}
+from tests.pipeline.jobs import digests, gaussian_job, reference_digests
 
 
 def test_two_workers_cover_every_index_once_with_single_process_bytes(ray2, tmp_path):
@@ -64,7 +25,7 @@ def test_two_workers_cover_every_index_once_with_single_process_bytes(ray2, tmp_
     fs, root = storage.open_output(cfg.run.output)
     indices = np.concatenate([storage.decode_shard(fs.cat_file(f"{root}/{s.path}"), "parquet").indices for s in manifest.shards])
     assert np.array_equal(np.sort(indices), np.arange(70)) and len(set(indices.tolist())) == 70
-    assert digests(manifest) == single_process_digests(cfg)
+    assert digests(manifest) == reference_digests(cfg)
 
 
 def test_worker_count_does_not_change_a_byte(ray2, tmp_path):
@@ -81,7 +42,7 @@ def test_shard_order_does_not_change_a_byte(ray2, tmp_path):
     records = {}
     for shard in reversed(list(iter_shards(cfg.run.num_samples, cfg.run.shard_size))):
         records[shard.index] = worker.run(shard)["record"]["sha256"]
-    assert records == single_process_digests(cfg)
+    assert records == reference_digests(cfg)
 
 
 def test_batch_size_changes_nothing_beyond_float_tolerance(ray2, tmp_path):
@@ -143,7 +104,7 @@ def test_job_writes_to_s3(ray2, s3):
     manifest = run_job(cfg)
     assert manifest.status == "complete"
     assert read_samples(url, storage_options=options).shape == (70, 3, 4)
-    assert digests(manifest) == single_process_digests(cfg)
+    assert digests(manifest) == reference_digests(cfg)
 
 
 def test_memory_output_is_refused_for_ray_workers():

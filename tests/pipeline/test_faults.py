@@ -8,7 +8,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -20,29 +19,10 @@ from pipeline import storage
 from pipeline.cli import main
 from pipeline.driver import JobError, run_job
 from pipeline.manifest import read_manifest
-from tests.pipeline.jobs import probe_job, reference_digests, snapshot
+from tests.pipeline.jobs import digests, probe_job, reference_digests, snapshot
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def ray2():
-    """A private local Ray with 2 CPUs for this module."""
-    ray = pytest.importorskip("ray")
-    temp_dir = tempfile.mkdtemp(prefix="ssf-", dir="/tmp")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("RAY_AUTH_MODE", "disabled")
-        mp.delenv("RAY_ADDRESS", raising=False)
-        ray.init(address="local", num_cpus=2, include_dashboard=False, _temp_dir=temp_dir, log_to_driver=False,
-                 configure_logging=False)
-        yield ray
-        ray.shutdown()
-        shutil.rmtree(temp_dir, ignore_errors=True)
-
-
-def digests(manifest) -> dict[int, str]:
-    return {s.index: s.sha256 for s in manifest.shards}
 
 
 def warnings_of(caplog) -> str:

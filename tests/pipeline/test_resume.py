@@ -3,8 +3,6 @@ job on the same output is refused without a change; run.overwrite replaces it. L
 
 import logging
 import os
-import shutil
-import tempfile
 
 import pytest
 
@@ -12,28 +10,9 @@ from pipeline import storage
 from pipeline.driver import JobError, run_job
 from pipeline.manifest import read_manifest
 from pipeline.verify import verify_output
-from tests.pipeline.jobs import gaussian_job, reference_digests, snapshot, write_output_in_process
+from tests.pipeline.jobs import digests, gaussian_job, reference_digests, snapshot, write_output_in_process
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def ray2(s3):
-    """A private local Ray with 2 CPUs, started after the S3 fixture so workers inherit its credentials."""
-    ray = pytest.importorskip("ray")
-    temp_dir = tempfile.mkdtemp(prefix="ssr-", dir="/tmp")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("RAY_AUTH_MODE", "disabled")
-        mp.delenv("RAY_ADDRESS", raising=False)
-        ray.init(address="local", num_cpus=2, include_dashboard=False, _temp_dir=temp_dir, log_to_driver=False,
-                 configure_logging=False)
-        yield ray
-        ray.shutdown()
-        shutil.rmtree(temp_dir, ignore_errors=True)
-
-
-def digests(manifest) -> dict[int, str]:
-    return {s.index: s.sha256 for s in manifest.shards}
 
 
 def damage(url: str) -> None:

@@ -38,10 +38,14 @@ class DiffusersEps(torch.nn.Module):
 
     def forward(self, x: torch.Tensor, timestep: torch.Tensor, **net_kwargs: Any) -> torch.Tensor:
         """x: (N, C, ...), timestep: (N,) -> eps (N, C, ...)."""
-        out = self.model(x, timestep, **net_kwargs).sample
-        if out.shape[1] == 2 * x.shape[1]:  # variance_type "learned" / "learned_range": [eps, variance]
-            out = out[:, : x.shape[1]]
-        return out
+        return eps_of(self.model(x, timestep, **net_kwargs).sample, x)
+
+
+def eps_of(out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """The epsilon prediction in a model output: all of it, or the eps half of a learned-variance output."""
+    if out.shape[1] == 2 * x.shape[1]:  # variance_type "learned" / "learned_range": [eps, variance]
+        return out[:, : x.shape[1]]
+    return out
 
 
 def _config(scheduler: Any) -> dict[str, Any]:

@@ -4,6 +4,7 @@ stopped by the PIDs it started (never `ray stop`: other Ray instances may share 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -94,3 +95,5 @@ class RayHead:
             if pids:
                 time.sleep(2)
         self.log.close()
+        if not self.own_pids():
+            shutil.rmtree(self.temp_dir, ignore_errors=True)

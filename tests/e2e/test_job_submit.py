@@ -26,6 +26,7 @@ def head():
     finally:
         cluster.stop()
     assert cluster.own_pids() == [], "Ray processes of the test cluster survived stop()"
+    assert not Path(cluster.temp_dir).exists(), "the test cluster's temp dir was left behind"
 
 
 def submit(head: RayHead, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:

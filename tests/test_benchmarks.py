@@ -16,6 +16,10 @@ SCRIPTS = [  # benchmarks/NAME; a new benchmark script is added here
     "sampler_overhead.py",
     "accuracy.py",
     "noise_cost.py",
+    "pipeline_efficiency.py",
+    "driver_scale.py",
+    "gpu.py",
+    "fid_overhead.py",
 ]
 
 

@@ -366,3 +366,15 @@ def test_s3_write_to_missing_bucket_hides_secret(s3, s3_secret):
     assert verify_shard(fs, "no-such-bucket/run", ShardRecord(0, 0, 6, "shard-00000.parquet", 6, 1, "x")) == [
         "shard-00000.parquet: missing"
     ]
+
+
+def test_encoding_a_shard_does_not_import_pandas():
+    """`pa.array` imports pandas (about 0.3 s) to check its argument; every new worker process would pay it."""
+    code = textwrap.dedent("""
+        import sys
+        import numpy as np
+        from pipeline.storage import encode_shard
+        encode_shard(np.arange(3), np.arange(3), np.zeros((3, 2, 2), np.float32), "parquet", {})
+        assert "pandas" not in sys.modules, "pandas was imported"
+    """)
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)

@@ -34,7 +34,7 @@ from .model import build_network, check_model, read_checkpoint, state_dict_sha25
 from .plan import Shard, iter_shards, num_shards, shard_for
 from .progress import Progress
 from .sampling import NonFiniteSamplesError
-from .worker import SamplerWorker, shard_metadata
+from .worker import MALLOC_ENV, SamplerWorker, shard_metadata
 
 log = logging.getLogger(__name__)
 
@@ -301,7 +301,8 @@ def start_workers(cfg: JobConfig, sampler_state: dict[str, Any], weights: Any,
     c = cfg.cluster
     # Restarts are the driver's (it replaces a dead actor), so Ray's own are off.
     actor_cls = ray.remote(SamplerWorker).options(
-        num_cpus=c.cpus_per_worker, num_gpus=c.gpus_per_worker, max_restarts=0, max_concurrency=2)
+        num_cpus=c.cpus_per_worker, num_gpus=c.gpus_per_worker, max_restarts=0, max_concurrency=2,
+        runtime_env={"env_vars": MALLOC_ENV})  # merged with the job's runtime_env
     weight_refs = [ray.put(weights), ray.put(guide_weights)]  # one copy in the object store, shared by all actors
     config = cfg.resolved()
 

@@ -9,7 +9,6 @@ sampling (the actor runs two threads; only sampling holds the lock).
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import threading
@@ -41,20 +40,13 @@ def shard_metadata(cfg: JobConfig, sampler_state: dict[str, Any]) -> dict[str, s
     }
 
 
-def keep_freed_memory() -> bool:
-    """Make glibc keep freed memory for reuse in this process instead of returning it to the OS.
-
-    By default every large tensor is a fresh mmap (or sbrk'd and trimmed) and its pages are zero-filled
-    again on first touch, so a CPU sampling loop spends 15-30 % of its time in page faults (kernel time),
-    and how much varies from one process to the next. The actor owns its process, so it sets the mmap
-    threshold to 1 GiB and the trim threshold to 2 GiB - 1 (as MALLOC_MMAP_THRESHOLD_ / MALLOC_TRIM_THRESHOLD_
-    would at start-up). Returns False where there is no glibc (nothing changes)."""
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return False
-    m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
-    return bool(libc.mallopt(m_mmap_threshold, 1 << 30)) and bool(libc.mallopt(m_trim_threshold, 2**31 - 1))
+# glibc's malloc returns large freed blocks to the OS (munmap, heap trim), and the next allocation
+# zero-fills fresh pages; threads other than the main one (an actor's calls run on one) allocate from
+# arenas whose heaps cannot hold a block over 64 MiB, so such blocks are fresh mmaps every time. A CPU
+# sampling loop then spends 10-30 % of its time in page faults, varying from process to process. The
+# driver starts the actors with these variables, which glibc reads at process start: one arena, nothing
+# under 1 GiB mmapped, nothing trimmed (other C libraries ignore them). Samples and bytes do not change.
+MALLOC_ENV = {"MALLOC_ARENA_MAX": "1", "MALLOC_MMAP_THRESHOLD_": str(1 << 30), "MALLOC_TRIM_THRESHOLD_": str(2**31 - 1)}
 
 
 class SamplerWorker:
@@ -68,7 +60,6 @@ class SamplerWorker:
         weights, guide_weights = ray.get(weight_refs) if weight_refs else (None, None)
         self.cfg = JobConfig.model_validate(config)
         torch.set_num_threads(max(1, int(self.cfg.cluster.cpus_per_worker)))
-        keep_freed_memory()
         self.device = torch.device("cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu")
         self.sampler = samplers.from_state(sampler_state)
         self.net, self.g_net = build_fields(self.cfg.model, self.cfg.sampler.guidance_scale, self.device, weights, guide_weights)
@@ -87,8 +78,8 @@ class SamplerWorker:
         """Sample, encode and commit `shard`. Returns {'rows', 'record': ShardRecord dict (None when samples are
         not stored), 'stats': FeatureStats of the stored samples or None, 'sample_s', 'write_s'}."""
         run, fid = self.cfg.run, self.cfg.metrics.fid
-        t0 = time.perf_counter()
         with self._sampling:
+            t0 = time.perf_counter()  # sample_s excludes the wait for the other call's sampling
             samples, labels = sample_shard(self.sampler, self.net, self.g_net, self.spec, shard, run.batch_size, self.device)
             stored = to_stored(samples, run.dtype)
             check_stored(stored, shard.start, self.sampler, self.spec)

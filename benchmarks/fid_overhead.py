@@ -7,7 +7,7 @@
    start excluded. On a shared machine single runs scatter by 10-20 %, hence also:
 2. In process, per shard: the time of the actor's FID work (`features_stats` on the stored
    samples) next to the time of sampling that shard (`sample_shard`), measured back to back,
-   so load from elsewhere hits both alike.
+   so load from elsewhere hits both alike (in a fresh process set up like an actor).
 3. Driver side: merging one shard's FeatureStats, and the final Frechet distance, for the
    digits features (64-d) and for Inception-v3 pool3 features (2048-d, synthetic).
 4. `--flops` (on in the full run): Inception-v3 (299x299) FLOPs per image next to the FLOPs of
@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import multiprocessing as mp
 import os
 import shutil
 import statistics
@@ -45,6 +46,7 @@ from pipeline.model import build_fields  # noqa: E402
 from pipeline.plan import iter_shards  # noqa: E402
 from pipeline.sampling import SampleSpec, sample_shard  # noqa: E402
 from pipeline.storage import to_stored  # noqa: E402
+from pipeline.worker import MALLOC_ENV  # noqa: E402
 
 
 def demo_config(output: str, num_samples: int, fid: bool) -> JobConfig:
@@ -75,7 +77,14 @@ def job_rounds(out_dir: str, num_samples: int, rounds: int) -> dict[str, Any]:
 
 
 def in_process(num_samples: int) -> dict[str, float]:
-    """Seconds of sampling and of the actor's FID work (features of the stored samples), shard by shard."""
+    """Seconds of sampling and of the actor's FID work (features of the stored samples), shard by shard,
+    in a fresh process set up like an actor (1 thread, MALLOC_ENV)."""
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(1) as pool:
+        return pool.apply(_in_process, (num_samples,))
+
+
+def _in_process(num_samples: int) -> dict[str, float]:
     torch.set_num_threads(1)  # as in a 1-CPU actor
     cfg = demo_config("unused", num_samples, True)
     sampler = driver.build_sampler(cfg)
@@ -139,6 +148,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--flops", action=argparse.BooleanOptionalAction, default=None, help="default: on unless --quick")
     args = p.parse_args(argv)
     n, rounds = (250, 1) if args.quick else (args.num_samples, args.rounds)
+    os.environ.update(MALLOC_ENV)  # the actors' malloc settings, for the in-process measurement's process
 
     import ray
 

@@ -2,9 +2,9 @@
 
 Arms (1 round = one run of each; medians over rounds, ratios are medians of per-round ratios):
   * bare: `sampler.sample(...)` per batch in a Python loop, nothing written, in a fresh process set
-    up like an actor (1 torch thread, `pipeline.worker.keep_freed_memory()`; `--naive-bare` leaves
-    glibc's malloc defaults, which cost a CPU loop 15-30 % in page faults); the sampler and fields
-    are built before the clock starts.
+    up like an actor (1 torch thread, the actors' glibc malloc settings `pipeline.worker.MALLOC_ENV`;
+    `--naive-bare` leaves glibc's defaults, which cost a CPU loop 10-30 % in page faults); the
+    sampler and fields are built before the clock starts.
   * job:  `pipeline.driver.run_job` with `num_workers` SamplerWorker actors of 1 CPU each
     (Ray actors, Parquet encode + sha256 + atomic commit of every shard, manifest) on a Ray
     started once beforehand; its start time is reported separately, and so is `start_workers`
@@ -50,7 +50,7 @@ from pipeline.config import JobConfig, validate_config  # noqa: E402
 from pipeline.model import build_fields  # noqa: E402
 from pipeline.plan import iter_shards, shard_batches  # noqa: E402
 from pipeline.sampling import SampleSpec, labels_for  # noqa: E402
-from pipeline.worker import keep_freed_memory  # noqa: E402
+from pipeline.worker import MALLOC_ENV  # noqa: E402
 
 # model key -> (model section, sampler section, (num_samples, shard_size, batch_size) full, quick)
 MODELS: dict[str, tuple[dict[str, Any], dict[str, Any], tuple[int, int, int], tuple[int, int, int]]] = {
@@ -86,9 +86,7 @@ def job_config(model: str, output: str, workers: int, quick: bool) -> JobConfig:
 
 
 def _bare_setup(cfg: JobConfig) -> tuple[Any, Any, Any, SampleSpec]:
-    torch.set_num_threads(1)
-    if os.environ.get("SSPE_NAIVE_BARE") != "1":
-        keep_freed_memory()  # the actor's process setup (SamplerWorker.__init__ does both)
+    torch.set_num_threads(1)  # as SamplerWorker.__init__ with cpus_per_worker=1
     sampler = driver.build_sampler(cfg)
     net, g_net = build_fields(cfg.model, cfg.sampler.guidance_scale, "cpu")
     return sampler, net, g_net, SampleSpec.from_config(cfg)
@@ -192,7 +190,7 @@ def job(cfg: JobConfig) -> dict[str, float]:
     import ray  # first: it brings its own psutil
     import psutil
 
-    timings: dict[str, float] = {"start": 0.0, "write": 0.0, "cpu": 0.0, "dispatch": 0.0}
+    timings: dict[str, float] = {"start": 0.0, "write": 0.0, "sample": 0.0, "cpu": 0.0, "dispatch": 0.0}
     start_workers, dispatch = driver.start_workers, driver.dispatch
 
     def timed_start(*args: Any) -> Any:
@@ -206,6 +204,7 @@ def job(cfg: JobConfig) -> dict[str, float]:
     def counted_dispatch(actors: Any, new_actor: Any, shards: Any, cfg: Any, on_done: Any) -> Any:
         def on_done_counted(result: dict[str, Any]) -> None:
             timings["write"] += result["write_s"]
+            timings["sample"] += result["sample_s"]
             on_done(result)
 
         procs = [psutil.Process(info["pid"]) for info in ray.get([a.ready.remote() for a in actors])]
@@ -270,6 +269,7 @@ def _job_columns(job_t: list[dict[str, float]]) -> dict[str, float]:
         "start": statistics.median(t["start"] for t in job_t),
         "fixed": statistics.median(t["total"] - t["start"] - t["dispatch"] for t in job_t),
         "write": statistics.median(t["write"] for t in job_t),
+        "sample": statistics.median(t["sample"] for t in job_t),
     }
 
 
@@ -281,10 +281,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--modes", nargs="+", default=["concurrent", "alternate"], choices=["concurrent", "alternate"])
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--naive-bare", action="store_true",
-                   help="bare processes keep glibc's default malloc settings (the actors do not, see keep_freed_memory)")
+                   help="bare processes keep glibc's default malloc settings (the actors get pipeline.worker.MALLOC_ENV)")
     args = p.parse_args(argv)
-    if args.naive_bare:
-        os.environ["SSPE_NAIVE_BARE"] = "1"  # read by the spawned bare processes
+    if not args.naive_bare:
+        os.environ.update(MALLOC_ENV)  # the actors' malloc settings, for the spawned bare processes
     rounds = 1 if args.quick else args.rounds
     modes = {"concurrent": concurrent, "alternate": alternate}
 
@@ -317,13 +317,13 @@ def main(argv: list[str] | None = None) -> None:
           f"{os.cpu_count()} cores\n")
     print("| model | workers | mode | samples | shard / batch | bare samples/s | job samples/s "
           "| job / bare (median [range]) | job / bare (best) | e2e / bare | CPU bare / job | actor start s "
-          "| prep + final s | write s (in actors) |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "| prep + final s | sample s (in actors) | write s (in actors) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         extra = (f"{r['best']:.3f} | {r['e2e']:.3f} | {r['cpu']:.3f}" if r["mode"] == "alternate" else "- | - | -")
         print(f"| {r['model']} | {r['workers']} | {r['mode']} | {r['n']} | {r['shard']} / {r['batch']} | {r['bare']:.1f} "
               f"| {r['job']:.1f} | {r['ratio']:.3f} [{r['lo']:.2f}, {r['hi']:.2f}] | {extra} | {r['start']:.2f} "
-              f"| {r['fixed']:.2f} | {r['write']:.2f} |")
+              f"| {r['fixed']:.2f} | {r['sample']:.2f} | {r['write']:.2f} |")
 
 
 if __name__ == "__main__":

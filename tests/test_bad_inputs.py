@@ -28,10 +28,9 @@ from safetensors.torch import save_file
 
 from pipeline.cli import main
 from pipeline.config import ConfigError, validate_config
-from tests.pipeline.jobs import gaussian_job, snapshot, write_output_in_process
+from tests.pipeline.jobs import DELETE, gaussian_job, set_path, snapshot, write_output_in_process
 
 REPO = Path(__file__).resolve().parents[1]
-DELETE = object()
 
 
 @dataclass
@@ -214,16 +213,6 @@ def base(tmp_path_factory) -> tuple[dict[str, Any], Path]:
     return data, golden
 
 
-def _set(data: dict, dotted: str, value: Any) -> None:
-    *parents, last = dotted.split(".")
-    for p in parents:
-        data = data.setdefault(p, {})
-    if value is DELETE:
-        data.pop(last, None)
-    else:
-        data[last] = value
-
-
 def _job_file(case: Case, data: dict, tmp: Path) -> Path:
     path = tmp / "job.yaml"
     if case.text is DELETE:
@@ -233,7 +222,7 @@ def _job_file(case: Case, data: dict, tmp: Path) -> Path:
         return path
     data = copy.deepcopy(data)
     for key, value in case.edit.items():
-        _set(data, key, value)
+        set_path(data, key, value)
     path.write_text(yaml.safe_dump(data))
     return path
 

@@ -15,6 +15,20 @@ import torch
 from pipeline.config import validate_config
 
 
+DELETE = object()  # as a value in set_path: remove the key
+
+
+def set_path(data: dict, dotted: str, value: Any) -> None:
+    """Set `data[a][b][c] = value` for dotted = "a.b.c" (creating sections), or remove the key if value is DELETE."""
+    *parents, leaf = dotted.split(".")
+    for p in parents:
+        data = data.setdefault(p, {})
+    if value is DELETE:
+        data.pop(leaf, None)
+    else:
+        data[leaf] = value
+
+
 def gaussian_job(output: str, **sections: dict[str, Any]) -> Any:
     """A JobConfig sampling the exact edm field of N(0.5, 0.8^2) data with Heun; `sections` update the defaults."""
     data = {

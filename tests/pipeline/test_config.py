@@ -15,10 +15,10 @@ from pipeline.config import (
     config_diff,
     load_config,
 )
+from tests.pipeline.jobs import DELETE, set_path
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "configs" / "demo.yaml"
-DELETE = object()
 
 
 @pytest.fixture(scope="module")
@@ -30,14 +30,7 @@ def _with(data: dict, **changes) -> dict:
     """A deep copy of `data` with dotted paths set (`run__seed=1` sets run.seed) or deleted."""
     out = copy.deepcopy(data)
     for key, value in changes.items():
-        *parents, leaf = key.split("__")
-        node = out
-        for p in parents:
-            node = node.setdefault(p, {})
-        if value is DELETE:
-            node.pop(leaf, None)
-        else:
-            node[leaf] = value
+        set_path(out, key.replace("__", "."), value)
     return out
 
 

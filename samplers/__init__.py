@@ -16,7 +16,7 @@ from .euler import EulerSampler
 from .euler_jump import EulerJumpSampler
 from .euler_maruyama import EulerMaruyamaSampler
 from .gaussian_noise import GaussianNoiseSampler
-from .guidance import mix, null_condition
+from .guidance import GuidedField, mix, null_condition
 from .heun import HeunSampler
 from .langevin import LangevinSampler
 from .interfaces import INTERFACES, EDMField, Field, FlowField, MeanFlowField, VPEpsField, wrap
@@ -27,7 +27,7 @@ from .step import StepSampler
 
 __all__ = [
     "DDIMSampler", "DEFAULT_SAMPLING_TIME_KWARGS", "DPMSolverPP2MSampler", "EDMField", "EDMStochasticSampler",
-    "EulerJumpSampler", "EulerMaruyamaSampler", "EulerSampler", "Field", "FlowField", "GaussianNoiseSampler",
+    "EulerJumpSampler", "EulerMaruyamaSampler", "EulerSampler", "Field", "FlowField", "GaussianNoiseSampler", "GuidedField",
     "HeunSampler", "INTERFACES", "LangevinSampler", "MeanFlowField", "NOISE_SCHEME", "SAMPLERS", "SAMPLER_NAMES",
     "SampleNoise", "Sampler", "SamplerStateError", "StepSampler", "TIME_DISTS", "VPEpsField", "build", "from_state",
     "mix", "null_condition", "sampler_class", "time_grid", "wrap",

@@ -11,37 +11,34 @@ fields); eta = 1 is DDPM's ancestral sampling. The last step to t = 0 returns x0
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
 import torch
 
-from .base import SamplerStateError, check_params
-from .interfaces import Field
+from .base import SamplerStateError
+from .guidance import GuidedField
 from .step import StepSampler
 
 
+@dataclasses.dataclass(kw_only=True)
 class DDIMSampler(StepSampler):
     """One network call per step; draws the step's noise only when eta > 0."""
 
     name = "ddim"
+    eta: float = 0.0
 
-    def __init__(self, steps: int, *, eta: float = 0.0, **step_kwargs: Any) -> None:
-        """`step_kwargs`: those of `StepSampler` (time_dist, time_kwargs, dtype, guidance_interval)."""
-        super().__init__(steps=steps, **step_kwargs)
-        check_params(type(self), dict(steps=steps, eta=eta))
-        if not 0.0 <= eta <= 1.0:
-            raise SamplerStateError(f"{self.name}: eta must be in [0, 1], got {eta!r}")
-        self.eta = float(eta)
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 0.0 <= self.eta <= 1.0:
+            raise SamplerStateError(f"{self.name}: eta must be in [0, 1], got {self.eta!r}")
+        self.stochastic = self.eta > 0.0
 
-    @property
-    def stochastic(self) -> bool:  # type: ignore[override]
-        return self.eta > 0.0
-
-    def forward(self, net: Field, x: torch.Tensor, t_curr: float, t_next: float, g_net: Field | None = None,
-                guidance_scale: float = 1.0, *, noise: Any = None, **net_kwargs: Any) -> torch.Tensor:
+    def forward(self, net: GuidedField, x: torch.Tensor, t_curr: float, t_next: float, *, noise: Any = None,
+                history: dict[str, Any] | None = None) -> torch.Tensor:
         # Song et al. 2021, Eq. 12: "predicted x0", "direction pointing to x_t", "random noise".
-        x0 = self.guided("denoise", net, g_net, guidance_scale, x, t_curr, **net_kwargs)
+        x0 = net.denoise(x, t_curr)
         eps = (x - net.alpha(t_curr) * x0) / net.sigma(t_curr)
         h = net.half_log_snr(t_next) - net.half_log_snr(t_curr)
         sigma_next = net.sigma(t_next)

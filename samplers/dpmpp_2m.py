@@ -14,29 +14,26 @@ from typing import Any
 
 import torch
 
-from .interfaces import Field
+from .guidance import GuidedField
 from .step import StepSampler
 
 
 class DPMSolverPP2MSampler(StepSampler):
-    """One network call per step; `carry` holds the previous step's (lambda, denoised)."""
+    """One network call per step; `history` holds the previous step's (lambda, denoised)."""
 
     name = "dpmpp_2m"
-    multistep = True
 
-    def forward(self, net: Field, x: torch.Tensor, t_curr: float, t_next: float, g_net: Field | None = None,
-                guidance_scale: float = 1.0, *, noise: Any = None, carry: dict[str, Any] | None = None,
-                **net_kwargs: Any) -> torch.Tensor:
+    def forward(self, net: GuidedField, x: torch.Tensor, t_curr: float, t_next: float, *, noise: Any = None,
+                history: dict[str, Any] | None = None) -> torch.Tensor:
         # Lu et al. 2022, Algorithm 2 (DPM-Solver++(2M)), step i: t_{i-1} = t_curr -> t_i = t_next.
-        carry = {} if carry is None else carry
         lambda_cur, lambda_next = net.half_log_snr(t_curr), net.half_log_snr(t_next)
         h = lambda_next - lambda_cur
-        denoised = self.guided("denoise", net, g_net, guidance_scale, x, t_curr, **net_kwargs)
-        if "previous" not in carry:  # first step: first order (DPM-Solver++1, i.e. DDIM)
+        denoised = net.denoise(x, t_curr)
+        if "previous" not in history:  # first step: first order (DPM-Solver++1, i.e. DDIM)
             D = denoised
         else:
-            lambda_prev, denoised_prev = carry["previous"]
+            lambda_prev, denoised_prev = history["previous"]
             r = (lambda_cur - lambda_prev) / h  # r_i = h_{i-1} / h_i; inf after a step from alpha = 0
             D = (1.0 + 1.0 / (2.0 * r)) * denoised - (1.0 / (2.0 * r)) * denoised_prev
-        carry["previous"] = (lambda_cur, denoised)
+        history["previous"] = (lambda_cur, denoised)
         return (net.sigma(t_next) / net.sigma(t_curr)) * x - (net.alpha(t_next) * math.expm1(-h)) * D

@@ -9,39 +9,38 @@ is `HeunSampler`, bit for bit. The last step (to t = 0) is Heun's Euler step, wi
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
 import torch
 
-from .base import SamplerStateError, check_params
+from .base import SamplerStateError
+from .guidance import GuidedField
 from .heun import HeunSampler
-from .interfaces import Field
 
 
+@dataclasses.dataclass(kw_only=True)
 class EDMStochasticSampler(HeunSampler):
     """Heun with churn; S_tmax=None means no upper limit (EDM's inf, kept JSON-plain)."""
 
     name = "edm_stochastic"
+    S_churn: float = 0.0
+    S_tmin: float = 0.0
+    S_tmax: float | None = None
+    S_noise: float = 1.0
 
-    def __init__(self, steps: int, *, S_churn: float = 0.0, S_tmin: float = 0.0, S_tmax: float | None = None,
-                 S_noise: float = 1.0, **step_kwargs: Any) -> None:
-        """`step_kwargs`: those of `StepSampler` (time_dist, time_kwargs, dtype, guidance_interval)."""
-        super().__init__(steps=steps, **step_kwargs)
-        check_params(type(self), dict(steps=steps, S_churn=S_churn, S_tmin=S_tmin, S_tmax=S_tmax, S_noise=S_noise))
-        if S_tmax is not None and S_tmax == math.inf:
-            S_tmax = None  # EDM's default; inf is not plain JSON
-        if not (0.0 <= S_churn < math.inf and 0.0 <= S_noise < math.inf):
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.S_tmax == math.inf:
+            self.S_tmax = None  # EDM's default; inf is not plain JSON
+        if not (0.0 <= self.S_churn < math.inf and 0.0 <= self.S_noise < math.inf):
             raise SamplerStateError(f"{self.name}: S_churn and S_noise must be finite and >= 0, "
-                                    f"got S_churn={S_churn!r}, S_noise={S_noise!r}")
-        if not 0.0 <= S_tmin <= (math.inf if S_tmax is None else S_tmax):
-            raise SamplerStateError(f"{self.name}: needs 0 <= S_tmin <= S_tmax, got S_tmin={S_tmin!r}, S_tmax={S_tmax!r}")
-        self.S_churn, self.S_tmin, self.S_noise = float(S_churn), float(S_tmin), float(S_noise)
-        self.S_tmax = None if S_tmax is None else float(S_tmax)
-
-    @property
-    def stochastic(self) -> bool:  # type: ignore[override]
-        return self.S_churn > 0.0
+                                    f"got S_churn={self.S_churn!r}, S_noise={self.S_noise!r}")
+        if not 0.0 <= self.S_tmin <= (math.inf if self.S_tmax is None else self.S_tmax):
+            raise SamplerStateError(f"{self.name}: needs 0 <= S_tmin <= S_tmax, "
+                                    f"got S_tmin={self.S_tmin!r}, S_tmax={self.S_tmax!r}")
+        self.stochastic = self.S_churn > 0.0
 
     def check_fields(self, net: Any, g_net: Any, t_max: float) -> None:
         super().check_fields(net, g_net, t_max)
@@ -49,8 +48,8 @@ class EDMStochasticSampler(HeunSampler):
             raise TypeError(f"{self.name}: churn (S_churn={self.S_churn:g}) is defined in sigma units and needs a "
                             f"sigma field (edm, vp_eps), got {net.interface!r}; use S_churn=0 or euler_maruyama")
 
-    def forward(self, net: Field, x: torch.Tensor, t_curr: float, t_next: float, g_net: Field | None = None,
-                guidance_scale: float = 1.0, *, noise: Any = None, **net_kwargs: Any) -> torch.Tensor:
+    def forward(self, net: GuidedField, x: torch.Tensor, t_curr: float, t_next: float, *, noise: Any = None,
+                history: dict[str, Any] | None = None) -> torch.Tensor:
         # Karras et al. 2022, Algorithm 2.
         # Increase noise temporarily.
         in_range = self.S_tmin <= t_curr and (self.S_tmax is None or t_curr <= self.S_tmax)
@@ -60,4 +59,4 @@ class EDMStochasticSampler(HeunSampler):
             t_hat = min(t_curr + gamma * t_curr, net.t_max_allowed)
             x_hat = self.churn(net, x, t_curr, t_hat, self.S_noise * noise())
         # Euler step and 2nd order correction from t_hat: Heun's step.
-        return super().forward(net, x_hat, t_hat, t_next, g_net, guidance_scale, **net_kwargs)
+        return super().forward(net, x_hat, t_hat, t_next, history=history)

@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from .interfaces import Field
+from .guidance import GuidedField
 from .step import StepSampler
 
 
@@ -15,7 +15,7 @@ class EulerSampler(StepSampler):
 
     name = "euler"
 
-    def forward(self, net: Field, x: torch.Tensor, t_curr: float, t_next: float, g_net: Field | None = None,
-                guidance_scale: float = 1.0, *, noise: Any = None, **net_kwargs: Any) -> torch.Tensor:
-        d_cur = self.velocity(net, x, t_curr, g_net, guidance_scale, **net_kwargs)
+    def forward(self, net: GuidedField, x: torch.Tensor, t_curr: float, t_next: float, *, noise: Any = None,
+                history: dict[str, Any] | None = None) -> torch.Tensor:
+        d_cur = net.velocity(x, t_curr)
         return x + (t_next - t_curr) * d_cur

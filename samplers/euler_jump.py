@@ -7,7 +7,8 @@ from typing import Any
 
 import torch
 
-from .interfaces import Field, MeanFlowField
+from .guidance import GuidedField
+from .interfaces import MeanFlowField
 from .step import StepSampler
 
 
@@ -17,11 +18,11 @@ class EulerJumpSampler(StepSampler):
     name = "euler_jump"
     requires = MeanFlowField
 
-    def forward(self, net: Field, x: torch.Tensor, t_curr: float, t_next: float, g_net: Field | None = None,
-                guidance_scale: float = 1.0, *, noise: Any = None, **net_kwargs: Any) -> torch.Tensor:
-        u = self.guided("average_velocity", net, g_net, guidance_scale, x, t_next, t_curr, **net_kwargs)
+    def forward(self, net: GuidedField, x: torch.Tensor, t_curr: float, t_next: float, *, noise: Any = None,
+                history: dict[str, Any] | None = None) -> torch.Tensor:
+        u = net.average_velocity(x, t_next, t_curr)
         return x + (t_next - t_curr) * u
 
-    def last_step(self, net: Field, x: torch.Tensor, t_curr: float, t_last: float, g_net: Field | None = None,
-                  guidance_scale: float = 1.0, **net_kwargs: Any) -> torch.Tensor:
-        return self.forward(net, x, t_curr, t_last, g_net, guidance_scale, **net_kwargs)
+    def last_step(self, net: GuidedField, x: torch.Tensor, t_curr: float, t_last: float, *, noise: Any = None,
+                  history: dict[str, Any] | None = None) -> torch.Tensor:
+        return self.forward(net, x, t_curr, t_last, noise=noise, history=history)

@@ -3,24 +3,26 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
 import torch
 
-from .interfaces import Field
+from .guidance import GuidedField
 from .step import StepSampler
 
 
+@dataclasses.dataclass(kw_only=True)
 class EulerMaruyamaSampler(StepSampler):
     """Stochastic first-order sampler; its last step is the probability-flow Euler step (Tweedie's denoiser
     for sigma fields)."""
 
     name = "euler_maruyama"
-    stochastic = True
+    stochastic: bool = dataclasses.field(default=True, init=False, repr=False)
 
-    def forward(self, net: Field, x: torch.Tensor, t_curr: float, t_next: float, g_net: Field | None = None,
-                guidance_scale: float = 1.0, *, noise: Any = None, **net_kwargs: Any) -> torch.Tensor:
+    def forward(self, net: GuidedField, x: torch.Tensor, t_curr: float, t_next: float, *, noise: Any = None,
+                history: dict[str, Any] | None = None) -> torch.Tensor:
         dt = t_next - t_curr  # < 0: time runs backwards
-        drift = self.guided("sde_drift", net, g_net, guidance_scale, x, t_curr, **net_kwargs)
+        drift = net.sde_drift(x, t_curr)
         return x + dt * drift + math.sqrt(net.diffusion(t_curr) * -dt) * noise()

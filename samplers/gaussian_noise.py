@@ -3,31 +3,24 @@ A baseline (e.g. the FID of pure noise) and the simplest implementation of the c
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import torch
 
-from .base import Sampler, check_params, checked_params, state_of
+from .base import Sampler
 from .noise import SampleNoise
 
 
+@dataclasses.dataclass(kw_only=True)
 class GaussianNoiseSampler(Sampler):
     """x_i = mean + std * eps(seed, i); model arguments are accepted and ignored."""
 
     name = "gaussian_noise"
-
-    def __init__(self, mean: float = 0.0, std: float = 1.0) -> None:
-        check_params(type(self), dict(mean=mean, std=std))
-        self.mean, self.std = float(mean), float(std)
+    mean: float = 0.0
+    std: float = 1.0
 
     def sample(self, N: int, device: torch.device | str, *, shape: tuple[int, ...] | list[int] = (3, 32, 32),
                seed: int = 0, start_index: int = 0, **model_args: Any) -> torch.Tensor:
         """(N, *shape) float32 samples for indices start_index .. start_index + N - 1."""
         return SampleNoise(seed, start_index, N, device).start(tuple(shape), torch.float32) * self.std + self.mean
-
-    def save(self) -> dict[str, Any]:
-        return state_of(self)
-
-    def load(self, **state_dict: Any) -> "GaussianNoiseSampler":
-        self.__init__(**checked_params(type(self), state_dict))
-        return self

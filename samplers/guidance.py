@@ -3,7 +3,8 @@
 The guide `g_net` is a weaker network (autoguidance, Karras et al. 2024) or the same network
 with the null condition (classifier-free guidance, Ho & Salimans 2022): `null_condition`
 builds the latter. Every field quantity is affine in the network output, so mixing velocities,
-denoised images or drifts is the same guidance.
+denoised images or drifts is the same guidance. `GuidedField` composes the network, the guide,
+the guidance interval and the bound `net_kwargs` once; integrators see only it.
 """
 
 from __future__ import annotations
@@ -19,6 +20,54 @@ from .interfaces import Field
 def mix(cond: torch.Tensor, guide: torch.Tensor, guidance_scale: float) -> torch.Tensor:
     """guide + w * (cond - guide); w = 1 is `cond`, w = 0 is `guide`."""
     return torch.lerp(guide, cond, guidance_scale)
+
+
+class GuidedField:
+    """A field with guidance and `net_kwargs` bound: each network quantity (velocity, denoise, eps, score,
+    sde_drift, average_velocity) is mix(cond, guide, w), the guide evaluated only where w != 1 and the last
+    time argument lies in `interval` (lo, hi); everything else (alpha, sigma, diffusion, prior_scale,
+    t_max_allowed, ...) is the field's own."""
+
+    def __init__(self, net: Field, g_net: Field | None = None, guidance_scale: float = 1.0, *,
+                 interval: tuple[float, float] | None = None, net_kwargs: dict[str, Any] | None = None) -> None:
+        self.net, self.guidance_scale, self.interval = net, guidance_scale, interval
+        self.g_net = None if guidance_scale == 1.0 else g_net
+        self.net_kwargs = dict(net_kwargs or {})
+
+    def guided(self, quantity: str, x: torch.Tensor, *times: float) -> torch.Tensor:
+        """`quantity` of the network at x (N, ...) and `times`, guided; shaped like x."""
+        out = getattr(self.net, quantity)(x, *times, **self.net_kwargs)
+        if self.g_net is None:
+            return out
+        if self.interval is not None and not self.interval[0] <= times[-1] <= self.interval[1]:
+            return out
+        return mix(out, getattr(self.g_net, quantity)(x, *times, **self.net_kwargs), self.guidance_scale)
+
+    def velocity(self, x: torch.Tensor, t: float) -> torch.Tensor:
+        return self.guided("velocity", x, t)
+
+    def denoise(self, x: torch.Tensor, t: float) -> torch.Tensor:
+        return self.guided("denoise", x, t)
+
+    def eps(self, x: torch.Tensor, t: float) -> torch.Tensor:
+        return self.guided("eps", x, t)
+
+    def score(self, x: torch.Tensor, t: float) -> torch.Tensor:
+        return self.guided("score", x, t)
+
+    def sde_drift(self, x: torch.Tensor, t: float) -> torch.Tensor:
+        return self.guided("sde_drift", x, t)
+
+    def average_velocity(self, x: torch.Tensor, r: float, t: float) -> torch.Tensor:
+        return self.guided("average_velocity", x, r, t)
+
+    def __getattr__(self, name: str) -> Any:  # the forward process and interface attributes of `net`
+        if name == "net":  # not set yet (copy, unpickling): no recursion
+            raise AttributeError(name)
+        return getattr(self.net, name)
+
+    def __repr__(self) -> str:
+        return f"GuidedField({self.net!r}, g_net={self.g_net!r}, guidance_scale={self.guidance_scale})"
 
 
 class _NullCondition(torch.nn.Module):

@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from .interfaces import Field
+from .guidance import GuidedField
 from .step import StepSampler
 
 
@@ -15,14 +15,14 @@ class HeunSampler(StepSampler):
 
     name = "heun"
 
-    def forward(self, net: Field, x: torch.Tensor, t_curr: float, t_next: float, g_net: Field | None = None,
-                guidance_scale: float = 1.0, *, noise: Any = None, **net_kwargs: Any) -> torch.Tensor:
+    def forward(self, net: GuidedField, x: torch.Tensor, t_curr: float, t_next: float, *, noise: Any = None,
+                history: dict[str, Any] | None = None) -> torch.Tensor:
         # Karras et al. 2022, Algorithm 1 (lines 4-8).
         # Euler step.
-        d_cur = self.velocity(net, x, t_curr, g_net, guidance_scale, **net_kwargs)
+        d_cur = net.velocity(x, t_curr)
         x_next = x + (t_next - t_curr) * d_cur
         # Apply 2nd order correction.
-        d_prime = self.velocity(net, x_next, t_next, g_net, guidance_scale, **net_kwargs)
+        d_prime = net.velocity(x_next, t_next)
         # x + h (d_cur / 2 + d_prime / 2), written with 3 tensor ops instead of 5; halving is exact in
         # binary floating point (short of subnormals), so the bits are the same.
         return x + (0.5 * (t_next - t_curr)) * (d_cur + d_prime)

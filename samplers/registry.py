@@ -1,10 +1,11 @@
-"""The allowlist of samplers: config names -> classes; `build` and `from_state`."""
+"""The allowlist of samplers: config names -> classes; `build` and `from_state`.
+A new integrator is its own module plus one entry in `SAMPLERS` below."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from .base import Sampler, SamplerStateError
+from .base import Sampler, SamplerStateError, check_params
 from .ddim import DDIMSampler
 from .dpmpp_2m import DPMSolverPP2MSampler
 from .edm_stochastic import EDMStochasticSampler
@@ -34,13 +35,13 @@ def sampler_class(name: Any) -> type[Sampler]:
 
 def build(name: str, **kwargs: Any) -> Sampler:
     """A sampler by config name, e.g. build('heun', steps=18, time_dist='karras')."""
-    return sampler_class(name)(**kwargs)
+    cls = sampler_class(name)
+    check_params(cls, kwargs)
+    return cls(**kwargs)
 
 
 def from_state(state: dict[str, Any]) -> Sampler:
     """Rebuild a sampler from `save()` output; the same state gives bit-identical samples."""
     if not isinstance(state, dict) or "name" not in state:
         raise SamplerStateError(f"a sampler state must be a dict with a 'name', got {type(state).__name__}")
-    cls = sampler_class(state["name"])
-    sampler = cls.__new__(cls)
-    return sampler.load(**state)
+    return sampler_class(state["name"]).from_state(state)

@@ -15,7 +15,7 @@ def _fields():
 def test_mixing_formula():
     net, g_net = _fields()
     x = torch.randn(5, 3, dtype=torch.float64)
-    got = samplers.EulerSampler(steps=1).velocity(net, x, 0.3, g_net, 2.5)
+    got = samplers.GuidedField(net, g_net, 2.5).velocity(x, 0.3)
     cond, guide = COND.data.flow_velocity(x, 0.3), GUIDE.data.flow_velocity(x, 0.3)
     assert torch.allclose(got, guide + 2.5 * (cond - guide), rtol=0, atol=1e-12)
 
@@ -51,7 +51,7 @@ def test_null_condition_is_classifier_free_guidance():
     field = samplers.wrap(net, "flow")
     guide = samplers.null_condition(field, null_label=10)
     labels = torch.tensor([1, 2, 3])
-    v = samplers.EulerSampler(steps=1).velocity(field, torch.zeros(3, 2), 1.0, guide, 2.0, class_labels=labels)
+    v = samplers.GuidedField(field, guide, 2.0, net_kwargs={"class_labels": labels}).velocity(torch.zeros(3, 2), 1.0)
     assert [s.tolist() for s in seen] == [[1, 2, 3], [10, 10, 10]]
     assert torch.equal(v[:, 0], 10 + 2.0 * (labels - 10.0))
 

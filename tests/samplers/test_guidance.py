@@ -61,3 +61,29 @@ def test_guide_must_share_the_interface():
     g_net = samplers.wrap(GaussianNet("meanflow"), "meanflow")
     with pytest.raises(TypeError, match="differs"):
         samplers.EulerSampler(steps=2).sample(2, "cpu", net=net, g_net=g_net, guidance_scale=2.0, shape=(2,))
+
+
+def test_guided_field_is_the_field_for_everything_but_the_network():
+    net, g_net = _fields()
+    guided = samplers.GuidedField(net, g_net, 2.0)
+    assert guided.alpha(0.3) == net.alpha(0.3) and guided.sigma(0.3) == net.sigma(0.3)
+    assert guided.diffusion(0.3) == net.diffusion(0.3) and guided.prior_scale(1.0) == net.prior_scale(1.0)
+    assert guided.t_max_allowed == 1.0 and guided.interface == "flow" and COND.calls == GUIDE.calls == 0
+
+
+@pytest.mark.parametrize("quantity", ["velocity", "denoise", "eps", "score", "sde_drift"])
+def test_guided_field_mixes_every_quantity(quantity):
+    net, g_net = _fields()
+    x = torch.randn(4, 3, dtype=torch.float64)
+    got = getattr(samplers.GuidedField(net, g_net, 1.5), quantity)(x, 0.6)
+    assert torch.equal(got, samplers.mix(getattr(net, quantity)(x, 0.6), getattr(g_net, quantity)(x, 0.6), 1.5))
+
+
+def test_guidance_interval_is_tested_against_the_last_time():
+    cond, guide = GaussianNet("meanflow", 1.0, 0.5), GaussianNet("meanflow", -1.0, 0.9)
+    net, g_net = samplers.wrap(cond, "meanflow"), samplers.wrap(guide, "meanflow")
+    guided = samplers.GuidedField(net, g_net, 2.0, interval=(0.5, 1.0))
+    x = torch.randn(4, 3, dtype=torch.float64)
+    assert torch.equal(guided.average_velocity(x, 0.2, 0.4), net.average_velocity(x, 0.2, 0.4))  # t = 0.4 outside
+    inside = guided.average_velocity(x, 0.2, 0.7)
+    assert guide.calls == 1 and not torch.equal(inside, net.average_velocity(x, 0.2, 0.7))

@@ -33,6 +33,9 @@ class GuidedField:
         self.net, self.guidance_scale, self.interval = net, guidance_scale, interval
         self.g_net = None if guidance_scale == 1.0 else g_net
         self.net_kwargs = dict(net_kwargs or {})
+        # The forward process is the field's own; bound here, as the hot loop reads it every step.
+        self.alpha, self.sigma, self.dalpha, self.dsigma = net.alpha, net.sigma, net.dalpha, net.dsigma
+        self.half_log_snr, self.prior_scale, self.diffusion = net.half_log_snr, net.prior_scale, net.diffusion
 
     def guided(self, quantity: str, x: torch.Tensor, *times: float) -> torch.Tensor:
         """`quantity` of the network at x (N, ...) and `times`, guided; shaped like x."""
@@ -61,7 +64,7 @@ class GuidedField:
     def average_velocity(self, x: torch.Tensor, r: float, t: float) -> torch.Tensor:
         return self.guided("average_velocity", x, r, t)
 
-    def __getattr__(self, name: str) -> Any:  # the forward process and interface attributes of `net`
+    def __getattr__(self, name: str) -> Any:  # the other attributes of `net` (t_max_allowed, interface, ...)
         if name == "net":  # not set yet (copy, unpickling): no recursion
             raise AttributeError(name)
         return getattr(self.net, name)

@@ -86,3 +86,7 @@ class SampleNoise:
 
 __all__ = ["LABEL_STREAM", "NOISE_SCHEME", "NOISE_SCHEMES", "NoiseScheme", "START_STREAM", "STEP_STREAM",
            "SampleNoise", "generator"]
+
+from .producer import NoiseProducer  # noqa: E402  (it builds on SampleNoise)
+
+__all__ += ["NoiseProducer"]

@@ -53,8 +53,8 @@ W0, W1 = 0x9E3779B9, 0xBB67AE85
 MASK32 = 0xFFFFFFFF
 ROUNDS = 10
 
-CHUNK = {"cpu": 1 << 16}  # values per piece of work; one piece elsewhere (GPUs want big kernels)
-CHUNK = defaultdict(lambda: 1 << 62, CHUNK)
+# Values per piece of work by device type: cache-sized on the CPU, one piece elsewhere (GPUs want big kernels).
+CHUNK: dict[str, int] = defaultdict(lambda: 1 << 62, cpu=1 << 16)
 K = 8  # cells per octave of the tail probability: 2**K
 TABLE_SHA256 = "63d47dd3752bfcdec9e184877e28bfee3c2c4f5c02ac376fc22b88e9c7b108f7"
 

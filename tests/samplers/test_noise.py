@@ -74,3 +74,181 @@ def test_noise_is_the_same_on_cuda():
     cpu = SampleNoise(1, 0, 4).start((8,), torch.float32)
     cuda = SampleNoise(1, 0, 4, device="cuda").start((8,), torch.float32)
     assert torch.equal(cpu, cuda.cpu())
+
+
+# -- scheme v2 ------------------------------------------------------------------------------------
+from samplers.noise import NOISE_SCHEME, NOISE_SCHEMES, START_STREAM, NoiseProducer, v2  # noqa: E402
+
+MASK = 0xFFFFFFFF
+
+
+def philox_reference(counter, key):
+    """Philox4x32-10 on Python ints, written from Salmon et al. 2011 / Random123."""
+    c, (k0, k1) = list(counter), key
+    for _ in range(10):
+        p0, p1 = 0xD2511F53 * c[0], 0xCD9E8D57 * c[2]
+        c = [(p1 >> 32) ^ c[1] ^ k0, p1 & MASK, (p0 >> 32) ^ c[3] ^ k1, p0 & MASK]
+        k0, k1 = (k0 + 0x9E3779B9) & MASK, (k1 + 0xBB67AE85) & MASK
+    return c
+
+
+def word_reference(seed, index, stream, draw, position):
+    counter = [stream + 2**20 * draw, position // 4, index & MASK, index >> 32]
+    return philox_reference(counter, [seed & MASK, seed >> 32])[position % 4]
+
+
+def normal_reference(w):
+    """The v2 transform from the docstring with Python ints and numpy float32 (the table is the module's)."""
+    s = w >> 31
+    r = 2 * min(w, MASK - w) + 1
+    e = r.bit_length() - 1
+    frac = (r - (1 << e)) << (v2.K + 23) >> e  # the K + 23 bits after the leading one
+    j, t = frac >> 23, frac & ((1 << 23) - 1)
+    a, b = v2._table_cpu().numpy()[(s << (v2.K + 5)) | (e << v2.K) | j]
+    return np.float32(a) + np.float32(b) * np.float32(t)
+
+
+@pytest.mark.parametrize("counter,key,expected", [  # Random123 kat_vectors, philox4x32 10 rounds
+    ([0, 0, 0, 0], [0, 0], [0x6627E8D5, 0xE169C58D, 0xBC57AC4C, 0x9B00DBD8]),
+    ([MASK] * 4, [MASK, MASK], [0x408F276D, 0x41C83B0E, 0xA20BC7C6, 0x6D5451FD]),
+    ([0x243F6A88, 0x85A308D3, 0x13198A2E, 0x03707344], [0xA4093822, 0x299F31D0],
+     [0xD16CFE09, 0x94FDCCEB, 0x5001E420, 0x24126EA1]),
+])
+def test_philox_matches_the_published_known_answers(counter, key, expected):
+    assert philox_reference(counter, key) == expected
+    got = v2.philox([torch.tensor([[c]]) for c in counter], key[0] + (key[1] << 32))
+    assert [int(w) for w in got] == expected
+
+
+@pytest.mark.parametrize("seed,index,stream,draw", [(0, 0, 0, 0), (2**64 - 1, 2**63 - 5, 2**20 - 1, 2**12 - 1),
+                                                    (123456789123, 2**40 + 3, 7, 2)])
+def test_v2_words_and_normals_equal_the_reference(seed, index, stream, draw):
+    count = 11  # not a multiple of 4: the last block is cut
+    got = v2.words(seed, torch.tensor([index, index + 1]), stream, draw, torch.arange(3))[:, :count]
+    expected = [[word_reference(seed, i, stream, draw, p) for p in range(count)] for i in (index, index + 1)]
+    assert got.tolist() == expected
+    z = SampleNoise(seed, index, 2, scheme="v2").normal(stream, (count,), torch.float32, draw)
+    z_ref = np.array([[normal_reference(w) for w in row] for row in expected], dtype=np.float32)
+    assert np.array_equal(z.numpy().view(np.uint32), z_ref.view(np.uint32))
+
+
+def test_v2_transform_equals_the_reference_on_edge_and_random_words():
+    rng = np.random.default_rng(0)
+    words = [0, 1, 2, 3, 2**31 - 1, 2**31, 2**31 + 1, MASK - 1, MASK, *rng.integers(0, 2**32, 2000).tolist()]
+    words += [(1 << e) + d for e in range(32) for d in (-1, 0, 1) if 0 <= (1 << e) + d <= MASK]
+    got = v2.normal_from_words(torch.tensor(words)).numpy()
+    expected = np.array([normal_reference(w) for w in words], dtype=np.float32)
+    assert np.array_equal(got.view(np.uint32), expected.view(np.uint32))
+
+
+def test_v2_table_is_the_pinned_one_and_close_to_the_exact_inverse_cdf():
+    from scipy.special import ndtri
+
+    import hashlib
+    assert hashlib.sha256(v2._table_cpu().numpy().tobytes()).hexdigest() == v2.TABLE_SHA256
+    w = torch.cat([torch.arange(0, 2**32, 997), torch.arange(0, 4096), torch.arange(2**32 - 4096, 2**32)])
+    z = v2.normal_from_words(w).double().numpy()
+    exact = ndtri((w.double().numpy() + 0.5) / 2**32)
+    assert np.abs(z - exact).max() < 1e-6
+    assert np.all(np.diff(z[: len(z) - 8192]) >= 0)  # monotone in the word
+
+
+def v2_noise(seed=0, start=0, n=256, shape=(4096,), stream=START_STREAM, draw=0):
+    return SampleNoise(seed, start, n, scheme="v2").normal(stream, shape, torch.float64, draw).numpy()
+
+
+def test_v2_moments_and_ks():
+    from scipy import stats
+
+    z = v2_noise().ravel()  # 2**20 values
+    n = len(z)
+    assert abs(z.mean()) < 5 / n**0.5
+    assert abs(z.var() - 1) < 5 * (2 / n) ** 0.5
+    assert abs(stats.skew(z)) < 5 * (6 / n) ** 0.5
+    assert abs(stats.kurtosis(z)) < 5 * (24 / n) ** 0.5
+    assert stats.kstest(z, "norm").pvalue > 1e-3
+
+
+def test_v2_draws_are_uncorrelated_across_indices_streams_steps_draws_and_positions():
+    base = v2_noise(n=256, shape=(1024,))
+    others = {"next index": v2_noise(start=1, n=256, shape=(1024,)), "seed": v2_noise(seed=1, n=256, shape=(1024,)),
+              "step 0": v2_noise(stream=STEP_STREAM, n=256, shape=(1024,)),
+              "step 1": v2_noise(stream=STEP_STREAM + 1, n=256, shape=(1024,)),
+              "draw 1": v2_noise(draw=1, n=256, shape=(1024,)),
+              "position + 1": np.roll(base, 1, axis=1), "position + 4": np.roll(base, 4, axis=1)}
+    bound = 5 / base.size**0.5
+    for name, other in others.items():
+        assert abs(np.corrcoef(base.ravel(), other.ravel())[0, 1]) < bound, name
+        assert abs(np.corrcoef(base.ravel() ** 2, other.ravel() ** 2)[0, 1]) < bound, name
+
+
+def test_v2_rows_do_not_depend_on_batch_split_or_pieces(monkeypatch):
+    whole = SampleNoise(3, 10, 9, scheme="v2").step(4, torch.zeros(9, 3, 5, 7))
+    parts = [SampleNoise(3, 10 + a, b - a, scheme="v2").step(4, torch.zeros(b - a, 3, 5, 7)) for a, b in [(0, 1), (1, 6), (6, 9)]]
+    assert torch.equal(whole, torch.cat(parts))
+    monkeypatch.setitem(v2.CHUNK, "cpu", 24)  # many small pieces, split inside rows
+    assert torch.equal(whole, SampleNoise(3, 10, 9, scheme="v2").step(4, torch.zeros(9, 3, 5, 7)))
+
+
+def test_v2_labels_equal_the_reference_and_are_uniform():
+    from scipy import stats
+
+    seed, n = 2**63 + 9, 10
+    got = SampleNoise(seed, 5, 3, scheme="v2").labels(n).tolist()
+    for i, label in zip(range(5, 8), got):
+        w0, w1 = (word_reference(seed, i, LABEL_STREAM, 0, p) for p in (0, 1))
+        assert label == ((w0 << 32 | w1) * n) >> 64
+    counts = np.bincount(SampleNoise(0, 0, 20000, scheme="v2").labels(n).numpy(), minlength=n)
+    assert stats.chisquare(counts).pvalue > 1e-3
+
+
+def test_schemes_are_explicit_and_v1_stays_the_default():
+    assert NOISE_SCHEME == "philox4x64(key=seed+2**64*index, counter=[0,stream,draw,0]) float32 ziggurat; v1"
+    assert NOISE_SCHEMES["v1"].description == NOISE_SCHEME and NOISE_SCHEMES["v2"].description.endswith("; v2")
+    assert torch.equal(SampleNoise(1, 2, 3).start((4,), torch.float32),
+                       SampleNoise(1, 2, 3, scheme="v1").start((4,), torch.float32))
+    assert not torch.equal(SampleNoise(1, 2, 3).start((4,), torch.float32),
+                           SampleNoise(1, 2, 3, scheme="v2").start((4,), torch.float32))
+
+
+@pytest.mark.parametrize("kwargs,call,match", [
+    (dict(scheme="v3"), None, "unknown noise scheme 'v3'; known: v1, v2"),
+    (dict(scheme="v2", start_index=2**63), None, "start_index"),
+    (dict(scheme="v2"), lambda s: s.step(2**20, torch.zeros(1, 2)), "stream < 2\\*\\*20"),
+    (dict(scheme="v2"), lambda s: s.step(0, torch.zeros(1, 2), draw=2**12), "draw < 2\\*\\*12"),
+    (dict(scheme="v2"), lambda s: s.labels(0), "num_classes"),
+])
+def test_bad_scheme_stream_draw_or_classes_is_an_error(kwargs, call, match):
+    with pytest.raises(ValueError, match=match):
+        noise = SampleNoise(**{"seed": 0, "start_index": 0, "n": 1, **kwargs})
+        call(noise)
+
+
+@pytest.mark.parametrize("scheme", ["v1", "v2"])
+def test_producer_yields_exactly_the_direct_draws(scheme):
+    noise = SampleNoise(4, 2, 3, scheme=scheme)
+    x = torch.zeros(3, 2, 5, dtype=torch.float64)
+    requests = [(0, x, 0), (1, x, 0), (2, x, 0), (2, x, 1), (3, x, 0), (5, x.float(), 0), (6, x.float(), 0)]
+    with NoiseProducer(noise) as producer:
+        for k, like, draw in requests:
+            assert torch.equal(producer.step(k, like, draw), noise.step(k, like, draw))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_v2_is_the_same_bits_on_cuda():
+    for shape, dtype in [((3, 64, 64), torch.float32), ((2, 8, 8), torch.float16)]:
+        cpu = SampleNoise(2**64 - 3, 2**40, 64, scheme="v2").start(shape, dtype)
+        cuda = SampleNoise(2**64 - 3, 2**40, 64, device="cuda", scheme="v2").start(shape, dtype)
+        assert torch.equal(cpu, cuda.cpu())
+    assert torch.equal(SampleNoise(0, 0, 999, scheme="v2").labels(1000),
+                       SampleNoise(0, 0, 999, device="cuda", scheme="v2").labels(1000).cpu())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("scheme", ["v1", "v2"])
+def test_producer_on_cuda_yields_exactly_the_direct_draws(scheme):
+    noise = SampleNoise(4, 2, 16, device="cuda", scheme=scheme)
+    x = torch.zeros(16, 3, 32, 32, device="cuda")
+    with NoiseProducer(noise) as producer:
+        for k in range(5):
+            assert torch.equal(producer.step(k, x), noise.step(k, x))

@@ -1,5 +1,5 @@
-"""Loading a job config: a YAML file, then `key.path=value` overrides (values parsed as YAML),
-then validation against the schema. Duplicate keys are an error, not "the last one wins"."""
+"""Loading a job config: a YAML file, then `key.path=value` overrides (values parsed as YAML the same
+way, see `yaml12`), then validation against the schema."""
 
 from __future__ import annotations
 
@@ -7,42 +7,9 @@ import typing
 from collections.abc import Sequence
 from typing import Any
 
-import yaml
-
 from .errors import ConfigError, fmt_value, unwrap_model
 from .schema import JobConfig, validate_config
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that rejects duplicate keys instead of keeping the last one."""
-
-
-def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[Any, Any]:
-    loader.flatten_mapping(node)
-    out: dict[Any, Any] = {}
-    for key_node, value_node in node.value:
-        key = loader.construct_object(key_node, deep=True)
-        if key in out:
-            mark = key_node.start_mark
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}", mark
-            )
-        out[key] = loader.construct_object(value_node, deep=True)
-    return out
-
-
-_UniqueKeyLoader.add_constructor(
-    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping
-)
-
-
-def _parse_yaml(text: str, source: str) -> Any:
-    try:
-        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"{where}: malformed YAML: {problem}") from None
+from .yaml12 import parse_yaml
 
 
 def _set_override(data: dict[str, Any], override: str) -> None:
@@ -56,7 +23,7 @@ def _set_override(data: dict[str, Any], override: str) -> None:
     parts = key.split(".")
     if not all(p.isidentifier() for p in parts):
         raise ConfigError(f"override {override!r}: bad key path {key!r}")
-    value = _parse_yaml(raw, f"override {key}")
+    value = parse_yaml(raw, f"override {key}")
 
     _check_override_path(parts, override)
     node = data
@@ -97,7 +64,7 @@ def load_config(path: str, overrides: Sequence[str] = ()) -> JobConfig:
     except (OSError, UnicodeDecodeError) as exc:
         reason = getattr(exc, "strerror", None) or str(exc)
         raise ConfigError(f"{path}: cannot read config: {reason}") from None
-    data = _parse_yaml(text, path)
+    data = parse_yaml(text, path)
     if not isinstance(data, dict):
         return validate_config(data, source=path)  # raises the top-level error
     for override in overrides:

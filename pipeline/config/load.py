@@ -3,13 +3,14 @@ way, see `yaml12`), then validation against the schema."""
 
 from __future__ import annotations
 
+import os
 import typing
 from collections.abc import Sequence
 from typing import Any
 
 from .errors import ConfigError, fmt_value, unwrap_model
 from .schema import JobConfig, validate_config
-from .yaml12 import parse_yaml
+from .yaml12 import MAX_YAML_BYTES, check_size, parse_yaml
 
 
 def _set_override(data: dict[str, Any], override: str) -> None:
@@ -59,8 +60,10 @@ def _check_override_path(parts: Sequence[str], override: str) -> None:
 def load_config(path: str, overrides: Sequence[str] = ()) -> JobConfig:
     """Read a YAML job file, apply `key.path=value` overrides (YAML-typed), and validate."""
     try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
+        with open(path, "rb") as f:
+            raw = f.read(MAX_YAML_BYTES + 1)  # never more than the limit allows, whatever the file is
+            check_size(max(len(raw), os.fstat(f.fileno()).st_size), path)
+        text = raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         reason = getattr(exc, "strerror", None) or str(exc)
         raise ConfigError(f"{path}: cannot read config: {reason}") from None

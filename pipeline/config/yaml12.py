@@ -5,6 +5,10 @@ YAML 1.2 core schema (https://yaml.org/spec/1.2.2/#1032-tag-resolution), unlike 
 stay strings), and there are no sexagesimal numbers or timestamps. Merge keys (`<<: *base`, or a list
 of them) are kept: keys written in the mapping override merged ones, earlier merged mappings override
 later ones. A key written twice in one mapping is an error.
+
+Limits, so a hostile file fails at once with one line: a document is at most `MAX_YAML_BYTES`, and
+its aliases may expand it to at most `MAX_YAML_NODES` nodes (counted on the node graph before any
+object is built, so a "billion laughs" alias bomb costs nothing); an alias inside itself is refused.
 """
 
 from __future__ import annotations
@@ -17,6 +21,9 @@ import yaml
 from yaml.constructor import ConstructorError
 
 from .errors import ConfigError
+
+MAX_YAML_BYTES = 1 << 20  # 1 MiB; job files are a few hundred bytes
+MAX_YAML_NODES = 1_000_000  # after alias expansion; a document of MAX_YAML_BYTES without aliases has fewer
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 _INT_DEC = re.compile(r"[-+]?[0-9]+")
@@ -71,8 +78,8 @@ def _construct_int(loader: CoreLoader, node: yaml.ScalarNode) -> int:
             return int(text[2:], 16)
         if _INT_DEC.fullmatch(text):
             return int(text, 10)
-    except ValueError as exc:  # e.g. more digits than Python converts
-        raise _scalar_error(node, "integer", text, f" ({exc})") from None
+    except ValueError:  # more digits than Python converts
+        raise _scalar_error(node, "integer", text, " (too many digits)") from None
     raise _scalar_error(node, "integer", text)
 
 
@@ -128,13 +135,62 @@ CoreLoader.add_constructor("tag:yaml.org,2002:float", _construct_float)
 CoreLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
+def _where(source: str, node: yaml.Node) -> str:
+    return f"{source}:{node.start_mark.line + 1}:{node.start_mark.column + 1}"
+
+
+def _check_expansion(root: yaml.Node, source: str) -> None:
+    """Refuse a node graph whose aliases expand it past MAX_YAML_NODES nodes, or that contains itself."""
+    sizes: dict[int, int] = {}  # id(node) -> nodes below it, aliases expanded
+    open_nodes: set[int] = set()
+
+    def size(node: yaml.Node) -> int:
+        if id(node) in sizes:
+            return sizes[id(node)]
+        if id(node) in open_nodes:
+            raise ConfigError(f"{_where(source, node)}: recursive YAML alias (a node that contains itself)")
+        open_nodes.add(id(node))
+        children: list[yaml.Node] = []
+        if isinstance(node, yaml.SequenceNode):
+            children = node.value
+        elif isinstance(node, yaml.MappingNode):
+            children = [child for pair in node.value for child in pair]
+        total = 1
+        for child in children:
+            total += size(child)
+            if total > MAX_YAML_NODES:
+                raise ConfigError(f"{_where(source, node)}: YAML aliases expand the document past "
+                                  f"{MAX_YAML_NODES} nodes (the alias-expansion limit)")
+        open_nodes.discard(id(node))
+        sizes[id(node)] = total
+        return total
+
+    size(root)
+
+
+def check_size(size: int, source: str) -> None:
+    """Refuse a YAML document of more than MAX_YAML_BYTES bytes."""
+    if size > MAX_YAML_BYTES:
+        raise ConfigError(f"{source}: YAML document too large ({size} bytes; the limit is {MAX_YAML_BYTES})")
+
+
 def parse_yaml(text: str, source: str) -> Any:
-    """One YAML document (YAML 1.2 core schema, merge keys, no duplicate keys) as plain Python data;
-    a problem raises `ConfigError` naming `source:line:column`."""
+    """One YAML document (YAML 1.2 core schema, merge keys, no duplicate keys, the limits above) as plain
+    Python data; a problem raises `ConfigError` naming `source:line:column`."""
+    check_size(len(text) if len(text) > MAX_YAML_BYTES else len(text.encode("utf-8")), source)
+    loader = CoreLoader(text)
     try:
-        return yaml.load(text, Loader=CoreLoader)  # noqa: S506 (a SafeLoader subclass)
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_expansion(node, source)
+        return loader.construct_document(node)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ConfigError(f"{where}: malformed YAML: {problem}") from None
+    except RecursionError:
+        raise ConfigError(f"{source}: YAML nested too deeply") from None
+    finally:
+        loader.dispose()

@@ -36,3 +36,10 @@ def error_lines(path: str, overrides=()) -> list[str]:
         load_config(path, overrides)
     assert str(info.value) == "\n".join(info.value.problems)
     return str(info.value).splitlines()
+
+
+def billion_laughs(levels: int = 9) -> str:
+    """The classic alias bomb: `levels` levels of 9 aliases each, 9**(levels + 1) strings once expanded, in 1 KB."""
+    lines = ['l0: &l0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    lines += [f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9)}]" for i in range(1, levels + 1)]
+    return "\n".join(lines) + "\n"

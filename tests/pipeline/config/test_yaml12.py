@@ -6,8 +6,8 @@ import math
 import pytest
 
 from pipeline.config import ConfigError, load_config
-from pipeline.config.yaml12 import parse_yaml
-from tests.pipeline.config.files import DEMO, error_lines, write_job
+from pipeline.config.yaml12 import MAX_YAML_BYTES, MAX_YAML_NODES, parse_yaml
+from tests.pipeline.config.files import DEMO, billion_laughs, error_lines, write_job
 
 
 @pytest.mark.parametrize(
@@ -102,3 +102,44 @@ def test_bad_mappings(text, message):
     with pytest.raises(ConfigError) as info:
         parse_yaml(text, "t")
     assert len(info.value.problems) == 1 and message in info.value.problems[0], info.value.problems
+
+
+# --------------------------------------------------------------------------- limits
+
+
+def test_an_alias_bomb_is_refused_before_it_expands(tmp_path):
+    text = billion_laughs() + DEMO.read_text().replace("run:\n", "run:\n  storage_options: {x: *l9}\n", 1)
+    lines = error_lines(write_job(tmp_path, text))
+    assert len(lines) == 1 and lines[0].startswith(str(tmp_path / "job.yaml") + ":"), lines
+    assert f"YAML aliases expand the document past {MAX_YAML_NODES} nodes (the alias-expansion limit)" in lines[0]
+    assert parse_yaml(billion_laughs(levels=4), "t")["l4"][8][8][8][8][8] == "lol"  # 9**5 strings: fine
+
+
+def test_aliases_below_the_limit_are_shared_values():
+    data = parse_yaml("a: &a {x: [1, 2]}\nb: *a\nc: [*a, *a]", "t")
+    assert data["b"] == data["c"][1] == {"x": [1, 2]}
+
+
+@pytest.mark.parametrize("text", ["a: &a [1, *a]", "a: &a {b: *a}", "a: &a {<<: *a}"])
+def test_a_node_inside_itself_is_refused(text):
+    with pytest.raises(ConfigError) as info:
+        parse_yaml(text, "t")
+    assert info.value.problems == ["t:1:4: recursive YAML alias (a node that contains itself)"]
+
+
+def test_deep_nesting_is_one_line():
+    with pytest.raises(ConfigError) as info:
+        parse_yaml("a: " + "[" * 1000 + "]" * 1000, "t")
+    assert info.value.problems == ["t: YAML nested too deeply"]
+
+
+def test_size_limit(tmp_path):
+    demo = DEMO.read_text()
+    at_limit = demo + "#" * (MAX_YAML_BYTES - len(demo.encode()) - 1) + "\n"
+    assert len(at_limit.encode()) == MAX_YAML_BYTES
+    assert load_config(write_job(tmp_path, at_limit)).run.seed == 0
+    path = write_job(tmp_path, at_limit + "\n")
+    assert error_lines(path) == [f"{path}: YAML document too large ({MAX_YAML_BYTES + 1} bytes; the limit is {MAX_YAML_BYTES})"]
+    huge = "x" * (MAX_YAML_BYTES + 1)
+    assert error_lines(str(DEMO), [f"model.kwargs.note={huge}"]) == [
+        f"override model.kwargs.note: YAML document too large ({MAX_YAML_BYTES + 1} bytes; the limit is {MAX_YAML_BYTES})"]

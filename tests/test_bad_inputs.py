@@ -28,6 +28,8 @@ from safetensors.torch import save_file
 
 from pipeline.cli import main
 from pipeline.config import ConfigError, validate_config
+from pipeline.config.yaml12 import MAX_YAML_BYTES
+from tests.pipeline.config.files import billion_laughs
 from tests.pipeline.jobs import DELETE, gaussian_job, set_path, snapshot, write_output_in_process
 
 REPO = Path(__file__).resolve().parents[1]
@@ -82,6 +84,8 @@ def _truncated_safetensors(path: Path) -> None:
     path.write_bytes(path.read_bytes()[:-40])
 
 
+BILLION_LAUGHS = billion_laughs()
+
 CASES = [
     # --- the file itself
     Case("yaml-unclosed", 2, r"job.yaml:\d+:\d+: malformed YAML", text="run: {num_samples: 10\n"),
@@ -90,6 +94,15 @@ CASES = [
     Case("yaml-top-level-list", 2, r"top level must be a mapping .*\(got list\)", text="- 1\n- 2\n"),
     Case("yaml-empty", 2, r"top level must be a mapping .*\(got NoneType\)", text=""),
     Case("config-file-missing", 2, r"cannot read config: No such file", text=DELETE),
+    Case("yaml-alias-bomb", 2, r"job.yaml:\d+:\d+: YAML aliases expand the document past \d+ nodes \(the alias-expansion limit\)$",
+         text=BILLION_LAUGHS + "run: {storage_options: {x: *l9}}\n"),
+    Case("yaml-recursive-alias", 2, r"job.yaml:1:6: recursive YAML alias", text="run: &r {storage_options: *r}\n"),
+    Case("yaml-too-large", 2, rf"job.yaml: YAML document too large \({MAX_YAML_BYTES + 1} bytes; the limit is {MAX_YAML_BYTES}\)$",
+         text="#" * MAX_YAML_BYTES + "\n"),
+    Case("yaml-nested-too-deeply", 2, r"job.yaml: YAML nested too deeply$", text="run: " + "[" * 1000 + "]" * 1000 + "\n"),
+    Case("yaml-duplicate-after-merge", 2, r"job.yaml:2:\d+: malformed YAML: duplicate key 'seed'",
+         text="base: &b {seed: 1}\nrun: {<<: *b, seed: 2, seed: 3}\n"),
+    Case("yaml-1.1-boolean", 2, r"^run.overwrite: must be true or false \(got 'yes' of type str\)$", overrides=["run.overwrite=yes"]),
     # --- unknown keys, missing keys, wrong types
     Case("unknown-section", 2, r"^extra: unknown field; allowed: run, model, sampler, cluster, metrics$", edit={"extra": {}}),
     Case("unknown-run-key", 2, r"^run.num_sample: unknown field; allowed: num_samples", edit={"run.num_sample": 10}),

@@ -70,7 +70,7 @@ def test_network_dtype_is_cast_and_back():
 
 
 def test_unknown_interface():
-    with pytest.raises(ValueError, match="unknown interface 'eps'; allowed: flow, edm, vp_eps, meanflow"):
+    with pytest.raises(ValueError, match="unknown interface 'eps'; allowed: flow, edm, vp_eps, vp_v, vp_x0, meanflow"):
         samplers.wrap(lambda x, t: x, "eps")
 
 

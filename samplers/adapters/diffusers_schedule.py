@@ -75,7 +75,9 @@ _ONLY: dict[str, dict[str, tuple[Any, ...]]] = {
                                         "use_karras_sigmas": (False,), "use_exponential_sigmas": (False,),
                                         "use_beta_sigmas": (False,), "stochastic_sampling": (False,)},
 }
-_PREDICTIONS = {"epsilon": "vp_eps", "v_prediction": "vp_v", "sample": "vp_x0", "original_sample": "vp_x0"}
+PREDICTIONS: dict[str, str] = {
+    "epsilon": "vp_eps", "v_prediction": "vp_v", "sample": "vp_x0", "original_sample": "vp_x0",
+}
 _SPACINGS = ("linspace", "leading", "trailing")
 SAMPLER_OF = {"DDIMScheduler": ("ddim", {"eta": 0.0}), "DDPMScheduler": ("ddim", {"eta": 1.0}),
               "EulerDiscreteScheduler": ("euler", {}), "DPMSolverMultistepScheduler": ("dpmpp_2m", {}),
@@ -115,7 +117,7 @@ def scheduler_config(scheduler: Any) -> dict[str, Any]:
 
 def _check(cfg: dict[str, Any]) -> None:
     name = cfg["_class_name"]
-    allowed = {"rescale_betas_zero_snr": (False,), "prediction_type": tuple(_PREDICTIONS), "timestep_spacing": _SPACINGS,
+    allowed = {"rescale_betas_zero_snr": (False,), "prediction_type": tuple(PREDICTIONS), "timestep_spacing": _SPACINGS,
                **_ONLY[name]}
     for key, values in allowed.items():
         if key in cfg and cfg[key] not in values:
@@ -218,7 +220,8 @@ def _flow_times(cfg: dict[str, Any], steps: int) -> np.ndarray:
     t = shift * t / (1 + (shift - 1) * t)  # Esser et al. 2024 (SD3) time shift
     if cfg["shift_terminal"]:
         one_minus = 1 - t
-        t = 1 - one_minus / (one_minus[-1] / (1 - cfg["shift_terminal"]))
+        with np.errstate(invalid="ignore", divide="ignore"):  # steps=1: 0 / 0, refused below
+            t = 1 - one_minus / (one_minus[-1] / (1 - cfg["shift_terminal"]))
     return t.astype(np.float32)
 
 
@@ -233,8 +236,8 @@ def diffusers_grid(config: Any, steps: int) -> torch.Tensor:
         raise ValueError(f"{name}: steps={steps} exceeds num_train_timesteps={cfg['num_train_timesteps']}")
     times = {"DDIMScheduler": _ddim_sigmas, "DDPMScheduler": _ddim_sigmas, "EulerDiscreteScheduler": _euler_sigmas,
              "DPMSolverMultistepScheduler": _dpm_sigmas, "FlowMatchEulerDiscreteScheduler": _flow_times}[name]
-    grid = torch.cat([torch.from_numpy(np.asarray(times(cfg, steps), dtype=np.float64)), torch.zeros(1, dtype=torch.float64)])
-    if not bool((grid[1:] < grid[:-1]).all()):
+    grid = torch.from_numpy(np.append(np.asarray(times(cfg, steps), dtype=np.float64), 0.0))
+    if not bool((grid[1:] < grid[:-1]).all()):  # also catches NaN (FlowMatch's shift_terminal with steps=1)
         raise ValueError(f"{name}: the grid for steps={steps} is not strictly decreasing: {grid.tolist()}")
     return grid
 
@@ -277,10 +280,10 @@ def diffusers_settings(scheduler: Any) -> DiffusersSettings:
                   start_noise="vp" if spacing == "leading" else "sigma")
     else:
         # Integer timesteps (DPM-Solver rounds karras timesteps, except for the cosine schedule); init_noise_sigma = 1.
-        quantize = not (name == "DPMSolverMultistepScheduler" and (
-            cfg["use_exponential_sigmas"] or (cfg["use_karras_sigmas"] and cfg["beta_schedule"] == "squaredcos_cap_v2")))
+        cosine_karras = cfg.get("use_karras_sigmas") and cfg["beta_schedule"] == "squaredcos_cap_v2"
+        quantize = not (cfg.get("use_exponential_sigmas") or cosine_karras)
         kw.update(quantize=quantize, sigma_interp="log", start_noise="vp")
     kw.update({k: cfg[k] for k in ("clip_sample", "clip_sample_range", *_THRESHOLD) if k in cfg})
     kw["table_dtype"] = "float32"
-    return DiffusersSettings(_PREDICTIONS[cfg["prediction_type"]], kw, sampler, dict(sampler_kwargs), **grid,
+    return DiffusersSettings(PREDICTIONS[cfg["prediction_type"]], kw, sampler, dict(sampler_kwargs), **grid,
                              timestep_scale=1.0)

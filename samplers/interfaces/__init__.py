@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .coverage import grid_coverage_warning
 from .edm import EDMField, edm_precond
 from .field import Field
 from .flow import FlowField
@@ -32,5 +33,5 @@ def wrap(net: Any, interface: str, **interface_kwargs: Any) -> Field:
 
 __all__ = [
     "EDMField", "Field", "FlowField", "INTERFACES", "MeanFlowField", "VPEpsField", "VPField", "VPVField", "VPX0Field",
-    "ddpm_alphas_cumprod", "edm_precond", "threshold_x0", "wrap",
+    "ddpm_alphas_cumprod", "edm_precond", "grid_coverage_warning", "threshold_x0", "wrap",
 ]

@@ -113,11 +113,11 @@ class VPField(Field):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__(net, dtype=dtype)
-        abar = (
-            np.asarray(alphas_cumprod, dtype=np.float64)
-            if alphas_cumprod is not None
-            else ddpm_alphas_cumprod(num_train_timesteps, beta_start, beta_end, beta_schedule, trained_betas, table_dtype)
-        )
+        if alphas_cumprod is not None:
+            abar = np.asarray(alphas_cumprod, dtype=np.float64)
+        else:
+            abar = ddpm_alphas_cumprod(num_train_timesteps, beta_start, beta_end, beta_schedule, trained_betas,
+                                       table_dtype)
         for name, value, allowed in (("sigma_interp", sigma_interp, ("log", "linear")),
                                      ("start_noise", start_noise, ("sigma", "vp"))):
             if value not in allowed:
@@ -132,7 +132,8 @@ class VPField(Field):
         self.quantize, self.sigma_interp, self.start_noise = bool(quantize), sigma_interp, start_noise
         self.clip_sample, self.clip_sample_range = bool(clip_sample), float(clip_sample_range)
         self.thresholding = bool(thresholding)
-        self.dynamic_thresholding_ratio, self.sample_max_value = float(dynamic_thresholding_ratio), float(sample_max_value)
+        self.dynamic_thresholding_ratio = float(dynamic_thresholding_ratio)
+        self.sample_max_value = float(sample_max_value)
 
     # -- the training table and the start noise ------------------------------------------------
     def timestep(self, sigma: float) -> float:

@@ -1,6 +1,6 @@
 """seedshard samplers: pure-torch ODE/SDE integrators for diffusion and flow-matching models.
 
-    field = samplers.wrap(net, "flow")                    # or "edm", "vp_eps", "meanflow"
+    field = samplers.wrap(net, "flow")                    # or "edm", "vp_eps", "vp_v", "vp_x0", "meanflow"
     sampler = samplers.build("heun", steps=32)
     x = sampler.sample(16, "cpu", net=field, shape=(1, 8, 8), seed=0)
     samplers.from_state(sampler.save())                   # the same sampler, bit for bit
@@ -19,7 +19,9 @@ from .gaussian_noise import GaussianNoiseSampler
 from .guidance import GuidedField, mix, null_condition
 from .heun import HeunSampler
 from .langevin import LangevinSampler
-from .interfaces import INTERFACES, EDMField, Field, FlowField, MeanFlowField, VPEpsField, wrap
+from .interfaces import (
+    INTERFACES, EDMField, Field, FlowField, MeanFlowField, VPEpsField, VPVField, VPX0Field, grid_coverage_warning, wrap,
+)
 from .noise import NOISE_SCHEME, SampleNoise
 from .registry import SAMPLER_NAMES, SAMPLERS, build, from_state, sampler_class
 from .schedules import DEFAULT_SAMPLING_TIME_KWARGS, TIME_DISTS, time_grid
@@ -29,6 +31,6 @@ __all__ = [
     "DDIMSampler", "DEFAULT_SAMPLING_TIME_KWARGS", "DPMSolverPP2MSampler", "EDMField", "EDMStochasticSampler",
     "EulerJumpSampler", "EulerMaruyamaSampler", "EulerSampler", "Field", "FlowField", "GaussianNoiseSampler", "GuidedField",
     "HeunSampler", "INTERFACES", "LangevinSampler", "MeanFlowField", "NOISE_SCHEME", "SAMPLERS", "SAMPLER_NAMES",
-    "SampleNoise", "Sampler", "SamplerStateError", "StepSampler", "TIME_DISTS", "VPEpsField", "build", "from_state",
-    "mix", "null_condition", "sampler_class", "time_grid", "wrap",
+    "SampleNoise", "Sampler", "SamplerStateError", "StepSampler", "TIME_DISTS", "VPEpsField", "VPVField", "VPX0Field",
+    "build", "from_state", "grid_coverage_warning", "mix", "null_condition", "sampler_class", "time_grid", "wrap",
 ]

@@ -1,4 +1,4 @@
-"""diffusers epsilon-prediction models (e.g. `UNet2DModel`) through the `vp_eps` interface.
+"""diffusers DDPM-trained models (e.g. `UNet2DModel`) through the `vp_eps` / `vp_v` / `vp_x0` interfaces.
 
     from diffusers import DDPMScheduler, UNet2DModel
     unet = UNet2DModel.from_pretrained(local_dir, subfolder="unet")
@@ -8,8 +8,15 @@
 
 The field calls `unet(x_vp, timestep, class_labels=...).sample` with x_vp = x / sqrt(1 + sigma^2) and the
 (fractional, unless quantize=True) training timestep of sigma, under the DDPM training schedule of the
-scheduler's config (num_train_timesteps, beta_start, beta_end, beta_schedule; diffusers' names). Nothing
-here imports diffusers: the model is duck-typed (its output has `.sample`), so this module is torch-only
+scheduler's config (num_train_timesteps, beta_start, beta_end, beta_schedule, trained_betas; diffusers' names);
+its prediction_type picks the interface. To reproduce the scheduler's own sampling loop instead (its grid,
+clipping and start noise), use `diffusers_schedule.diffusers_settings(scheduler)`:
+
+    s = diffusers_settings(scheduler)
+    field = samplers.wrap(DiffusersNet(unet, s.timestep_scale), s.interface, **s.interface_kwargs)
+    sampler = samplers.build(s.sampler, steps=50, time_dist=s.time_dist, time_kwargs=s.time_kwargs, **s.sampler_kwargs)
+
+Nothing here imports diffusers: the model is duck-typed (its output has `.sample`), so this module is torch-only
 and diffusers is needed only to build the model.
 """
 
@@ -21,7 +28,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..interfaces import VPEpsField, ddpm_alphas_cumprod, wrap
+from ..interfaces import VPField, ddpm_alphas_cumprod, wrap
+from .diffusers_schedule import PREDICTIONS
 
 # diffusers' DDPMScheduler defaults: the schedule of DDPM (Ho et al. 2020).
 DDPM_DEFAULTS: dict[str, Any] = {
@@ -29,15 +37,18 @@ DDPM_DEFAULTS: dict[str, Any] = {
 }
 
 
-class DiffusersEps(torch.nn.Module):
-    """net(x_vp, timestep, **kw) = model(x_vp, timestep, **kw).sample, the eps half of a learned-variance output."""
+class DiffusersNet(torch.nn.Module):
+    """net(x, t, **kw) = model(x, t * timestep_scale, **kw).sample, the prediction half of a learned-variance output.
+    timestep_scale: 1 for VP models (the field passes training timesteps); num_train_timesteps for flow models."""
 
-    def __init__(self, model: torch.nn.Module) -> None:
+    def __init__(self, model: torch.nn.Module, timestep_scale: float = 1.0) -> None:
         super().__init__()
-        self.model = model
+        self.model, self.timestep_scale = model, float(timestep_scale)
 
     def forward(self, x: torch.Tensor, timestep: torch.Tensor, **net_kwargs: Any) -> torch.Tensor:
-        """x: (N, C, ...), timestep: (N,) -> eps (N, C, ...)."""
+        """x: (N, C, ...), timestep: (N,) -> prediction (N, C, ...)."""
+        if self.timestep_scale != 1.0:
+            timestep = timestep * self.timestep_scale
         return eps_of(self.model(x, timestep, **net_kwargs).sample, x)
 
 
@@ -63,25 +74,16 @@ def ddpm_schedule(scheduler: Any = None, num_train_timesteps: int | None = None)
     (None: DDPM's defaults, with `num_train_timesteps` if given)."""
     cfg = {**DDPM_DEFAULTS, **({"num_train_timesteps": num_train_timesteps} if num_train_timesteps else {}),
            **_config(scheduler)}
-    if cfg.get("prediction_type", "epsilon") != "epsilon":
-        raise ValueError(f"vp_eps needs an epsilon-prediction model; the scheduler says "
-                         f"prediction_type={cfg['prediction_type']!r}")
     if cfg.get("rescale_betas_zero_snr"):
         raise ValueError("rescale_betas_zero_snr=True gives abar = 0 (sigma = inf) at the last timestep; not supported")
-    if cfg.get("trained_betas") is not None:
-        return np.cumprod(1.0 - np.asarray(cfg["trained_betas"], dtype=np.float64))
-    if cfg["beta_schedule"] in ("linear", "scaled_linear"):
-        return ddpm_alphas_cumprod(int(cfg["num_train_timesteps"]), float(cfg["beta_start"]),
-                                   float(cfg["beta_end"]), cfg["beta_schedule"])
-    if hasattr(scheduler, "alphas_cumprod"):  # e.g. squaredcos_cap_v2: take the scheduler's own table
-        return np.asarray(torch.as_tensor(scheduler.alphas_cumprod).double().cpu().numpy())
-    raise ValueError(f"beta_schedule {cfg['beta_schedule']!r} needs the scheduler object (for its alphas_cumprod); "
-                     f"from a config only linear and scaled_linear are computed")
+    return ddpm_alphas_cumprod(int(cfg["num_train_timesteps"]), float(cfg["beta_start"]), float(cfg["beta_end"]),
+                               cfg["beta_schedule"], cfg.get("trained_betas"))
 
 
 def wrap_diffusers_unet(model: torch.nn.Module, scheduler: Any = None, *, quantize: bool = False,
-                        dtype: torch.dtype | None = None) -> VPEpsField:
-    """The `vp_eps` field of a diffusers epsilon-prediction model (e.g. `UNet2DModel`).
+                        dtype: torch.dtype | None = None) -> VPField:
+    """The field of a diffusers DDPM-trained model (e.g. `UNet2DModel`) under its training schedule: `vp_eps`,
+    `vp_v` or `vp_x0` as the scheduler's prediction_type says (epsilon, v_prediction, sample).
 
     scheduler: a diffusers scheduler, its config dict, or None (DDPM's linear 1e-4..0.02 schedule over the
     model config's num_train_timesteps, else 1000). Class labels reach the model as `class_labels`.
@@ -90,8 +92,12 @@ def wrap_diffusers_unet(model: torch.nn.Module, scheduler: Any = None, *, quanti
     config = getattr(model, "config", None)
     num_train_timesteps = getattr(config, "num_train_timesteps", None) if config is not None else None
     abar = ddpm_schedule(scheduler, num_train_timesteps)
+    prediction_type = _config(scheduler).get("prediction_type", "epsilon")
+    if prediction_type not in PREDICTIONS:
+        raise ValueError(f"prediction_type {prediction_type!r} is not a DDPM prediction; allowed: "
+                         f"{', '.join(PREDICTIONS)}")
     if dtype is None:
         dtype = next(model.parameters()).dtype
-    field = wrap(DiffusersEps(model), "vp_eps", alphas_cumprod=abar, quantize=quantize, dtype=dtype)
-    assert isinstance(field, VPEpsField)
+    field = wrap(DiffusersNet(model), PREDICTIONS[prediction_type], alphas_cumprod=abar, quantize=quantize, dtype=dtype)
+    assert isinstance(field, VPField)
     return field

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import samplers
-from samplers.interfaces import edm_precond
+from samplers.interfaces import ddpm_alphas_cumprod, edm_precond
 from tests.samplers.sampler_checks import assert_rows_independent_of_batch, assert_save_load_bitwise
 
 SIGMAS = [0.05, 1.0, 14.6]
@@ -87,16 +87,36 @@ def test_diffusers_unet_samples_end_to_end_with_labels():
                                                                      labels=labels))
 
 
-def test_diffusers_schedule_errors():
+def test_diffusers_schedule_errors_and_cosine_table():
+    diffusers = pytest.importorskip("diffusers")
     from samplers.adapters.diffusers import ddpm_schedule
 
-    with pytest.raises(ValueError, match="prediction_type='v_prediction'"):
-        ddpm_schedule({"prediction_type": "v_prediction"})
-    with pytest.raises(ValueError, match="squaredcos_cap_v2"):
-        ddpm_schedule({"beta_schedule": "squaredcos_cap_v2"})
+    with pytest.raises(ValueError, match="rescale_betas_zero_snr=True gives abar = 0"):
+        ddpm_schedule({"rescale_betas_zero_snr": True})
     with pytest.raises(TypeError, match="scheduler must be"):
         ddpm_schedule(42)
     assert np.allclose(ddpm_schedule({"trained_betas": [0.1, 0.2]}), [0.9, 0.72])
+    # squaredcos_cap_v2 (Nichol & Dhariwal 2021) from the config alone: diffusers' float32 table bit for bit with
+    # table_dtype="float32"; in float64 within float32 rounding (abar_999 = 2.4e-9 carries 1.3e-5 of it).
+    cosine = diffusers.DDPMScheduler(beta_schedule="squaredcos_cap_v2").alphas_cumprod.double().numpy()
+    assert np.array_equal(ddpm_alphas_cumprod(beta_schedule="squaredcos_cap_v2", table_dtype="float32"), cosine)
+    assert np.allclose(ddpm_schedule({"beta_schedule": "squaredcos_cap_v2"}), cosine, rtol=2e-5, atol=0)
+
+
+@pytest.mark.parametrize("prediction_type,interface", [("v_prediction", "vp_v"), ("sample", "vp_x0")])
+def test_diffusers_unet_prediction_type_picks_the_interface(prediction_type, interface):
+    diffusers = pytest.importorskip("diffusers")
+    from samplers.adapters.diffusers import wrap_diffusers_unet
+
+    unet = _tiny_unet()
+    net = wrap_diffusers_unet(unet, diffusers.DDIMScheduler(prediction_type=prediction_type))
+    assert net.interface == interface and not net.clips  # the model's field: no sampling options
+    x, sigma = torch.randn(2, 2, 8, 8, generator=torch.Generator().manual_seed(5)), 3.0
+    out = unet(x / math.sqrt(1 + sigma**2), torch.full((2,), net.timestep(sigma))).sample
+    x0 = x / (1 + sigma**2) - sigma / math.sqrt(1 + sigma**2) * out if interface == "vp_v" else out
+    assert torch.allclose(net.denoise(x, sigma), x0, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="prediction_type 'flow_prediction' is not a DDPM prediction"):
+        wrap_diffusers_unet(unet, {"prediction_type": "flow_prediction"})
 
 
 # -- a k-diffusion style denoiser model(x, sigma, **kw) through edm -----------------------------------------

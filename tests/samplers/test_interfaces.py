@@ -1,11 +1,12 @@
 import math
 
+import numpy as np
 import pytest
 import torch
 
 import samplers
 from samplers.analytic import GaussianData, GaussianNet
-from samplers.interfaces import ddpm_alphas_cumprod, edm_precond
+from samplers.interfaces import ddpm_alphas_cumprod, edm_precond, threshold_x0
 
 DATA = GaussianData(0.5, 0.8)
 X = torch.randn(6, 4, dtype=torch.float64)
@@ -70,7 +71,7 @@ def test_network_dtype_is_cast_and_back():
 
 
 def test_unknown_interface():
-    with pytest.raises(ValueError, match="unknown interface 'eps'; allowed: flow, edm, vp_eps, meanflow"):
+    with pytest.raises(ValueError, match="unknown interface 'eps'; allowed: flow, edm, vp_eps, vp_v, vp_x0, meanflow"):
         samplers.wrap(lambda x, t: x, "eps")
 
 
@@ -80,3 +81,98 @@ def test_raw_module_and_out_of_range_grid_are_clear_errors():
         sampler.integrate(GaussianNet("flow"), torch.zeros(2, 2))
     with pytest.raises(ValueError, match="allows t <= 1"):
         sampler.integrate(samplers.wrap(GaussianNet("flow"), "flow"), torch.zeros(2, 2))
+
+
+# -- the VP family: vp_eps, vp_v, vp_x0 ----------------------------------------------------------------------
+def _eps_net(x_vp, timestep):
+    return 0.3 * x_vp + 1e-3 * timestep.view(-1, *[1] * (x_vp.dim() - 1))
+
+
+def _as(prediction):
+    """The same model as _eps_net, predicting v (Salimans & Ho 2022) or x_0 instead of eps, in VP coordinates."""
+    def net(x_vp, timestep):
+        abar = torch.as_tensor(ddpm_alphas_cumprod(), dtype=x_vp.dtype)[timestep.long()].view(-1, 1)
+        eps = _eps_net(x_vp, timestep)
+        x0 = (x_vp - (1 - abar).sqrt() * eps) / abar.sqrt()
+        return abar.sqrt() * eps - (1 - abar).sqrt() * x0 if prediction == "v" else x0
+    return net
+
+
+@pytest.mark.parametrize("interface,prediction", [("vp_v", "v"), ("vp_x0", "x0")])
+def test_vp_v_and_vp_x0_are_the_eps_model_in_other_units(interface, prediction):
+    eps_field = samplers.wrap(_eps_net, "vp_eps", quantize=True)
+    field = samplers.wrap(_as(prediction), interface, quantize=True)
+    abar = ddpm_alphas_cumprod()
+    for i in (3, 100, 500, 999):  # training sigmas, where the conversion's abar is the network's
+        sigma = math.sqrt((1 - abar[i]) / abar[i])
+        for quantity in ("denoise", "velocity", "eps", "score", "sde_drift"):
+            ours, reference = getattr(field, quantity)(X, sigma), getattr(eps_field, quantity)(X, sigma)
+            assert torch.allclose(ours, reference, rtol=1e-9, atol=1e-9), (quantity, sigma)
+    assert field.sigma_max == eps_field.sigma_max and field.prior_scale(3.0) == 3.0
+
+
+def test_vp_clip_sample_clips_x0_and_rederives_eps():
+    field = samplers.wrap(lambda x_vp, ts: torch.zeros_like(x_vp), "vp_eps", clip_sample=True, clip_sample_range=0.5)
+    x, sigma = X * 3, 2.0  # eps = 0: the unclipped x_0 is x itself
+    assert torch.equal(field.denoise(x, sigma), x.clamp(-0.5, 0.5))
+    assert torch.allclose(field.velocity(x, sigma), (x - x.clamp(-0.5, 0.5)) / sigma)
+    assert torch.allclose(field.score(x, sigma), -(x - x.clamp(-0.5, 0.5)) / sigma**2)
+    # An Euler step to sigma = 0 lands on the clipped x_0, so every integrator sees the clipping.
+    assert torch.allclose(x - sigma * field.velocity(x, sigma), x.clamp(-0.5, 0.5), atol=1e-12)
+
+
+def test_vp_dynamic_thresholding_by_hand():
+    x0 = torch.randn(3, 2, 5, 5, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 2
+    field = samplers.wrap(lambda x_vp, ts: torch.zeros_like(x_vp), "vp_x0", thresholding=True,
+                          dynamic_thresholding_ratio=0.9, sample_max_value=1.5)
+    field.x0_from = lambda out, x, t: x0  # the network's x_0 prediction, whatever the input
+    for i in range(3):  # Saharia et al. 2022: s = the 90% quantile of |x_0| in [1, 1.5]; clamp to [-s, s], divide by s
+        s = min(max(float(np.quantile(x0[i].abs().numpy(), 0.9)), 1.0), 1.5)
+        assert torch.allclose(field.denoise(X[:3], 1.0)[i], x0[i].clamp(-s, s) / s)
+
+
+def test_threshold_x0_is_diffusers_threshold_sample():
+    diffusers = pytest.importorskip("diffusers")
+    scheduler = diffusers.DDPMScheduler(thresholding=True, dynamic_thresholding_ratio=0.95, sample_max_value=2.0)
+    x0 = torch.randn(4, 3, 8, 8, generator=torch.Generator().manual_seed(1)) * 1.7
+    for dtype in (torch.float32, torch.float16):
+        assert torch.equal(threshold_x0(x0.to(dtype), 0.95, 2.0), scheduler._threshold_sample(x0.to(dtype)))
+
+
+def test_vp_start_noise_and_timestep_interpolation():
+    abar = ddpm_alphas_cumprod()
+    sigmas = np.sqrt((1 - abar) / abar)
+    vp = samplers.wrap(_eps_net, "vp_eps", start_noise="vp")
+    assert vp.prior_scale(80.0) == math.sqrt(1 + 80.0**2)  # x_vp,T = eps, diffusers' init_noise_sigma = 1
+    mid = 0.25 * sigmas[500] + 0.75 * sigmas[501]
+    linear = samplers.wrap(_eps_net, "vp_eps", sigma_interp="linear")
+    assert math.isclose(linear.timestep(mid), 500.75, rel_tol=1e-12)  # diffusers' EulerDiscrete interpolation
+    assert 500.75 < vp.timestep(mid) < 500.76  # log sigma interpolation (k-diffusion): log is concave
+    assert samplers.wrap(_eps_net, "vp_eps", quantize=True).timestep(mid) == 501.0
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(start_noise="ve"), "start_noise must be one of sigma, vp; got 've'"),
+    (dict(sigma_interp="cubic"), "sigma_interp must be one of log, linear; got 'cubic'"),
+    (dict(clip_sample_range=0.0), "needs clip_sample_range > 0"),
+    (dict(dynamic_thresholding_ratio=1.5), "0 < dynamic_thresholding_ratio <= 1"),
+    (dict(beta_schedule="cosine"), "unknown beta_schedule 'cosine'; allowed: linear, scaled_linear, squaredcos_cap_v2"),
+    (dict(table_dtype="float16"), "table_dtype must be 'float64' or 'float32'"),
+])
+def test_vp_bad_kwargs(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        samplers.wrap(_eps_net, "vp_v", **kwargs)
+
+
+def test_grid_coverage_warning():
+    vp = samplers.wrap(_eps_net, "vp_eps")
+    warning = samplers.grid_coverage_warning(vp, samplers.time_grid("uniform", 10))  # sigma = 1 of 0.01 .. 157
+    assert warning.startswith("time grid starts at t=1, where pure start noise leaves out 20% of the vp_eps")
+    assert "trained up to t=157.4" in warning and "\n" not in warning
+    full = samplers.time_grid("karras", 10, sigma_min=vp.sigma_min, sigma_max=vp.sigma_max)
+    assert samplers.grid_coverage_warning(vp, full) is None
+    below = samplers.grid_coverage_warning(vp, samplers.time_grid("karras", 10, sigma_max=vp.sigma_max))
+    assert below.startswith("time grid steps down to t=0.002, below the vp_eps model's lowest trained sigma 0.01")
+    flow = samplers.wrap(GaussianNet("flow"), "flow")
+    assert samplers.grid_coverage_warning(flow, samplers.time_grid("shift", 8)) is None
+    assert "t=0.5" in samplers.grid_coverage_warning(flow, samplers.time_grid("uniform", 8, t_max=0.5))

@@ -3,10 +3,16 @@ import math
 import pytest
 import torch
 
-from samplers.schedules import DEFAULT_SAMPLING_TIME_KWARGS, time_grid
+from samplers.schedules import DEFAULT_SAMPLING_TIME_KWARGS, REQUIRED, resolve_time_kwargs, time_grid
+
+DEFAULTED = [name for name, kw in DEFAULT_SAMPLING_TIME_KWARGS.items() if REQUIRED not in kw.values()]
 
 
-@pytest.mark.parametrize("time_dist", list(DEFAULT_SAMPLING_TIME_KWARGS))
+def test_defaulted_schedules():
+    assert DEFAULTED == ["uniform", "exponential", "karras", "shift"]
+
+
+@pytest.mark.parametrize("time_dist", DEFAULTED)
 @pytest.mark.parametrize("steps", [1, 2, 18])
 def test_grid_has_steps_plus_one_decreasing_float64_points_ending_at_zero(time_dist, steps):
     grid = time_grid(time_dist, steps)
@@ -40,13 +46,33 @@ def test_uniform_and_shift():
     "args,kwargs,match",
     [
         (("uniform", 0), {}, "steps must be an int >= 1"),
-        (("cosine", 4), {}, "unknown time_dist 'cosine'; allowed: uniform, exponential, karras, shift"),
+        (("cosine", 4), {}, "unknown time_dist 'cosine'; allowed: uniform, exponential, karras, shift, explicit, diffusers"),
         (("karras", 4), {"t_max": 1.0}, r"not used by 'karras'; allowed: sigma_min, sigma_max, rho"),
         (("karras", 4), {"sigma_min": 5.0, "sigma_max": 1.0}, "0 < sigma_min < sigma_max"),
         (("uniform", 4), {"t_min": 1.0}, "0 <= t_min < t_max"),
         (("shift", 4), {"shift": 0.0}, "positive"),
+        (("explicit", 2), {}, r"time_dist 'explicit' needs time_kwargs \['t'\]"),
+        (("explicit", 2), {"t": 3.0}, "t must be a non-empty list of numbers, got 3.0"),
+        (("explicit", 2), {"t": [2.0, True]}, "t must be a non-empty list of numbers"),
+        (("explicit", 2), {"t": [2.0, float("nan")]}, "finite, >= 0 and start above 0"),
+        (("explicit", 2), {"t": [2.0, -1.0]}, "finite, >= 0 and start above 0"),
+        (("explicit", 2), {"t": [0.0]}, "start above 0"),
+        (("explicit", 2), {"t": [2.0, 2.0, 0.0]}, r"strictly decreasing, got \[2.0, 2.0, 0.0\]"),
+        (("explicit", 3), {"t": [2.0, 1.0, 0.0]}, r"t has 2 intervals \(ending at 0\) but steps=3"),
+        (("diffusers", 2), {}, r"needs time_kwargs \['scheduler_config'\]"),
+        (("diffusers", 2), {"scheduler_config": {"_class_name": "PNDMScheduler"}}, "PNDMScheduler.* not reproduced"),
     ],
 )
 def test_bad_grids_are_clear_errors(args, kwargs, match):
     with pytest.raises(ValueError, match=match):
         time_grid(*args, **kwargs)
+
+
+def test_explicit_grid_is_the_given_times():
+    t = [14.6, 8.1, 2.0, 0.3, 0.0]
+    assert torch.equal(time_grid("explicit", 4, t=t), torch.tensor(t, dtype=torch.float64))
+    # Without a final 0 it is appended, as the other schedules end at 0: steps counts that last interval.
+    assert torch.equal(time_grid("explicit", 3, t=[3, 2, 1]), torch.tensor([3.0, 2.0, 1.0, 0.0], dtype=torch.float64))
+    assert torch.equal(time_grid("explicit", 1, t=torch.tensor([0.5])), torch.tensor([0.5, 0.0], dtype=torch.float64))
+    # The resolved kwargs are plain JSON floats, as they are stored in a sampler's state.
+    assert resolve_time_kwargs("explicit", {"t": (3, 2)}) == {"t": [3.0, 2.0]}

@@ -115,6 +115,8 @@ def _required(f: dataclasses.Field) -> bool:
 def _fits(value: Any, hint: Any) -> bool:
     """Whether a JSON value fits an annotation: bool, int, float, str, None, Literal, unions,
     dict[str, X], tuple[X, ...] (a list is accepted for a tuple)."""
+    if hint is Any:
+        return True
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
         return any(_fits(value, a) for a in args)

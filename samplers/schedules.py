@@ -62,6 +62,9 @@ def resolve_time_kwargs(time_dist: str, time_kwargs: dict[str, Any] | None) -> d
         return {"t": explicit_times(time_kwargs["t"])}
     if time_dist == "diffusers":
         return {"scheduler_config": scheduler_config(time_kwargs["scheduler_config"])}
+    bad = {k: v for k, v in (time_kwargs or {}).items() if isinstance(v, bool) or not isinstance(v, (int, float))}
+    if bad:
+        raise ValueError(f"time_kwargs must be numbers for {time_dist!r}, got {bad}")
     kw = {**defaults, **{k: float(v) for k, v in (time_kwargs or {}).items()}}
     if not all(math.isfinite(v) for v in kw.values()):
         raise ValueError(f"time_kwargs must be finite, got {kw}")

@@ -33,7 +33,7 @@ class StepSampler(Sampler):
 
     steps: int
     time_dist: str = "uniform"
-    time_kwargs: dict[str, float] | None = None  # resolved: the schedule's defaults, overridden
+    time_kwargs: dict[str, Any] | None = None  # resolved: the schedule's defaults, overridden
     dtype: Literal["float32", "float64"] = "float32"
     guidance_interval: tuple[float, float] | None = None
     stochastic: bool = dataclasses.field(default=False, init=False, repr=False)  # draws per-step noise

@@ -140,13 +140,9 @@ def _tiny_unet():
 
 
 def _seedshard_sampler(settings, steps):
-    """samplers.build(settings.sampler, ...) on the diffusers grid. StepSampler's `time_kwargs: dict[str, float]`
-    annotation (samplers/step.py) still refuses a dict value, so the grid is set after construction; see
-    test_sampler_state_carries_the_scheduler_config."""
-    sampler = samplers.build(settings.sampler, steps=steps, **settings.sampler_kwargs)
-    sampler.time_dist = settings.time_dist
-    sampler.time_kwargs = resolve_time_kwargs(settings.time_dist, settings.time_kwargs)
-    return sampler
+    """samplers.build(settings.sampler, ...) on the diffusers grid."""
+    return samplers.build(settings.sampler, steps=steps, time_dist=settings.time_dist,
+                          time_kwargs=settings.time_kwargs, **settings.sampler_kwargs)
 
 
 def _diffusers_loop(model, scheduler, steps, x_T, noise, **step_kwargs):
@@ -230,8 +226,6 @@ def test_start_noise_is_init_noise_sigma(name, config):
     assert (ours - reference).abs().max() <= 2e-5 * reference.abs().max()
 
 
-@pytest.mark.xfail(strict=True, reason="StepSampler's time_kwargs annotation (samplers/step.py) is dict[str, float]; "
-                                       "widen it to dict[str, Any] for the explicit/diffusers grids")
 def test_sampler_state_carries_the_scheduler_config():
     settings = diffusers_settings(diffusers.DPMSolverMultistepScheduler(use_karras_sigmas=True))
     sampler = samplers.build(settings.sampler, steps=7, time_dist=settings.time_dist, time_kwargs=settings.time_kwargs)

@@ -3,9 +3,11 @@ torch version CI installs, the job config loader, and the rule that every value 
 
 from __future__ import annotations
 
+import copy
 import re
 import shlex
 from pathlib import Path
+from typing import Any
 
 import pytest
 from packaging.requirements import Requirement
@@ -54,3 +56,13 @@ def job_config(command: str) -> JobConfig:
 def undocumented_fill_ins(text: str, documented: str) -> set[str]:
     """YOUR_X values used in `text` that `documented` (the paragraph that explains them) does not name."""
     return set(FILL_IN.findall(text)) - set(FILL_IN.findall(documented))
+
+
+def edited(data: Any, path: tuple, value: Any) -> Any:
+    """A deep copy of `data` with data[path[0]][path[1]]... set to `value` (keys or list indices)."""
+    data = copy.deepcopy(data)
+    node = data
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    return data

@@ -4,7 +4,6 @@ cluster and waits for the autoscaler. The KubeRay RayJob is checked in tests/doc
 
 import copy
 import json
-import re
 import shlex
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import jsonschema
 import pytest
 import yaml
 
-from tests.deployment import (PLACEHOLDER, ROOT, ci_torch_version, fits_pyproject, job_config, pyproject,
+from tests.deployment import (PLACEHOLDER, ROOT, ci_torch_version, edited, fits_pyproject, job_config, pyproject,
                               torch_pin, undocumented_fill_ins)
 
 
@@ -47,11 +46,7 @@ def test_ray_validation_catches_mistakes(cluster, path, value):
     """The checks above are not vacuous: typos and bad values fail them."""
     from ray.autoscaler._private.util import prepare_config, validate_config
 
-    bad = copy.deepcopy(cluster)
-    node = bad
-    for key in path[:-1]:
-        node = node[key]
-    node[path[-1]] = value
+    bad = edited(cluster, path, value)
     with pytest.raises(jsonschema.ValidationError):
         validate_config(prepare_config(bad))
 

@@ -10,7 +10,6 @@ server prunes unknown fields silently, so a typo there would be lost without an 
 templates themselves are not checked against the Kubernetes schema.
 """
 
-import copy
 import re
 
 import jsonschema
@@ -18,8 +17,8 @@ import pytest
 import yaml
 from packaging.requirements import Requirement
 
-from tests.deployment import (PLACEHOLDER, ROOT, ci_torch_version, fits_pyproject, job_config, pyproject, torch_pin,
-                              undocumented_fill_ins)
+from tests.deployment import (PLACEHOLDER, ROOT, ci_torch_version, edited, fits_pyproject, job_config, pyproject,
+                              torch_pin, undocumented_fill_ins)
 
 INT32 = {"type": "integer", "minimum": 0, "maximum": 2**31 - 1}
 STRING_MAP = {"type": "object", "additionalProperties": {"type": "string"}}
@@ -91,11 +90,7 @@ def test_matches_the_rayjob_crd_fields(rayjob):
     (("spec", "rayClusterSpec", "workerGroupSpecs", 0, "maxReplicas"), "8"),
 ], ids=["typo", "non-string-start-param", "string-replicas"])
 def test_crd_check_catches_mistakes(rayjob, path, value):
-    bad = copy.deepcopy(rayjob)
-    node = bad
-    for key in path[:-1]:
-        node = node[key]
-    node[path[-1]] = value
+    bad = edited(rayjob, path, value)
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(bad, RAYJOB_SCHEMA)
 

@@ -2,13 +2,17 @@
 
 `cluster.address` unset: join the cluster of `ray job submit` (RAY_ADDRESS is set there), or
 else start a private local Ray with its own temp dir. A request the cluster cannot hold fails
-at once with the numbers (or after `cluster.wait_for_workers_s` on an autoscaling cluster),
-instead of leaving actors pending forever.
+at once with the numbers, instead of leaving actors pending forever. With
+`cluster.wait_for_workers_s` > 0 the driver instead asks Ray's autoscaler for one resource
+bundle per worker (`ray.autoscaler.sdk.request_resources`), logs what it waits for, and fails
+after that many seconds; the request is withdrawn when the wait ends, so that the autoscaler
+can remove the nodes again once the job's actors are gone.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import os
 import shutil
@@ -17,6 +21,8 @@ import tempfile
 import time
 from collections.abc import Iterator
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 
 class ClusterError(RuntimeError):
@@ -84,12 +90,40 @@ def missing_resources(cluster: Any) -> str | None:
     return None
 
 
-def wait_for_resources(cluster: Any, poll_s: float = 2.0) -> None:
-    """Return once the cluster can hold the workers; ClusterError after cluster.wait_for_workers_s."""
-    deadline = time.monotonic() + cluster.wait_for_workers_s
-    while (missing := missing_resources(cluster)) is not None:
-        if time.monotonic() >= deadline:
-            hint = (f" after waiting {cluster.wait_for_workers_s:g}s" if cluster.wait_for_workers_s
-                    else "; on an autoscaling cluster set cluster.wait_for_workers_s")
-            raise ClusterError(missing + hint + ("; gpus_per_worker=0 runs on CPU" if "GPU" in missing else ""))
-        time.sleep(poll_s)
+def worker_bundles(cluster: Any) -> list[dict[str, float]]:
+    """One resource bundle per sampling actor, as the autoscaler takes them: [{"CPU": c, "GPU": g}] * num_workers."""
+    bundle = {"CPU": cluster.cpus_per_worker} | ({"GPU": cluster.gpus_per_worker} if cluster.gpus_per_worker else {})
+    return [dict(bundle) for _ in range(cluster.num_workers)]
+
+
+def wait_for_resources(cluster: Any, poll_s: float = 2.0, report_every_s: float = 30.0) -> None:
+    """Return once the cluster can hold the workers. Until then ask the autoscaler for their bundles and log
+    what is missing every `report_every_s`; ClusterError after cluster.wait_for_workers_s (0: at once)."""
+    missing = missing_resources(cluster)
+    if missing is None:
+        return
+    gpu_hint = "; gpus_per_worker=0 runs on CPU" if "GPU" in missing else ""
+    limit = cluster.wait_for_workers_s
+    if not limit:
+        raise ClusterError(f"{missing}; on an autoscaling cluster set cluster.wait_for_workers_s{gpu_hint}")
+    from ray.autoscaler.sdk import request_resources
+
+    bundles = worker_bundles(cluster)
+    shape = ", ".join(f"{k}: {v:g}" for k, v in bundles[0].items())
+    request_resources(bundles=bundles)  # a no-op hint where no autoscaler runs
+    t0 = last_report = time.monotonic()
+    log.warning("asked the autoscaler for %d x {%s}; waiting up to %gs (cluster.wait_for_workers_s): %s",
+                len(bundles), shape, limit, missing)
+    try:
+        while missing is not None:
+            now = time.monotonic()
+            if now - t0 >= limit:
+                raise ClusterError(f"{missing} after waiting {limit:g}s (cluster.wait_for_workers_s){gpu_hint}")
+            if now - last_report >= report_every_s:
+                last_report = now
+                log.warning("still waiting for %d x {%s}, %.0fs of %gs: %s", len(bundles), shape, now - t0, limit, missing)
+            time.sleep(max(0.0, min(poll_s, t0 + limit - now)))
+            missing = missing_resources(cluster)
+        log.warning("the cluster holds the workers after %.0fs", time.monotonic() - t0)
+    finally:
+        request_resources(bundles=[])  # withdraw: the actors placed next keep the new nodes busy

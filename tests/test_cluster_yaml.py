@@ -1,9 +1,9 @@
-"""Deployment files: cluster.yaml passes Ray's own cluster-launcher validation, and the
-KubeRay RayJob in docs/kuberay.md is well formed."""
+"""cluster.yaml passes Ray's own cluster-launcher validation, installs a torch fit for each node type
+and seedshard with pyproject's pins, and the job command it documents is a valid job that fits the
+cluster and waits for the autoscaler. The KubeRay RayJob is checked in tests/docs/test_kuberay.py."""
 
 import copy
 import json
-import re
 import shlex
 from pathlib import Path
 
@@ -11,7 +11,8 @@ import jsonschema
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.deployment import (PLACEHOLDER, ROOT, ci_torch_version, edited, fits_pyproject, job_config, pyproject,
+                              torch_pin, undocumented_fill_ins)
 
 
 @pytest.fixture(scope="module")
@@ -45,11 +46,7 @@ def test_ray_validation_catches_mistakes(cluster, path, value):
     """The checks above are not vacuous: typos and bad values fail them."""
     from ray.autoscaler._private.util import prepare_config, validate_config
 
-    bad = copy.deepcopy(cluster)
-    node = bad
-    for key in path[:-1]:
-        node = node[key]
-    node[path[-1]] = value
+    bad = edited(cluster, path, value)
     with pytest.raises(jsonschema.ValidationError):
         validate_config(prepare_config(bad))
 
@@ -68,7 +65,8 @@ def test_seedshard_layout(cluster):
     # The package is installed from the synced working tree.
     assert any("seedshard" in remote for remote in cluster["file_mounts"])
     assert all((ROOT / local).exists() for local in cluster["file_mounts"].values())
-    assert any("pip install" in cmd and "seedshard" in cmd for cmd in cluster["setup_commands"])
+    for key in ("head_setup_commands", "worker_setup_commands"):
+        assert any("pip install" in cmd and "seedshard" in cmd for cmd in cluster[key])
 
 
 def _ray_start_flags(commands: list[str]) -> list[str]:
@@ -94,34 +92,54 @@ def test_ray_start_flags_exist(cluster):
     assert "--num-cpus" in head and head_type["resources"]["CPU"] == 0
 
 
-# --------------------------------------------------------------------------- KubeRay
+def header(cluster_text: str) -> str:
+    """The comment block at the top of cluster.yaml, comment marks removed."""
+    lines = []
+    for line in cluster_text.splitlines():
+        if not line.startswith("#"):
+            break
+        lines.append(line[1:].strip())
+    return "\n".join(lines)
 
 
-@pytest.fixture(scope="module")
-def rayjob() -> dict:
-    text = (ROOT / "docs" / "kuberay.md").read_text()
-    blocks = [yaml.safe_load(b) for b in re.findall(r"```yaml\n(.*?)```", text, re.DOTALL)]
-    jobs = [b for b in blocks if isinstance(b, dict) and b.get("kind") == "RayJob"]
-    assert len(jobs) == 1
-    return jobs[0]
+def test_torch_fit_for_each_node_type(cluster):
+    """CPU wheel index on the CPU head, PyPI's CUDA build on the GPU workers, one version (CI's), installed
+    before seedshard so that pip does not pick a torch of its own; CPU and CUDA images to match."""
+    head, worker = cluster["head_setup_commands"], cluster["worker_setup_commands"]
+    for commands, cpu in ((head, True), (worker, False)):
+        (i,) = [k for k, cmd in enumerate(commands) if "torch==" in cmd]
+        assert torch_pin(commands[i]) == ci_torch_version() and fits_pyproject(f"torch=={ci_torch_version()}")
+        assert ("--index-url https://download.pytorch.org/whl/cpu" in commands[i]) is cpu
+        (j,) = [k for k, cmd in enumerate(commands) if "cd ~/seedshard && pip install" in cmd]
+        assert i < j
+    docker = cluster["docker"]
+    assert "image" not in docker and not docker["head_image"].endswith("-gpu") and docker["worker_image"].endswith("-gpu")
 
 
-def test_rayjob(rayjob, cluster):
-    assert rayjob["apiVersion"] == "ray.io/v1"
-    spec = rayjob["spec"]
-    assert spec["entrypoint"] == "python -m jobs.generate configs/demo.yaml"
-    env = yaml.safe_load(spec["runtimeEnvYAML"])
-    assert "://" in env["working_dir"] and any(p.startswith("torch") for p in env["pip"])
+def test_seedshard_installed_with_pyproject_pins(cluster):
+    """The synced tree is pip-installed (its pyproject's pins apply) with extras that exist."""
+    extras = set(pyproject()["project"]["optional-dependencies"])
+    for key in ("head_setup_commands", "worker_setup_commands"):
+        (cmd,) = [c for c in cluster[key] if "cd ~/seedshard && pip install" in c]
+        target = shlex.split(cmd.split("&&")[1])[3]
+        assert target.startswith(".[") and set(target[2:-1].split(",")) <= extras, target
 
-    ray_cluster = spec["rayClusterSpec"]
-    head = ray_cluster["headGroupSpec"]["template"]["spec"]["containers"][0]
-    assert "nvidia.com/gpu" not in head["resources"]["limits"]
-    (group,) = ray_cluster["workerGroupSpecs"]
-    assert group["minReplicas"] <= group["replicas"] <= group["maxReplicas"]
-    worker = group["template"]["spec"]["containers"][0]
-    assert worker["resources"]["limits"]["nvidia.com/gpu"] == "1"
-    # Same Ray version everywhere: RayJob, its images, and the cluster launcher image.
-    version = ray_cluster["rayVersion"]
-    assert head["image"].startswith(f"rayproject/ray:{version}-")
-    assert worker["image"].startswith(f"rayproject/ray:{version}-")
-    assert cluster["docker"]["image"].startswith(f"rayproject/ray:{version}-")
+
+def test_documented_job_fits_and_waits_for_the_autoscaler(cluster):
+    """The `ray job submit` command in the header is a valid job (config + overrides through seedshard's
+    own loader) whose GPU workers fit the GPU node group, with a wait long enough for nodes to boot."""
+    lines = header((ROOT / "cluster.yaml").read_text()).replace("\\\n", " ").splitlines()
+    (submit,) = [line for line in lines if line.startswith("ray job submit ")]
+    cfg = job_config(submit.split(" -- ", 1)[1])
+    gpu = cluster["available_node_types"]["gpu_worker"]
+    assert cfg.cluster.num_workers * cfg.cluster.gpus_per_worker <= gpu["max_workers"] * gpu["resources"]["GPU"]
+    assert cfg.cluster.cpus_per_worker * cfg.cluster.gpus_per_worker <= gpu["resources"]["CPU"]
+    assert cfg.cluster.wait_for_workers_s >= 300  # g5 nodes take minutes to boot and install
+    assert cfg.run.output.startswith("s3://")  # node disks go away with the nodes
+
+
+def test_fill_ins_are_named_and_there_are_no_guesses():
+    text = (ROOT / "cluster.yaml").read_text()
+    (documented,) = [line for line in header(text).splitlines() if line.startswith("Values to fill in:")]
+    assert undocumented_fill_ins(text, documented) == set()
+    assert PLACEHOLDER.findall(text) == []

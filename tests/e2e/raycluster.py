@@ -12,6 +12,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 
 
@@ -35,19 +36,22 @@ def ray_env() -> dict[str, str]:
 class RayHead:
     """`ray start --head --block` in its own session; `dashboard_url` takes `ray job submit`."""
 
-    def __init__(self, num_cpus: int = 2) -> None:
+    def __init__(self, num_cpus: int = 2, gcs_port: int | None = None, extra_args: Sequence[str] = (),
+                 env: dict[str, str] | None = None) -> None:
         self.temp_dir = tempfile.mkdtemp(prefix="rs", dir="/tmp")  # short: socket paths stay < 100 chars
         gcs, dash, client, agent, metrics = free_ports(5)
+        gcs = gcs_port or gcs
+        self.gcs_address = f"127.0.0.1:{gcs}"
         self.dashboard_url = f"http://127.0.0.1:{dash}"
         cmd = [
             str(Path(sys.executable).parent / "ray"), "start", "--head", "--block", "--temp-dir", self.temp_dir,
             "--port", str(gcs), "--dashboard-port", str(dash), "--ray-client-server-port", str(client),
             "--dashboard-agent-listen-port", str(agent), "--metrics-export-port", str(metrics),
             "--num-cpus", str(num_cpus), "--include-dashboard", "true", "--dashboard-host", "127.0.0.1",
-            "--disable-usage-stats",
+            "--disable-usage-stats", *extra_args,
         ]
         self.log = open(Path(self.temp_dir) / "ray-start.log", "wb")
-        self.proc = subprocess.Popen(cmd, env=ray_env(), stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(cmd, env=ray_env() | (env or {}), stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
 
     def wait_ready(self, timeout_s: float = 120.0) -> None:
         deadline = time.monotonic() + timeout_s

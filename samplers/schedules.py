@@ -52,6 +52,10 @@ def resolve_time_kwargs(time_dist: str, time_kwargs: dict[str, Any] | None) -> d
     if time_dist not in DEFAULT_SAMPLING_TIME_KWARGS:
         raise ValueError(f"unknown time_dist {time_dist!r}; allowed: {', '.join(TIME_DISTS)}")
     defaults = DEFAULT_SAMPLING_TIME_KWARGS[time_dist]
+    numeric = REQUIRED not in defaults.values()  # every schedule but explicit/diffusers takes plain numbers
+    bad = {k: v for k, v in (time_kwargs or {}).items() if isinstance(v, bool) or not isinstance(v, (int, float))}
+    if numeric and bad:
+        raise ValueError(f"time_kwargs must be numbers for {time_dist!r}, got {bad}")
     unknown = sorted(set(time_kwargs or {}) - set(defaults))
     if unknown:
         raise ValueError(f"time_kwargs {unknown} not used by {time_dist!r}; allowed: {', '.join(defaults)}")
@@ -62,9 +66,6 @@ def resolve_time_kwargs(time_dist: str, time_kwargs: dict[str, Any] | None) -> d
         return {"t": explicit_times(time_kwargs["t"])}
     if time_dist == "diffusers":
         return {"scheduler_config": scheduler_config(time_kwargs["scheduler_config"])}
-    bad = {k: v for k, v in (time_kwargs or {}).items() if isinstance(v, bool) or not isinstance(v, (int, float))}
-    if bad:
-        raise ValueError(f"time_kwargs must be numbers for {time_dist!r}, got {bad}")
     kw = {**defaults, **{k: float(v) for k, v in (time_kwargs or {}).items()}}
     if not all(math.isfinite(v) for v in kw.values()):
         raise ValueError(f"time_kwargs must be finite, got {kw}")

@@ -1,7 +1,7 @@
 """Deterministic-noise cost: `torch.randn` vs noise schemes v1 and v2 (`SampleNoise`) per batch, one thread.
 
-v1 draws each sample's noise from its own NumPy Philox4x64 generator on the CPU; v2 draws all rows in one
-vectorised torch call (Philox4x32-10 + a table inverse CDF, samplers/noise/v2.py). Both give a sample's
+v1 draws each sample's noise from its own NumPy Philox4x64 generator on the CPU; v2 draws all rows at once
+in NumPy uint64 arrays on the CPU (Philox4x32-7 + a table inverse CDF, samplers/noise/v2.py). Both give a sample's
 noise as a function of (seed, index, stream, draw) only. torch.randn draws the whole batch from one
 generator and has no such property; it is the floor. v1 is checked against its scheme written out
 literally (a new numpy Philox + Generator per sample). Start-noise stream, float32, CPU; median of

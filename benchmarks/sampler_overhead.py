@@ -5,7 +5,11 @@ per-step Python and tensor overhead of a sampler visible. Each implementation in
 network calls from the same start; the table gives the time per network call and its ratio to the
 bare loop `x = x + dt * net(x, t)` over a precomputed list of floats (the floor). seedshard is
 timed through `StepSampler.integrate` (start noise drawn outside the timing, as for the others;
-stochastic samplers draw their per-step noise inside it). The network's output ignores its time
+stochastic samplers draw their per-step noise inside it, once per noise scheme, once through a
+NoiseProducer, and once from torch.randn to split the cost) and, for the deterministic samplers on the
+edm field, through `sample()` (start noise included, per noise scheme). Issue 19's targets are checked
+and printed: deterministic samplers <= 1.25x the bare loop; euler_maruyama and edm_stochastic (S_churn=40)
+with scheme v2 <= k-diffusion's sample_euler_ancestral and sample_heun(s_churn=40), as x bare loop. The network's output ignores its time
 argument, so every implementation runs the same work per call: a denoiser D(x, sigma) for the
 edm field and k-diffusion, a velocity for the flow field and the bare loop, an epsilon for
 diffusers' schedulers.
@@ -20,6 +24,7 @@ to the bare loop of their own process.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from typing import Any
@@ -156,27 +161,47 @@ class TorchRandnNoise:
         return torch.randn_like(like)
 
 
-# -- seedshard's side ------------------------------------------------------------------------------
+# -- seedshard's side ------------------------------------------------------------------------------------------
+CHURN = 40.0  # S_churn of the stochastic EDM rows (k-diffusion: sample_heun(s_churn=40))
+
+
 def seedshard_runs(net: torch.nn.Module) -> dict[str, tuple[str, Callable[[], torch.Tensor]]]:
-    """name -> (method, run) for the bare loop and seedshard's samplers on the flow and edm fields."""
+    """name -> (method, run) for the bare loops and seedshard's samplers on the flow and edm fields: `integrate`
+    from a given start (as the peers), `sample()` with its start noise (deterministic samplers, edm), and the
+    stochastic samplers with each noise scheme (v2 also through a NoiseProducer, and torch.randn to split the cost)."""
     eps = start_noise()
     runs = {"bare loop": ("floor", bare_loop(net, eps)), **bare_method_loops(net, eps)}
     grids = {"flow": dict(time_dist="uniform"), "edm": dict(time_dist="karras")}
     for interface, grid in grids.items():
         field = samplers.wrap(net, interface)
-        for name in ("euler", "heun", "dpmpp_2m", "euler_maruyama"):
-            sampler = samplers.build(name, steps=HEUN_STEPS if name == "heun" else STEPS, **grid)
+        for name in ("euler", "heun", "dpmpp_2m", "euler_maruyama", "edm_stochastic"):
+            if name == "edm_stochastic" and interface != "edm":
+                continue  # churn is defined in sigma units
+            kwargs = dict(S_churn=CHURN) if name == "edm_stochastic" else {}
+            sampler = samplers.build(name, steps=HEUN_STEPS if "heun" in name or name == "edm_stochastic" else STEPS,
+                                     **grid, **kwargs)
             x = eps * field.prior_scale(float(sampler.sample_t()[0]))
-            noise = samplers.SampleNoise(0, 0, BATCH) if sampler.stochastic else None
-            runs[f"seedshard {name} ({interface})"] = (name, _integrate(sampler, field, x, noise))
-            if name == "euler_maruyama":
-                runs[f"seedshard {name} ({interface}), torch.randn noise"] = (
-                    name, _integrate(sampler, field, x, TorchRandnNoise()))
+            if not sampler.stochastic:
+                runs[f"seedshard {name} ({interface})"] = (name, _integrate(sampler, field, x, None))
+                if interface == "edm":
+                    for scheme in samplers.NOISE_SCHEMES:
+                        runs[f"seedshard {name} sample() {scheme} ({interface})"] = (name, _sample(sampler, field, scheme))
+                continue
+            for scheme in samplers.NOISE_SCHEMES:
+                noise = samplers.SampleNoise(0, 0, BATCH, scheme=scheme)
+                runs[f"seedshard {name} {scheme} ({interface})"] = (name, _integrate(sampler, field, x, noise))
+            producer = samplers.NoiseProducer(samplers.SampleNoise(0, 0, BATCH, scheme="v2"))
+            runs[f"seedshard {name} v2 + NoiseProducer ({interface})"] = (name, _integrate(sampler, field, x, producer))
+            runs[f"seedshard {name} torch.randn noise ({interface})"] = (name, _integrate(sampler, field, x, TorchRandnNoise()))
     return runs
 
 
 def _integrate(sampler: Any, field: Any, x: torch.Tensor, noise: Any) -> Callable[[], torch.Tensor]:
     return lambda: sampler.integrate(field, x, noise=noise)
+
+
+def _sample(sampler: Any, field: Any, scheme: str) -> Callable[[], torch.Tensor]:
+    return lambda: sampler.sample(BATCH, "cpu", net=field, shape=SHAPE, noise_scheme=scheme)
 
 
 # -- the peers' side (runs in benchmarks/.peers-venv) ------------------------------------------------
@@ -198,6 +223,8 @@ def peer_runs(net: torch.nn.Module) -> dict[str, tuple[str, Callable[[], torch.T
     runs["k-diffusion sample_heun"] = ("heun", k_run(K.sample_heun, HEUN_STEPS))
     runs["k-diffusion sample_dpmpp_2m"] = ("dpmpp_2m", k_run(K.sample_dpmpp_2m, STEPS))
     runs["k-diffusion sample_euler_ancestral"] = ("euler_maruyama", k_run(K.sample_euler_ancestral, STEPS))
+    runs[f"k-diffusion sample_heun s_churn={CHURN:g}"] = (
+        "edm_stochastic", k_run(functools.partial(K.sample_heun, s_churn=CHURN), HEUN_STEPS))
 
     def d_run(cls: type, steps: int) -> Callable[[], torch.Tensor]:
         scheduler = cls()
@@ -276,17 +303,18 @@ def main() -> None:
 
 def report(per_call: dict[str, float], nfe: dict[str, int], methods: dict[str, str], peers: bool,
            rounds: int, inner: int) -> str:
-    order = {"floor": 0, "euler": 1, "heun": 2, "dpmpp_2m": 3, "euler_maruyama": 4}
-    rows, misses = [], []
+    order = {"floor": 0, "euler": 1, "heun": 2, "dpmpp_2m": 3, "euler_maruyama": 4, "edm_stochastic": 5}
+    rows, misses, ratios = [], [], {}
     for name in sorted(per_call, key=lambda n: (order[methods[n]], not n.startswith("bare"))):
         ours = name.startswith(("seedshard", "bare"))
-        ratio = per_call[name] / per_call["bare loop" if ours or not peers else "bare loop (peers' venv)"]
+        ratio = ratios[name] = per_call[name] / per_call["bare loop" if ours or not peers else "bare loop (peers' venv)"]
         if name.startswith("seedshard") and methods[name] in DETERMINISTIC and ratio > TARGET:
             misses.append(name)
         own_floor = f"bare {methods[name]} loop ({name.rsplit('(', 1)[-1]}"  # the same method on the same field
         own = f"{per_call[name] / per_call[own_floor]:.2f}x" if name.startswith("seedshard") and own_floor in per_call \
             else "-"
-        method = "stochastic (EM / ancestral)" if methods[name] == "euler_maruyama" else methods[name]
+        method = {"euler_maruyama": "stochastic (EM / ancestral)", "edm_stochastic": f"stochastic (churn {CHURN:g})"}.get(
+            methods[name], methods[name])
         rows.append((method, name, nfe[name], f"{per_call[name]:.1f}", f"{ratio:.2f}x", own))
     lines = [
         f"Sampler overhead per network call: Linear(128, 128) on batch {BATCH}x{'x'.join(map(str, SHAPE))}, "
@@ -300,11 +328,24 @@ def report(per_call: dict[str, float], nfe: dict[str, int], methods: dict[str, s
         "(precomputed floats, k-diffusion's formulas), i.e. seedshard's own overhead beyond the method's arithmetic.",
         f"Target: seedshard <= {TARGET}x the bare loop for every deterministic sampler: "
         + ("met." if not misses else f"MISSED by {', '.join(misses)}."),
+        *stochastic_targets(ratios, peers),
         "peers: measured in benchmarks/.peers-venv." if peers else
         "peers: skipped (no benchmarks/.peers-venv; build it with --setup-peers).",
         common.machine_note(),
     ]
     return "\n".join(lines)
+
+
+def stochastic_targets(ratios: dict[str, float], peers: bool) -> list[str]:
+    """Issue 19: seedshard's stochastic samplers with noise scheme v2 <= k-diffusion's (x bare loop, edm field)."""
+    if not peers:
+        return []
+    lines = []
+    for ours, theirs in [("seedshard euler_maruyama v2 (edm)", "k-diffusion sample_euler_ancestral"),
+                         ("seedshard edm_stochastic v2 (edm)", f"k-diffusion sample_heun s_churn={CHURN:g}")]:
+        met = "met" if ratios[ours] <= ratios[theirs] else "MISSED"
+        lines.append(f"Target: {ours} <= {theirs}: {met} ({ratios[ours]:.2f}x vs {ratios[theirs]:.2f}x).")
+    return lines
 
 
 if __name__ == "__main__":

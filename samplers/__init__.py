@@ -22,7 +22,7 @@ from .langevin import LangevinSampler
 from .interfaces import (
     INTERFACES, EDMField, Field, FlowField, MeanFlowField, VPEpsField, VPVField, VPX0Field, grid_coverage_warning, wrap,
 )
-from .noise import NOISE_SCHEME, SampleNoise
+from .noise import NOISE_SCHEME, NOISE_SCHEMES, NoiseProducer, SampleNoise
 from .registry import SAMPLER_NAMES, SAMPLERS, build, from_state, sampler_class
 from .schedules import DEFAULT_SAMPLING_TIME_KWARGS, TIME_DISTS, time_grid
 from .step import StepSampler
@@ -30,7 +30,8 @@ from .step import StepSampler
 __all__ = [
     "DDIMSampler", "DEFAULT_SAMPLING_TIME_KWARGS", "DPMSolverPP2MSampler", "EDMField", "EDMStochasticSampler",
     "EulerJumpSampler", "EulerMaruyamaSampler", "EulerSampler", "Field", "FlowField", "GaussianNoiseSampler", "GuidedField",
-    "HeunSampler", "INTERFACES", "LangevinSampler", "MeanFlowField", "NOISE_SCHEME", "SAMPLERS", "SAMPLER_NAMES",
-    "SampleNoise", "Sampler", "SamplerStateError", "StepSampler", "TIME_DISTS", "VPEpsField", "VPVField", "VPX0Field",
-    "build", "from_state", "grid_coverage_warning", "mix", "null_condition", "sampler_class", "time_grid", "wrap",
+    "HeunSampler", "INTERFACES", "LangevinSampler", "MeanFlowField", "NOISE_SCHEME", "NOISE_SCHEMES", "NoiseProducer",
+    "SAMPLERS", "SAMPLER_NAMES", "SampleNoise", "Sampler", "SamplerStateError", "StepSampler", "TIME_DISTS", "VPEpsField",
+    "VPVField", "VPX0Field", "build", "from_state", "grid_coverage_warning", "mix", "null_condition", "sampler_class",
+    "time_grid", "wrap",
 ]

@@ -21,6 +21,6 @@ class GaussianNoiseSampler(Sampler):
     std: float = 1.0
 
     def sample(self, N: int, device: torch.device | str, *, shape: tuple[int, ...] | list[int] = (3, 32, 32),
-               seed: int = 0, start_index: int = 0, **model_args: Any) -> torch.Tensor:
-        """(N, *shape) float32 samples for indices start_index .. start_index + N - 1."""
-        return SampleNoise(seed, start_index, N, device).start(tuple(shape), torch.float32) * self.std + self.mean
+               seed: int = 0, start_index: int = 0, noise_scheme: str = "v1", **model_args: Any) -> torch.Tensor:
+        """(N, *shape) float32 samples for indices start_index .. start_index + N - 1 (noise by `noise_scheme`)."""
+        return SampleNoise(seed, start_index, N, device, scheme=noise_scheme).start(tuple(shape), torch.float32) * self.std + self.mean

@@ -21,7 +21,7 @@ import torch
 from .base import Sampler, SamplerStateError
 from .guidance import GuidedField
 from .interfaces import Field
-from .noise import SampleNoise
+from .noise import NoiseProducer, SampleNoise
 from .schedules import resolve_time_kwargs, time_grid
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -99,8 +99,9 @@ class StepSampler(Sampler):
             raise TypeError(f"{self.name}: g_net interface {g_net.interface!r} differs from net's {net.interface!r}")
 
     def integrate(self, net: Field, x: torch.Tensor, *, g_net: Field | None = None, guidance_scale: float = 1.0,
-                  noise: SampleNoise | None = None, **net_kwargs: Any) -> torch.Tensor:
-        """Run the loop from x at t_max (already scaled by the prior) to t = 0; x: (N, ...)."""
+                  noise: SampleNoise | NoiseProducer | None = None, **net_kwargs: Any) -> torch.Tensor:
+        """Run the loop from x at t_max (already scaled by the prior) to t = 0; x: (N, ...).
+        `noise` gives step k's draws as `noise.step(k, x, draw)` (a NoiseProducer gives the same bits, drawn ahead)."""
         grid = self.sample_t().tolist()
         self.check_fields(net, g_net, grid[0])
         if self.stochastic and noise is None:
@@ -116,10 +117,12 @@ class StepSampler(Sampler):
 
     def sample(self, N: int, device: torch.device | str, *, net: Field, shape: tuple[int, ...] | list[int],
                seed: int = 0, start_index: int = 0, labels: torch.Tensor | None = None, g_net: Field | None = None,
-               guidance_scale: float = 1.0, net_kwargs: dict[str, Any] | None = None) -> torch.Tensor:
+               guidance_scale: float = 1.0, net_kwargs: dict[str, Any] | None = None,
+               noise_scheme: str = "v1") -> torch.Tensor:
         """Samples for indices start_index .. start_index + N - 1 under `seed`: (N, *shape) in `dtype`.
-        `labels` (N,) are passed to the network as `class_labels`."""
-        noise = SampleNoise(seed, start_index, N, device)
+        `labels` (N,) are passed to the network as `class_labels`; `noise_scheme` names how every draw is made
+        (a key of `NOISE_SCHEMES`; the one a job's outputs were written with)."""
+        noise = SampleNoise(seed, start_index, N, device, scheme=noise_scheme)
         t_max = float(self.sample_t()[0])
         x = noise.start(tuple(shape), self.torch_dtype) * net.prior_scale(t_max)
         kwargs = dict(net_kwargs or {})

@@ -8,7 +8,8 @@ bits are made is a named scheme, and the scheme is part of the meaning of every 
 writes (its description is stored in manifests as `noise_scheme`); each scheme's module states it
 exactly:
     "v1" (v1.py): one NumPy Philox4x64 generator per sample, drawn on the CPU, then moved.
-    "v2" (v2.py): Philox4x32-10 in vectorised torch on the target device, an exact table inverse CDF.
+    "v2" (v2.py): Philox4x32-7 for all rows at once (NumPy on the CPU, torch elsewhere; the same bits),
+                  an exact table inverse CDF.
 `NOISE_SCHEME` is v1's description: samplers use v1 unless a scheme is chosen explicitly.
 """
 

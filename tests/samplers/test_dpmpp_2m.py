@@ -97,3 +97,37 @@ def test_save_load_and_batch_independence(interface, kwargs):
     assert_save_load_bitwise(sampler, field(interface))
     assert_rows_independent_of_batch(sampler, field(interface))
 
+
+
+def _version_1_loop(net, x, grid):
+    """Version 1's arithmetic as it was written (six tensor ops per step), the last step Euler."""
+    previous = None
+    for t_curr, t_next in zip(grid[:-2], grid[1:-1]):
+        lambda_cur, h = net.half_log_snr(t_curr), net.half_log_snr(t_next) - net.half_log_snr(t_curr)
+        denoised = net.denoise(x, t_curr)
+        if previous is None:
+            D = denoised
+        else:
+            r = (lambda_cur - previous[0]) / h
+            D = (1.0 + 1.0 / (2.0 * r)) * denoised - (1.0 / (2.0 * r)) * previous[1]
+        previous = (lambda_cur, denoised)
+        x = (net.sigma(t_next) / net.sigma(t_curr)) * x - (net.alpha(t_next) * math.expm1(-h)) * D
+    return x + (grid[-1] - grid[-2]) * net.velocity(x, grid[-2])
+
+
+@pytest.mark.parametrize("interface,time_dist", [("edm", "karras"), ("flow", "uniform")])
+def test_version_1_states_keep_their_bits_and_version_2_is_the_same_method(interface, time_dist):
+    net = field(interface)
+    new = samplers.build("dpmpp_2m", steps=9, time_dist=time_dist)
+    assert new.save()["version"] == 2
+    old = samplers.from_state({**new.save(), "version": 1})
+    assert old.save()["version"] == 1  # a resumed job keeps writing the version its outputs were made with
+    assert samplers.DPMSolverPP2MSampler(steps=1).load(**old.save()).save()["version"] == 1
+    x_T = (start_noise(16, 3) * (SIGMA_MAX if interface == "edm" else 1.0)).float()
+    expected_v1 = _version_1_loop(net, x_T, old.sample_t().tolist())
+    assert torch.equal(old.integrate(net, x_T), expected_v1)
+    ours = new.integrate(net, x_T)
+    assert not torch.equal(ours, expected_v1)  # the bits moved (in the last places only)
+    assert torch.allclose(ours, expected_v1, rtol=1e-5, atol=1e-5 * SIGMA_MAX), (ours - expected_v1).abs().max()
+    with pytest.raises(samplers.SamplerStateError, match="newer"):
+        samplers.from_state({**new.save(), "version": 3})

@@ -22,3 +22,9 @@ def test_save_load():
     state = samplers.GaussianNoiseSampler(mean=1.0, std=3.0).save()
     assert state == {"name": "gaussian_noise", "version": 1, "mean": 1.0, "std": 3.0}
     assert samplers.from_state(state).std == 3.0
+
+
+def test_noise_scheme_chooses_how_the_draw_is_made():
+    x = samplers.GaussianNoiseSampler().sample(4, "cpu", shape=(5,), seed=3, start_index=10, noise_scheme="v2")
+    assert torch.equal(x, samplers.SampleNoise(3, 10, 4, scheme="v2").start((5,), torch.float32))
+    assert set(samplers.NOISE_SCHEMES) == {"v1", "v2"}

@@ -82,10 +82,10 @@ from samplers.noise import NOISE_SCHEME, NOISE_SCHEMES, START_STREAM, NoiseProdu
 MASK = 0xFFFFFFFF
 
 
-def philox_reference(counter, key):
-    """Philox4x32-10 on Python ints, written from Salmon et al. 2011 / Random123."""
+def philox_reference(counter, key, rounds=v2.ROUNDS):
+    """Philox4x32-R on Python ints, written from Salmon et al. 2011 / Random123."""
     c, (k0, k1) = list(counter), key
-    for _ in range(10):
+    for _ in range(rounds):
         p0, p1 = 0xD2511F53 * c[0], 0xCD9E8D57 * c[2]
         c = [(p1 >> 32) ^ c[1] ^ k0, p1 & MASK, (p0 >> 32) ^ c[3] ^ k1, p0 & MASK]
         k0, k1 = (k0 + 0x9E3779B9) & MASK, (k1 + 0xBB67AE85) & MASK
@@ -99,13 +99,10 @@ def word_reference(seed, index, stream, draw, position):
 
 def normal_reference(w):
     """The v2 transform from the docstring with Python ints and numpy float32 (the table is the module's)."""
-    s = w >> 31
-    r = 2 * min(w, MASK - w) + 1
-    e = r.bit_length() - 1
-    frac = (r - (1 << e)) << (v2.K + 23) >> e  # the K + 23 bits after the leading one
-    j, t = frac >> 23, frac & ((1 << 23) - 1)
-    a, b = v2._table_cpu().numpy()[(s << (v2.K + 5)) | (e << v2.K) | j]
-    return np.float32(a) + np.float32(b) * np.float32(t)
+    x = (w | 1) - ((w | 1) >> 31 << 32)  # two's-complement int32
+    b = int(np.array(np.float32(x)).view(np.uint32))
+    a, slope = v2._table_cpu()[b >> 15]
+    return np.float32(a) + np.float32(slope) * np.float32(b & 0x7FFF)
 
 
 @pytest.mark.parametrize("counter,key,expected", [  # Random123 kat_vectors, philox4x32 10 rounds
@@ -115,9 +112,15 @@ def normal_reference(w):
      [0xD16CFE09, 0x94FDCCEB, 0x5001E420, 0x24126EA1]),
 ])
 def test_philox_matches_the_published_known_answers(counter, key, expected):
-    assert philox_reference(counter, key) == expected
-    got = v2.philox([torch.tensor([[c]]) for c in counter], key[0] + (key[1] << 32))
+    assert philox_reference(counter, key, rounds=10) == expected
+    got = v2.philox([torch.tensor([[c]]) for c in counter], key[0] + (key[1] << 32), rounds=10)
     assert [int(w) for w in got] == expected
+    # The scheme's 7 rounds: torch and NumPy equal the reference.
+    seven = philox_reference(counter, key)
+    assert [int(w) for w in v2.philox([torch.tensor([[c]]) for c in counter], key[0] + (key[1] << 32))] == seven
+    index = np.array([counter[2] + (counter[3] << 32)], dtype=np.uint64)
+    got_np = v2.philox_np(key[0] + (key[1] << 32), index, counter[0], np.array([counter[1]], dtype=np.uint64))
+    assert [int(w[0, 0]) for w in got_np] == seven
 
 
 @pytest.mark.parametrize("seed,index,stream,draw", [(0, 0, 0, 0), (2**64 - 1, 2**63 - 5, 2**20 - 1, 2**12 - 1),
@@ -136,21 +139,37 @@ def test_v2_transform_equals_the_reference_on_edge_and_random_words():
     rng = np.random.default_rng(0)
     words = [0, 1, 2, 3, 2**31 - 1, 2**31, 2**31 + 1, MASK - 1, MASK, *rng.integers(0, 2**32, 2000).tolist()]
     words += [(1 << e) + d for e in range(32) for d in (-1, 0, 1) if 0 <= (1 << e) + d <= MASK]
+    words += [MASK - (1 << e) + d for e in range(32) for d in (-1, 0, 1) if 0 <= MASK - (1 << e) + d <= MASK]
     got = v2.normal_from_words(torch.tensor(words)).numpy()
     expected = np.array([normal_reference(w) for w in words], dtype=np.float32)
     assert np.array_equal(got.view(np.uint32), expected.view(np.uint32))
+
+
+@pytest.mark.parametrize("seed,start,n,shape,stream,draw", [
+    (0, 0, 3, (11,), 0, 0), (2**64 - 1, 2**63 - 70, 64, (2, 8, 8), 2**20 - 1, 2**12 - 1),
+    (123456789123, 2**40 + 3, 5, (3, 5, 7), 7, 2)])
+def test_v2_numpy_cpu_path_equals_the_torch_path(monkeypatch, seed, start, n, shape, stream, draw):
+    # The torch path is what other devices run; on the CPU it must give the NumPy path's bits.
+    cpu = SampleNoise(seed, start, n, scheme="v2").normal(stream, shape, torch.float32, draw)
+    count = int(np.prod(shape))
+    out = torch.empty(n, 4 * -(-count // 4))
+    v2._normal_torch(seed, start, n, stream, draw, out.shape[1] // 4, out)
+    assert torch.equal(cpu, out[:, :count].reshape(n, *shape))
 
 
 def test_v2_table_is_the_pinned_one_and_close_to_the_exact_inverse_cdf():
     from scipy.special import ndtri
 
     import hashlib
-    assert hashlib.sha256(v2._table_cpu().numpy().tobytes()).hexdigest() == v2.TABLE_SHA256
-    w = torch.cat([torch.arange(0, 2**32, 997), torch.arange(0, 4096), torch.arange(2**32 - 4096, 2**32)])
+    assert hashlib.sha256(v2._table_cpu().tobytes()).hexdigest() == v2.TABLE_SHA256
+    w = torch.cat([torch.arange(0, 2**32, 997), torch.arange(0, 4096), torch.arange(2**32 - 4096, 2**32),
+                   torch.arange(2**31 - 4096, 2**31 + 4096)])
     z = v2.normal_from_words(w).double().numpy()
-    exact = ndtri((w.double().numpy() + 0.5) / 2**32)
+    f = (w | 1).numpy().astype(np.uint32).view(np.int32).astype(np.float32).astype(np.float64)
+    exact = -np.sign(f) * ndtri(np.abs(f) / 2**32)  # sign(x) g(|f|)
     assert np.abs(z - exact).max() < 1e-6
-    assert np.all(np.diff(z[: len(z) - 8192]) >= 0)  # monotone in the word
+    order = np.argsort(f, kind="stable")
+    assert np.all(np.diff(z[order][f[order] > 0]) <= 0) and np.all(np.diff(z[order][f[order] < 0]) <= 0)
 
 
 def v2_noise(seed=0, start=0, n=256, shape=(4096,), stream=START_STREAM, draw=0):

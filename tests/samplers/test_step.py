@@ -66,3 +66,21 @@ def test_multistep_runs_do_not_share_history():
     sampler, net = samplers.build("dpmpp_2m", steps=5), field("flow")
     x = torch.randn(4, 3, generator=torch.Generator().manual_seed(0))
     assert torch.equal(sampler.integrate(net, x), sampler.integrate(net, x))
+
+
+@pytest.mark.parametrize("name", ["euler", "euler_maruyama"])
+def test_sample_draws_every_noise_by_the_chosen_scheme(name):
+    from samplers.analytic import GaussianNet
+
+    net = samplers.wrap(GaussianNet("flow"), "flow")
+    sampler = samplers.build(name, steps=4)
+    default = sampler.sample(3, "cpu", net=net, shape=(2, 3), seed=5, start_index=7)
+    assert torch.equal(default, sampler.sample(3, "cpu", net=net, shape=(2, 3), seed=5, start_index=7, noise_scheme="v1"))
+    new = sampler.sample(3, "cpu", net=net, shape=(2, 3), seed=5, start_index=7, noise_scheme="v2")
+    noise = samplers.SampleNoise(5, 7, 3, scheme="v2")
+    expected = sampler.integrate(net, noise.start((2, 3), torch.float32) * net.prior_scale(1.0), noise=noise)
+    assert torch.equal(new, expected) and not torch.equal(new, default)
+    with samplers.NoiseProducer(noise) as producer:  # drawn ahead on a thread: the same bits
+        assert torch.equal(sampler.integrate(net, noise.start((2, 3), torch.float32), noise=producer), new)
+    with pytest.raises(ValueError, match="unknown noise scheme 'v9'"):
+        sampler.sample(1, "cpu", net=net, shape=(2,), noise_scheme="v9")

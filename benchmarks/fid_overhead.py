@@ -45,7 +45,7 @@ from pipeline.metrics import FeatureStats, build_extractor, fid_from_stats  # no
 from pipeline.model import build_fields  # noqa: E402
 from pipeline.plan import iter_shards  # noqa: E402
 from pipeline.sampling import SampleSpec, sample_shard  # noqa: E402
-from pipeline.storage import to_stored  # noqa: E402
+from pipeline.output.dtypes import to_stored  # noqa: E402
 from pipeline.worker import MALLOC_ENV  # noqa: E402
 
 

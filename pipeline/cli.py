@@ -85,8 +85,8 @@ def _kwargs(text: str | None) -> dict:
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    from .manifest import read_manifest
-    from .storage import open_output
+    from .output.fs import open_output
+    from .output.manifest import read_manifest
 
     fs, root = open_output(args.url, _storage_options(args), create=False)
     m = read_manifest(fs, root)
@@ -111,7 +111,7 @@ def _inspect(args: argparse.Namespace) -> int:
 
 def _verify(args: argparse.Namespace) -> int:
     """Check every shard of an output against its manifest; problems one per line, exit 1 if any."""
-    from .verify import summary, verify_output
+    from .output.verify import summary, verify_output
 
     options = _storage_options(args)
     problems = verify_output(args.url, options)

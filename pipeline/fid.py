@@ -21,7 +21,10 @@ import numpy as np
 import torch
 
 from .metrics import FeatureStats, build_extractor, default_reference, fid_from_stats
-from .storage import decode_shard, format_of, from_stored, join_path, open_output, put_atomic
+from .output.codecs import format_of
+from .output.dtypes import from_stored
+from .output.fs import join_path, open_output, put_atomic
+from .output.shards import decode_shard
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 REPORT_NAME = "fid.json"
@@ -106,7 +109,7 @@ def image_chunks(source: str, num_chunks: int) -> tuple[str, list[Any]]:
     if os.path.isdir(source) or "://" in source and not source.endswith(IMAGE_SUFFIXES + (".zip", ".npy", ".npz", ".pt")):
         fs, root = open_output(source)
         if fs.exists(join_path(root, "manifest.json")):
-            from .manifest import read_manifest
+            from .output.manifest import read_manifest
 
             manifest = read_manifest(fs, root)
             return "output", _split([s.path for s in manifest.shards], num_chunks)

@@ -27,11 +27,13 @@ from .output.fs import cleanup_temp, join_path, list_names, open_output, protoco
 from .output.manifest import MANIFEST_NAME, Manifest, read_manifest, write_manifest
 from .output.shards import ShardRecord, load_sidecars, shard_metadata, shard_name, shard_schema, verify_shard
 from .config import ConfigError, JobConfig, config_diff
-from .fid import chunk_stats, fid_report, reference_url, write_report
+from .fid.job import fan_out_stats
+from .fid.reference import fid_report, load_reference, reference_url, write_report
+from .fid.sources import split
+from .fid.stats import FeatureStats
 from .grid import GRID_NAME, save_grid
-from .metrics import FeatureStats, load_reference
 from .redact import redact_options, redact_url, scrub
-from .model import build_network, check_model, read_checkpoint, state_dict_sha256
+from .network import build_network, check_model, read_checkpoint, state_dict_sha256
 from .plan import Shard, iter_shards, num_shards, shard_for
 from .progress import Progress
 from .sampling import NonFiniteSamplesError
@@ -309,17 +311,9 @@ def start_workers(cfg: JobConfig, sampler_state: dict[str, Any], weights: Any,
 
 def shard_stats(cfg: JobConfig, paths: list[str]) -> FeatureStats:
     """Feature statistics of committed shards, read back and featurised by Ray tasks."""
-    import ray
-
-    fid = cfg.metrics.fid
-    task = ray.remote(num_cpus=cfg.cluster.cpus_per_worker, num_gpus=cfg.cluster.gpus_per_worker)(chunk_stats)
-    chunks = [paths[i::cfg.cluster.num_workers] for i in range(cfg.cluster.num_workers) if paths[i::cfg.cluster.num_workers]]
-    refs = [task.remote(cfg.run.output, "output", c, fid.extractor, fid.extractor_kwargs, cfg.run.storage_options)
-            for c in chunks]
-    total = FeatureStats()
-    for part in ray.get(refs):
-        total.merge(part)
-    return total
+    c, fid = cfg.cluster, cfg.metrics.fid
+    return fan_out_stats(cfg.run.output, "output", split(paths, c.num_workers), fid.extractor, fid.extractor_kwargs,
+                         cfg.run.storage_options, num_cpus=c.cpus_per_worker, num_gpus=c.gpus_per_worker)
 
 
 def run_job(cfg: JobConfig, *, progress: str | None = None) -> Manifest:

@@ -20,9 +20,9 @@ import torch
 import samplers
 
 from .config import JobConfig
-from .fid import features_stats
-from .metrics import build_extractor
-from .model import build_fields
+from .fid.extractors import build_extractor
+from .fid.features import features_stats
+from .network import build_fields
 from .plan import Shard
 from .sampling import SampleSpec, check_stored, sample_shard
 from .output.dtypes import to_stored

@@ -103,7 +103,7 @@ def shard_bytes(cfg: Any) -> Iterator[tuple[Any, bytes]]:
     """(shard, the bytes a job writes for it), computed in this process without Ray."""
     import samplers
     from pipeline.driver import build_sampler, model_identity
-    from pipeline.model import build_fields
+    from pipeline.network import build_fields
     from pipeline.output.dtypes import to_stored
     from pipeline.output.shards import encode_shard, shard_metadata
     from pipeline.plan import iter_shards

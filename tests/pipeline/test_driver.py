@@ -10,7 +10,7 @@ from pipeline.output.shards import decode_shard
 from pipeline.cluster import ClusterError
 from pipeline.driver import JobError, build_sampler, run_job
 from pipeline.output.manifest import read_manifest
-from pipeline.model import ModelError
+from pipeline.network import ModelError
 from pipeline.plan import iter_shards
 from pipeline.output.reader import read_samples
 from tests.pipeline.jobs import digests, gaussian_job, reference_digests

@@ -11,8 +11,11 @@ from pipeline.output.fs import open_output
 from pipeline.cluster import ray_session
 from pipeline.config import ClusterConfig, load_config
 from pipeline.driver import run_job
-from pipeline.fid import dataset_stats
-from pipeline.metrics import FeatureStats, build_extractor, compute_stats, default_reference, fid_from_stats
+from pipeline.fid.extractors import build_extractor
+from pipeline.fid.features import compute_stats
+from pipeline.fid.job import dataset_stats
+from pipeline.fid.reference import default_reference, fid_from_stats
+from pipeline.fid.stats import FeatureStats
 from pipeline.output.reader import read_samples
 
 DEMO = "configs/demo.yaml"

@@ -38,7 +38,7 @@ import torch  # noqa: E402
 from benchmarks.pipeline_efficiency import job as timed_job  # noqa: E402
 from pipeline import driver  # noqa: E402
 from pipeline.config import JobConfig, validate_config  # noqa: E402
-from pipeline.model import build_fields  # noqa: E402
+from pipeline.network import build_fields  # noqa: E402
 from pipeline.plan import iter_shards, shard_batches  # noqa: E402
 
 

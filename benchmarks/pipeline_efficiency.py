@@ -47,7 +47,7 @@ import torch  # noqa: E402
 
 from pipeline import driver  # noqa: E402
 from pipeline.config import JobConfig, validate_config  # noqa: E402
-from pipeline.model import build_fields  # noqa: E402
+from pipeline.network import build_fields  # noqa: E402
 from pipeline.plan import iter_shards, shard_batches  # noqa: E402
 from pipeline.sampling import SampleSpec, labels_for  # noqa: E402
 from pipeline.worker import MALLOC_ENV  # noqa: E402

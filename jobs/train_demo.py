@@ -13,7 +13,7 @@ import time
 
 import torch
 
-from pipeline.metrics import DIGITS_REFERENCE_FILE, write_digits_reference
+from pipeline.fid.reference import DIGITS_REFERENCE_FILE, write_digits_reference
 from pipeline.models.checkpoint import save_state_dict
 from pipeline.models.digits import WEIGHTS_FILE as FLOW_FILE
 from pipeline.models.digits import shipped_weights_path, train_flow

@@ -45,7 +45,8 @@ def _fid(args: argparse.Namespace) -> int:
         if args.config is not None:
             raise ConfigError("seedshard fid: give either a job CONFIG or --samples URL, not both")
         from .cluster import ray_session
-        from .fid import dataset_stats, fid_report
+        from .fid.job import dataset_stats
+        from .fid.reference import fid_report
 
         with ray_session(ClusterConfig(address=args.address, num_workers=args.workers)):
             stats = dataset_stats(args.samples, args.extractor, _kwargs(args.extractor_kwargs), args.workers)
@@ -63,7 +64,7 @@ def _ref_stats(args: argparse.Namespace) -> int:
     """Reference statistics (mu, sigma .npz) of a dataset, featurised in parallel over Ray."""
     from .cluster import ray_session
     from .config import ClusterConfig
-    from .fid import dataset_stats
+    from .fid.job import dataset_stats
 
     with ray_session(ClusterConfig(address=args.address, num_workers=args.workers)):
         stats = dataset_stats(args.source, args.extractor, _kwargs(args.extractor_kwargs), args.workers)
@@ -85,8 +86,8 @@ def _kwargs(text: str | None) -> dict:
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    from .manifest import read_manifest
-    from .storage import open_output
+    from .output.fs import open_output
+    from .output.manifest import read_manifest
 
     fs, root = open_output(args.url, _storage_options(args), create=False)
     m = read_manifest(fs, root)
@@ -111,7 +112,7 @@ def _inspect(args: argparse.Namespace) -> int:
 
 def _verify(args: argparse.Namespace) -> int:
     """Check every shard of an output against its manifest; problems one per line, exit 1 if any."""
-    from .verify import summary, verify_output
+    from .output.verify import summary, verify_output
 
     options = _storage_options(args)
     problems = verify_output(args.url, options)

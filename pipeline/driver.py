@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import collections
 import logging
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,18 +22,22 @@ from typing import Any
 import samplers
 from samplers.base import check_params
 
-from . import storage
 from .cluster import ray_session, wait_for_resources
+from .output.fs import cleanup_temp, join_path, list_names, open_output, protocols
+from .output.manifest import MANIFEST_NAME, Manifest, read_manifest, write_manifest
+from .output.shards import ShardRecord, load_sidecars, shard_metadata, shard_name, shard_schema, verify_shard
 from .config import ConfigError, JobConfig, config_diff
-from .fid import chunk_stats, fid_report, reference_url, write_report
+from .fid.job import fan_out_stats
+from .fid.reference import fid_report, load_reference, reference_url, write_report
+from .fid.sources import split
+from .fid.stats import FeatureStats
 from .grid import GRID_NAME, save_grid
-from .manifest import MANIFEST_NAME, Manifest, read_manifest, write_manifest
-from .metrics import FeatureStats, load_reference
-from .model import build_network, check_model, read_checkpoint, state_dict_sha256
+from .redact import redact_options, redact_url, scrub
+from .network import build_network, check_model, read_checkpoint, state_dict_sha256
 from .plan import Shard, iter_shards, num_shards, shard_for
 from .progress import Progress
 from .sampling import NonFiniteSamplesError
-from .worker import MALLOC_ENV, SamplerWorker, shard_metadata
+from .worker import MALLOC_ENV, SamplerWorker
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +65,7 @@ def model_identity(model_cfg: Any, storage_options: dict[str, Any]) -> tuple[dic
     """({factory, kwargs, checkpoint, sha256}, state dict or None): what the samples were drawn from.
     Raises ModelError when the factory, checkpoint or interface do not fit together."""
     identity = {"factory": model_cfg.factory, "kwargs": model_cfg.kwargs,
-                "checkpoint": storage.redact_url(model_cfg.checkpoint) if model_cfg.checkpoint else None}
+                "checkpoint": redact_url(model_cfg.checkpoint) if model_cfg.checkpoint else None}
     if model_cfg.checkpoint is not None:
         state, identity["sha256"] = read_checkpoint(model_cfg.checkpoint, storage_options)
         check_model(model_cfg, state)
@@ -72,46 +75,33 @@ def model_identity(model_cfg: Any, storage_options: dict[str, Any]) -> tuple[dic
     return identity, None
 
 
-_SECRET_KEY = re.compile(r"key|secret|token|passw|credential|auth|session", re.IGNORECASE)
-
-
-def redact_options(options: Any) -> Any:
-    """Storage options with the value of every secret-looking key (key, secret, token, password,
-    credentials, ...) replaced by '***', at any depth; other values (endpoint_url, region) kept."""
-    if isinstance(options, dict):
-        return {k: "***" if _SECRET_KEY.search(str(k)) else redact_options(v) for k, v in options.items()}
-    if isinstance(options, list):
-        return [redact_options(v) for v in options]
-    return options
-
-
 def manifest_config(cfg: JobConfig) -> dict[str, Any]:
     """The resolved config as stored in the manifest: credentials in run.storage_options and in URLs masked."""
     config = cfg.resolved()
     config["run"]["storage_options"] = redact_options(config["run"]["storage_options"])
-    config["run"]["output"] = storage.redact_url(config["run"]["output"])
+    config["run"]["output"] = redact_url(config["run"]["output"])
     for model in (config["model"], config["model"].get("guide")):
         if model and model.get("checkpoint"):
-            model["checkpoint"] = storage.redact_url(model["checkpoint"])
+            model["checkpoint"] = redact_url(model["checkpoint"])
     return config
 
 
-def _shard_plan_ok(record: storage.ShardRecord, cfg: JobConfig) -> bool:
+def _shard_plan_ok(record: ShardRecord, cfg: JobConfig) -> bool:
     if record.index >= num_shards(cfg.run.num_samples, cfg.run.shard_size):
         return False
     shard = shard_for(record.index, cfg.run.num_samples, cfg.run.shard_size)
-    return (record.start, record.stop) == (shard.start, shard.stop) and record.path == storage.shard_name(record.index, cfg.run.format)
+    return (record.start, record.stop) == (shard.start, shard.stop) and record.path == shard_name(record.index, cfg.run.format)
 
 
 def check_output(fs: Any, root: str, cfg: JobConfig, model: dict[str, Any],
-                 sampler_state: dict[str, Any]) -> dict[int, storage.ShardRecord]:
+                 sampler_state: dict[str, Any]) -> dict[int, ShardRecord]:
     """The shards a previous run of this same job committed that still verify ({} with run.overwrite);
     refuses another job's output (JobError naming what differs). Reads only: see `begin_output`."""
-    url = storage.redact_url(cfg.run.output)
+    url = redact_url(cfg.run.output)
     if cfg.run.overwrite:
         return {}
     existing = read_manifest(fs, root)
-    sidecars = storage.load_sidecars(fs, root)
+    sidecars = load_sidecars(fs, root)
     if existing is None and not sidecars:
         return {}
     if existing is None:
@@ -130,10 +120,10 @@ def check_output(fs: Any, root: str, cfg: JobConfig, model: dict[str, Any],
         raise JobError(f"{url} holds a different job ({', '.join(diff)} differ); set run.overwrite=true or choose a new run.output")
     if not cfg.run.resume:
         raise JobError(f"{url} already holds this job and run.resume=false; set run.overwrite=true or choose a new run.output")
-    schema, metadata = job_schema(cfg), shard_metadata(cfg, sampler_state)
+    schema, metadata = job_schema(cfg), shard_metadata(cfg, sampler_state, samplers.NOISE_SCHEME)
     done = {}
     for index, record in sidecars.items():
-        problems = (storage.verify_shard(fs, root, record, schema=schema, metadata=metadata)
+        problems = (verify_shard(fs, root, record, schema=schema, metadata=metadata)
                     if _shard_plan_ok(record, cfg) else ["not in this job's plan"])
         if problems:
             log.warning("regenerating shard %d: %s", index, "; ".join(problems))
@@ -144,19 +134,19 @@ def check_output(fs: Any, root: str, cfg: JobConfig, model: dict[str, Any],
 
 def job_schema(cfg: JobConfig) -> dict[str, Any]:
     """The manifest's schema entry of this job's shards."""
-    return storage.shard_schema(cfg.run.format, cfg.run.dtype, cfg.model.shape, cfg.run.labels != "none")
+    return shard_schema(cfg.run.format, cfg.run.dtype, cfg.model.shape, cfg.run.labels != "none")
 
 
 def begin_output(fs: Any, root: str, cfg: JobConfig, manifest: Manifest) -> Manifest:
     """Called once every check passed and the workers are up: create the output, remove temp files of
     crashed writers (and, with run.overwrite, every shard, sidecar and manifest of the previous job),
     and write the `running` manifest. Returns what was written."""
-    fs, root = storage.open_output(cfg.run.output, cfg.run.storage_options)
+    fs, root = open_output(cfg.run.output, cfg.run.storage_options)
     if cfg.run.overwrite:
-        for path in list(storage.list_names(fs, root, "shard-*").values()) + [storage.join_path(root, MANIFEST_NAME)]:
+        for path in list(list_names(fs, root, "shard-*").values()) + [join_path(root, MANIFEST_NAME)]:
             if fs.exists(path):
                 fs.rm_file(path)
-    storage.cleanup_temp(fs, root)
+    cleanup_temp(fs, root)
     return write_manifest(fs, root, manifest)
 
 
@@ -321,23 +311,15 @@ def start_workers(cfg: JobConfig, sampler_state: dict[str, Any], weights: Any,
 
 def shard_stats(cfg: JobConfig, paths: list[str]) -> FeatureStats:
     """Feature statistics of committed shards, read back and featurised by Ray tasks."""
-    import ray
-
-    fid = cfg.metrics.fid
-    task = ray.remote(num_cpus=cfg.cluster.cpus_per_worker, num_gpus=cfg.cluster.gpus_per_worker)(chunk_stats)
-    chunks = [paths[i::cfg.cluster.num_workers] for i in range(cfg.cluster.num_workers) if paths[i::cfg.cluster.num_workers]]
-    refs = [task.remote(cfg.run.output, "output", c, fid.extractor, fid.extractor_kwargs, cfg.run.storage_options)
-            for c in chunks]
-    total = FeatureStats()
-    for part in ray.get(refs):
-        total.merge(part)
-    return total
+    c, fid = cfg.cluster, cfg.metrics.fid
+    return fan_out_stats(cfg.run.output, "output", split(paths, c.num_workers), fid.extractor, fid.extractor_kwargs,
+                         cfg.run.storage_options, num_cpus=c.cpus_per_worker, num_gpus=c.gpus_per_worker)
 
 
 def run_job(cfg: JobConfig, *, progress: str | None = None) -> Manifest:
     """Generate the job's samples; returns the final manifest (status complete), raises JobError otherwise."""
-    fs, root = storage.open_output(cfg.run.output, cfg.run.storage_options, create=False)  # checked, not written
-    if "memory" in ((fs.protocol,) if isinstance(fs.protocol, str) else fs.protocol):
+    fs, root = open_output(cfg.run.output, cfg.run.storage_options, create=False)  # checked, not written
+    if "memory" in protocols(fs):
         raise JobError(f"run.output={cfg.run.output!r}: memory:// lives in one process and Ray workers cannot share it; "
                        "use a local path or an object store (s3://, gs://)")
     sampler = build_sampler(cfg)
@@ -363,7 +345,7 @@ def run_job(cfg: JobConfig, *, progress: str | None = None) -> Manifest:
 
     def on_done(result: dict[str, Any]) -> None:
         if result["record"] is not None:
-            record = storage.ShardRecord(**result["record"])
+            record = ShardRecord(**result["record"])
             done[record.index] = record
         if result["stats"] is not None:
             stats.merge(result["stats"])
@@ -390,7 +372,7 @@ def run_job(cfg: JobConfig, *, progress: str | None = None) -> Manifest:
         if started:
             write_manifest(fs, root, manifest.model_copy(update={
                 "status": "failed", "shards": sorted(done.values(), key=lambda r: r.index),
-                "error": storage.scrub(str(e) or type(e).__name__, cfg.run.storage_options)}))
+                "error": scrub(str(e) or type(e).__name__, cfg.run.storage_options)}))
         raise
     bar.close()
     if metrics:
@@ -402,7 +384,7 @@ def run_job(cfg: JobConfig, *, progress: str | None = None) -> Manifest:
         "status": status, "shards": sorted(done.values(), key=lambda r: r.index),
         "error": ("; ".join(skipped) if skipped else None), "metrics": metrics}))
     if cfg.run.grid and manifest.shards:
-        save_grid(cfg.run.output, storage.join_path(cfg.run.output, GRID_NAME), n=cfg.run.grid,
+        save_grid(cfg.run.output, join_path(cfg.run.output, GRID_NAME), n=cfg.run.grid,
                   storage_options=cfg.run.storage_options)
     log.info("%d samples in %.1fs", cfg.run.num_samples, time.monotonic() - t0)
     if skipped:

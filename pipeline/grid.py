@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from .reader import read_samples
+from .output.reader import read_samples
 
 GRID_NAME = "grid.png"
 
@@ -25,8 +25,8 @@ def save_grid(url: str, out: str, n: int = 100, nrow: int | None = None, min_siz
     """Write the first n samples of `url` as a PNG grid (nearest upscaling to >= min_size px); returns (rows, cols)."""
     from PIL import Image
 
-    from .manifest import read_manifest
-    from .storage import open_output
+    from .output.fs import open_output
+    from .output.manifest import read_manifest
 
     fs, root = open_output(url, storage_options)
     manifest = read_manifest(fs, root)

@@ -17,7 +17,7 @@ import torch
 import samplers
 
 from .config import JobConfig, load_config
-from .model import build_fields, read_checkpoint
+from .network import build_fields, read_checkpoint
 from .plan import Shard
 from .sampling import SampleSpec, sample_shard
 

@@ -9,7 +9,6 @@ sampling (the actor runs two threads; only sampling holds the lock).
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 import time
@@ -21,23 +20,14 @@ import torch
 import samplers
 
 from .config import JobConfig
-from .fid import features_stats
-from .metrics import build_extractor
-from .model import build_fields
+from .fid.extractors import build_extractor
+from .fid.features import features_stats
+from .network import build_fields
 from .plan import Shard
 from .sampling import SampleSpec, check_stored, sample_shard
-from .storage import commit_shard, encode_shard, open_output, shard_name, to_stored
-
-
-def shard_metadata(cfg: JobConfig, sampler_state: dict[str, Any]) -> dict[str, str]:
-    """Key/value metadata of every shard: what a reader needs to know what the samples mean."""
-    return {
-        "seedshard.seed": str(cfg.run.seed),
-        "seedshard.sampler": sampler_state["name"],
-        "seedshard.sampler_state": json.dumps(sampler_state, sort_keys=True),
-        "seedshard.noise_scheme": samplers.NOISE_SCHEME,
-        "seedshard.dtype": cfg.run.dtype,
-    }
+from .output.dtypes import to_stored
+from .output.fs import open_output
+from .output.shards import commit_shard, encode_shard, shard_metadata, shard_name
 
 
 # glibc's malloc returns large freed blocks to the OS (munmap, heap trim), and the next allocation
@@ -65,7 +55,7 @@ class SamplerWorker:
         self.net, self.g_net = build_fields(self.cfg.model, self.cfg.sampler.guidance_scale, self.device, weights, guide_weights)
         self.spec = SampleSpec.from_config(self.cfg)
         self.fs, self.root = open_output(self.cfg.run.output, self.cfg.run.storage_options)
-        self.metadata = shard_metadata(self.cfg, sampler_state)
+        self.metadata = shard_metadata(self.cfg, sampler_state, samplers.NOISE_SCHEME)
         fid = self.cfg.metrics.fid
         self.extractor = build_extractor(fid.extractor, device=self.device, **fid.extractor_kwargs) if fid else None
         self._sampling = threading.Lock()

@@ -9,8 +9,8 @@ import pytest
 import yaml
 
 from pipeline import read_samples
-from pipeline.manifest import read_manifest
-from pipeline.storage import open_output
+from pipeline.output.manifest import read_manifest
+from pipeline.output.fs import open_output
 from tests.e2e.raycluster import RayHead, ray_env
 
 ROOT = Path(__file__).resolve().parents[2]

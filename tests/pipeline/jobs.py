@@ -101,21 +101,22 @@ def probe_job(output: str, **hooks: Any) -> Any:
 
 def shard_bytes(cfg: Any) -> Iterator[tuple[Any, bytes]]:
     """(shard, the bytes a job writes for it), computed in this process without Ray."""
-    from pipeline import storage
+    import samplers
     from pipeline.driver import build_sampler, model_identity
-    from pipeline.model import build_fields
+    from pipeline.network import build_fields
+    from pipeline.output.dtypes import to_stored
+    from pipeline.output.shards import encode_shard, shard_metadata
     from pipeline.plan import iter_shards
     from pipeline.sampling import SampleSpec, sample_shard
-    from pipeline.worker import shard_metadata
 
     sampler = build_sampler(cfg)
     _, weights = model_identity(cfg.model, cfg.run.storage_options)
     net, g_net = build_fields(cfg.model, cfg.sampler.guidance_scale, "cpu", weights)
-    meta = shard_metadata(cfg, sampler.save())
+    meta = shard_metadata(cfg, sampler.save(), samplers.NOISE_SCHEME)
     for shard in iter_shards(cfg.run.num_samples, cfg.run.shard_size):
         x, y = sample_shard(sampler, net, g_net, SampleSpec.from_config(cfg), shard, cfg.run.batch_size, "cpu")
-        yield shard, storage.encode_shard(np.arange(shard.start, shard.stop), y, storage.to_stored(x, cfg.run.dtype),
-                                          cfg.run.format, meta)
+        yield shard, encode_shard(np.arange(shard.start, shard.stop), y, to_stored(x, cfg.run.dtype),
+                                  cfg.run.format, meta)
 
 
 def digests(manifest: Any) -> dict[int, str]:
@@ -131,13 +132,14 @@ def reference_digests(cfg: Any) -> dict[int, str]:
 def write_output_in_process(cfg: Any) -> Any:
     """Write the complete output of `cfg` (shards, sidecars, manifest) as run_job does, without Ray."""
     import samplers
-    from pipeline import storage
     from pipeline.driver import build_sampler, job_schema, manifest_config, model_identity
-    from pipeline.manifest import Manifest, write_manifest
+    from pipeline.output.fs import open_output
+    from pipeline.output.manifest import Manifest, write_manifest
+    from pipeline.output.shards import commit_shard, shard_name
 
-    fs, root = storage.open_output(cfg.run.output, cfg.run.storage_options)
-    records = [storage.commit_shard(fs, root, storage.shard_name(shard.index, cfg.run.format), data,
-                                    {"index": shard.index, "start": shard.start, "stop": shard.stop})
+    fs, root = open_output(cfg.run.output, cfg.run.storage_options)
+    records = [commit_shard(fs, root, shard_name(shard.index, cfg.run.format), data,
+                            {"index": shard.index, "start": shard.start, "stop": shard.stop})
                for shard, data in shard_bytes(cfg)]
     model, _ = model_identity(cfg.model, cfg.run.storage_options)
     manifest = Manifest(status="complete", config=manifest_config(cfg), sampler_state=build_sampler(cfg).save(),

@@ -6,7 +6,7 @@ import os
 import pytest
 import yaml
 
-from pipeline import storage
+from pipeline.output.fs import open_output
 from pipeline.cli import main
 from tests.pipeline.jobs import gaussian_job
 
@@ -36,7 +36,7 @@ def test_the_secret_is_in_no_output_log_or_error(ray2, s3, s3_secret, tmp_path, 
             texts.append(err)
     out = capsys.readouterr()
     texts += [out.out, out.err, caplog.text]
-    fs, root = storage.open_output(url, options)
+    fs, root = open_output(url, options)
     files = {path: fs.cat_file(path) for path in fs.find(root)}
     assert {p.rsplit("/", 1)[-1] for p in files} >= {"manifest.json", "shard-00000.parquet", "shard-00000.json"}
     manifest = yaml.safe_load(files[f"{root}/manifest.json"])

@@ -5,13 +5,14 @@ import os
 import numpy as np
 import pytest
 
-from pipeline import storage
+from pipeline.output.fs import open_output
+from pipeline.output.shards import decode_shard
 from pipeline.cluster import ClusterError
 from pipeline.driver import JobError, build_sampler, run_job
-from pipeline.manifest import read_manifest
-from pipeline.model import ModelError
+from pipeline.output.manifest import read_manifest
+from pipeline.network import ModelError
 from pipeline.plan import iter_shards
-from pipeline.reader import read_samples
+from pipeline.output.reader import read_samples
 from tests.pipeline.jobs import digests, gaussian_job, reference_digests
 
 
@@ -22,8 +23,8 @@ def test_two_workers_cover_every_index_once_with_single_process_bytes(ray2, tmp_
     assert [(s.start, s.stop) for s in manifest.shards] == [(0, 20), (20, 40), (40, 60), (60, 70)]
     x, labels = read_samples(cfg.run.output, with_labels=True)
     assert x.shape == (70, 3, 4) and labels is None
-    fs, root = storage.open_output(cfg.run.output)
-    indices = np.concatenate([storage.decode_shard(fs.cat_file(f"{root}/{s.path}"), "parquet").indices for s in manifest.shards])
+    fs, root = open_output(cfg.run.output)
+    indices = np.concatenate([decode_shard(fs.cat_file(f"{root}/{s.path}"), "parquet").indices for s in manifest.shards])
     assert np.array_equal(np.sort(indices), np.arange(70)) and len(set(indices.tolist())) == 70
     assert digests(manifest) == reference_digests(cfg)
 
@@ -82,7 +83,7 @@ def test_rerun_resumes_and_a_different_job_is_refused(ray2, tmp_path):
     assert digests(again) == digests(first)
     with pytest.raises(JobError, match=r"holds a different job \(run.seed, sampler.steps differ\)"):
         run_job(gaussian_job(str(tmp_path / "re"), run={"seed": 2}, sampler={"steps": 4}))
-    assert digests(read_manifest(*storage.open_output(cfg.run.output))) == digests(first)
+    assert digests(read_manifest(*open_output(cfg.run.output))) == digests(first)
 
 
 def test_bad_factory_fails_before_ray_with_one_line(tmp_path):

@@ -15,10 +15,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline import storage
+from pipeline.output.fs import open_output
+from pipeline.output.shards import load_sidecars
 from pipeline.cli import main
 from pipeline.driver import JobError, run_job
-from pipeline.manifest import read_manifest
+from pipeline.output.manifest import read_manifest
 from tests.pipeline.jobs import digests, probe_job, reference_digests, snapshot
 
 pytestmark = pytest.mark.slow
@@ -70,7 +71,7 @@ def test_a_shard_that_always_crashes_its_worker_fails_the_job_after_max_attempts
             pytest.raises(JobError, match=r"^shard 3 \[60, 70\) failed 3 times \(cluster.max_shard_attempts=3\); "
                                           r"last: worker died \(ActorDiedError\)$"):
         run_job(cfg)
-    fs, root = storage.open_output(cfg.run.output)
+    fs, root = open_output(cfg.run.output)
     manifest = read_manifest(fs, root)
     assert manifest.status == "failed" and manifest.error.startswith("shard 3 [60, 70) failed 3 times")
     assert [s.index for s in manifest.shards] == [0, 1, 2]  # every finished shard kept
@@ -86,7 +87,7 @@ def test_non_finite_samples_stop_the_job_and_keep_every_other_shard(ray2, tmp_pa
     with pytest.raises(JobError, match=r"^shard 2 \[40, 60\): non-finite samples at indices \[45, 47\] \(2 of 8\) with sampler "
                                        r"heun\(steps=8, time_dist=karras, .*guidance_scale=1.0; .*run.on_nonfinite=fail"):
         run_job(cfg)
-    fs, root = storage.open_output(cfg.run.output)
+    fs, root = open_output(cfg.run.output)
     manifest = read_manifest(fs, root)
     assert manifest.status == "failed" and "indices [45, 47]" in manifest.error
     assert [s.index for s in manifest.shards] == [0, 1, 3]  # the shards in flight were finished and kept
@@ -103,7 +104,7 @@ def test_non_finite_samples_with_skip_write_the_rest_and_exit_1(ray2, tmp_path, 
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("seedshard: error: 1 shard(s) skipped (run.on_nonfinite=skip); the rest is written: "
                               "shard 2 [40, 60): non-finite samples at indices [45]")
-    manifest = read_manifest(*storage.open_output(cfg.run.output))
+    manifest = read_manifest(*open_output(cfg.run.output))
     assert manifest.status == "failed" and manifest.error.startswith("shard 2 [40, 60): non-finite samples at indices [45]")
     assert [s.index for s in manifest.shards] == [0, 1, 3]
 
@@ -213,9 +214,9 @@ def test_a_driver_killed_mid_job_resumes_to_the_same_bytes(ray2, tmp_path):
     assert len(temp_dirs) == 1 and not os.path.exists(temp_dirs.pop())
     assert not [pid for pid in tracked if _stat(pid) and _stat(pid)[1] == tracked[pid][0]]  # nothing left running
 
-    manifest = read_manifest(*storage.open_output(out))
+    manifest = read_manifest(*open_output(out))
     assert manifest.status == "running"  # what a killed driver leaves
-    finished = sorted(storage.load_sidecars(*storage.open_output(out)))
+    finished = sorted(load_sidecars(*open_output(out)))
     assert 3 <= len(finished) < 8
     before = snapshot(out)
     rerun = run_job(gaussian_like(path))

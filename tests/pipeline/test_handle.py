@@ -7,7 +7,7 @@ import torch
 import samplers
 from pipeline.driver import run_job
 from pipeline.handle import SamplingHandle
-from pipeline.reader import read_samples
+from pipeline.output.reader import read_samples
 from samplers.analytic import GaussianNet
 from tests.pipeline.jobs import gaussian_job
 

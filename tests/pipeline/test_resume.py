@@ -6,10 +6,10 @@ import os
 
 import pytest
 
-from pipeline import storage
+from pipeline.output.fs import open_output
 from pipeline.driver import JobError, run_job
-from pipeline.manifest import read_manifest
-from pipeline.verify import verify_output
+from pipeline.output.manifest import read_manifest
+from pipeline.output.verify import verify_output
 from tests.pipeline.jobs import digests, gaussian_job, reference_digests, snapshot, write_output_in_process
 
 pytestmark = pytest.mark.slow
@@ -86,7 +86,7 @@ def test_resume_verify_and_corrupt_shards_on_s3(ray2, s3, caplog):
     url = f"{prefix}/resume-{os.getpid()}"
     cfg = gaussian_job(url, run={"storage_options": options}, cluster={"num_workers": 1})
     first = run_job(cfg)
-    fs, root = storage.open_output(url, options)
+    fs, root = open_output(url, options)
     fs.rm_file(f"{root}/shard-00001.parquet")
     fs.pipe_file(f"{root}/shard-00002.parquet", b"PAR1 not really")
     fs.pipe_file(f"{root}/.shard-00003.parquet.tmp-0badc0de", b"half a shard")

@@ -83,7 +83,9 @@ def test_classifier_accuracy_from_shipped_weights(digits):
 
 
 def test_shipped_digits_reference_matches_the_data(digits):
-    from pipeline.metrics import build_extractor, compute_stats, default_reference, fid_from_stats, load_reference
+    from pipeline.fid.extractors import build_extractor
+    from pipeline.fid.features import compute_stats
+    from pipeline.fid.reference import default_reference, fid_from_stats, load_reference
 
     ref = default_reference("digits")
     mu, sigma = load_reference(ref)

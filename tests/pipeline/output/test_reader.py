@@ -5,9 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.manifest import Manifest, write_manifest
-from pipeline.reader import read_dataset, read_samples
-from pipeline.storage import commit_shard, encode_shard, open_output, shard_name, shard_schema, to_stored
+from pipeline.output.manifest import Manifest, write_manifest
+from pipeline.output.reader import read_dataset, read_samples
+from pipeline.output.dtypes import to_stored
+from pipeline.output.fs import open_output
+from pipeline.output.shards import commit_shard, encode_shard, shard_name, shard_schema
 
 N, SHARD_SIZE, SHAPE = 23, 5, (2, 3, 3)
 

@@ -6,10 +6,11 @@ import os
 import numpy as np
 import pytest
 
-from pipeline import storage
+from pipeline.output.fs import open_output
+from pipeline.output.shards import commit_shard, decode_shard, encode_shard
 from pipeline.cli import main
-from pipeline.manifest import read_manifest, write_manifest
-from pipeline.verify import verify_output
+from pipeline.output.manifest import read_manifest, write_manifest
+from pipeline.output.verify import verify_output
 from tests.pipeline.jobs import gaussian_job, write_output_in_process
 
 
@@ -57,11 +58,11 @@ def test_every_kind_of_damage_is_reported_and_the_cli_exits_1(written, capsys):
 def test_a_consistent_forgery_is_caught_by_indices_schema_and_metadata(written):
     """A shard re-encoded with wrong content whose sha256 was updated in the manifest and sidecar."""
     url, manifest = written
-    fs, root = storage.open_output(url)
-    old = storage.decode_shard(fs.cat_file(f"{root}/shard-00001.parquet"), "parquet")
-    forged = storage.encode_shard(old.indices + 1, None, old.samples.astype(np.float16), "parquet",
-                                  {**old.metadata, "seedshard.seed": "2"})
-    record = storage.commit_shard(fs, root, "shard-00001.parquet", forged, {"index": 1, "start": 20, "stop": 40})
+    fs, root = open_output(url)
+    old = decode_shard(fs.cat_file(f"{root}/shard-00001.parquet"), "parquet")
+    forged = encode_shard(old.indices + 1, None, old.samples.astype(np.float16), "parquet",
+                          {**old.metadata, "seedshard.seed": "2"})
+    record = commit_shard(fs, root, "shard-00001.parquet", forged, {"index": 1, "start": 20, "stop": 40})
     write_manifest(fs, root, manifest.model_copy(update={"shards": [record if s.index == 1 else s for s in manifest.shards]}))
     text = "\n".join(verify_output(url))
     assert "shard-00001.parquet: indices are not exactly range(20, 40)" in text
@@ -72,7 +73,7 @@ def test_a_consistent_forgery_is_caught_by_indices_schema_and_metadata(written):
 
 def test_incomplete_or_unloadable_manifests_are_problems(written):
     url, manifest = written
-    fs, root = storage.open_output(url)
+    fs, root = open_output(url)
     state = {**manifest.sampler_state, "version": 99}
     write_manifest(fs, root, manifest.model_copy(update={
         "status": "failed", "error": "shard 3 [60, 70): boom", "shards": manifest.shards[:3], "sampler_state": state}))
@@ -100,7 +101,7 @@ def test_verify_on_s3_finds_a_corrupt_shard(s3, s3_secret, capsys):
     cfg = gaussian_job(url, sampler={"steps": 2}, run={"storage_options": options})
     write_output_in_process(cfg)
     assert verify_output(url, options) == []
-    fs, root = storage.open_output(url, options)
+    fs, root = open_output(url, options)
     fs.pipe_file(f"{root}/shard-00002.parquet", b"not parquet")
     problems = verify_output(url, options)
     assert problems[0] == f"shard-00002.parquet: size 11 bytes, expected {read_manifest(fs, root).shards[2].bytes}"

@@ -3,7 +3,7 @@
 The manifest maps global sample indices to shards (shard k holds [start, stop)); only
 the shards that hold requested indices are read, and each is checked against its
 recorded size and sha256 before use. Samples come back in their stored dtype
-(``storage.from_stored`` turns them into float32 in [-1, 1]).
+(``dtypes.from_stored`` turns them into float32 in [-1, 1]).
 """
 
 from __future__ import annotations
@@ -13,8 +13,10 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from pipeline.manifest import Manifest, read_manifest
-from pipeline.storage import decode_shard, format_of, is_local, join_path, resolve_url
+from .codecs import CODECS, codec, format_of
+from .fs import is_local, join_path, resolve_url
+from .manifest import Manifest, read_manifest
+from .shards import decode_shard
 
 if TYPE_CHECKING:
     import fsspec
@@ -74,11 +76,11 @@ def read_samples(
 
 
 def read_dataset(url: str, *, storage_options: dict | None = None) -> ray.data.Dataset:
-    """A Ray Dataset over a Parquet output's shards (columns index, label, sample)."""
-    import ray.data
-
+    """A Ray Dataset over an output's shards (columns index, label, sample), for formats Ray Data reads."""
     fs, root, manifest = _open(url, storage_options)
-    if manifest.schema_["format"] != "parquet":
-        raise ValueError(f"{url} holds {manifest.schema_['format']} shards; read_dataset reads parquet outputs")
+    reader = codec(manifest.schema_["format"]).ray_reader
+    if reader is None:
+        readable = [name for name, c in CODECS.items() if c.ray_reader is not None]
+        raise ValueError(f"{url} holds {manifest.schema_['format']} shards; read_dataset reads {', '.join(readable)} outputs")
     paths = [join_path(root, s.path) for s in manifest.shards]
-    return ray.data.read_parquet(paths, filesystem=None if is_local(fs) else fs)
+    return reader(paths, None if is_local(fs) else fs)

@@ -7,13 +7,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline import storage
+from pipeline.output.fs import open_output
 from pipeline.cluster import ray_session
 from pipeline.config import ClusterConfig, load_config
 from pipeline.driver import run_job
-from pipeline.fid import dataset_stats
-from pipeline.metrics import FeatureStats, build_extractor, compute_stats, default_reference, fid_from_stats
-from pipeline.reader import read_samples
+from pipeline.fid.extractors import build_extractor
+from pipeline.fid.features import compute_stats
+from pipeline.fid.job import dataset_stats
+from pipeline.fid.reference import default_reference, fid_from_stats
+from pipeline.fid.stats import FeatureStats
+from pipeline.output.reader import read_samples
 
 DEMO = "configs/demo.yaml"
 
@@ -112,7 +115,7 @@ def test_unknown_dataset_is_a_clear_error(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="no images"):
         dataset_stats(str(tmp_path / "empty"), "digits")
-    storage.open_output(str(tmp_path / "x"))
+    open_output(str(tmp_path / "x"))
 
 
 @pytest.mark.parametrize("override,match", [

@@ -1,17 +1,13 @@
-"""FID in jobs: feature statistics of each shard on the actors, merged on the driver.
+"""Sources of images for FID statistics, split into chunks that Ray tasks featurise.
 
-A generation job with `metrics.fid` extracts features of every shard's samples on the actor
-that made them (as stored: uint8/float16 rounding included, so the FID is that of the files),
-returns their `FeatureStats`, and the driver merges them and compares with the reference
-`.npz`. Shards a previous run committed are read back and featurised by Ray tasks, as are
-existing sample sets (`seedshard fid --samples`) and reference datasets (`seedshard ref-stats`:
-a directory or zip of images, an array file, or a seedshard output).
+A source is a seedshard output (its manifest's shards), a directory or fsspec folder of image
+files, a .zip of images, or an array file (.npy, .npz, .pt). `image_chunks` splits one into
+chunks and `chunk_stats` computes the FeatureStats of one chunk (see `job.fan_out_stats`).
 """
 
 from __future__ import annotations
 
 import io
-import json
 import os
 import zipfile
 from collections.abc import Iterable, Sequence
@@ -20,39 +16,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from .metrics import FeatureStats, build_extractor, default_reference, fid_from_stats
-from .storage import decode_shard, format_of, from_stored, join_path, open_output, put_atomic
+from ..output.codecs import format_of
+from ..output.fs import join_path, open_output
+from ..output.manifest import MANIFEST_NAME, read_manifest
+from ..output.shards import decode_shard
+from .extractors import build_extractor
+from .features import features_stats
+from .stats import FeatureStats
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
-REPORT_NAME = "fid.json"
-
-
-def reference_url(extractor: str, ref: str | None) -> str:
-    """The reference .npz: `ref`, else the one shipped for `extractor` (digits)."""
-    url = ref or default_reference(extractor)
-    if url is None:
-        raise ValueError(f"metrics.fid.ref is required for extractor {extractor!r} (no reference ships with it); "
-                         "build one with `seedshard ref-stats`")
-    return url
-
-
-def features_stats(extractor: Any, images: np.ndarray | torch.Tensor, stored_dtype: str | None = None) -> FeatureStats:
-    """FeatureStats of a batch of images (n, C, H, W); `stored_dtype` maps stored samples back to [-1, 1] floats."""
-    x = torch.as_tensor(from_stored(np.asarray(images), stored_dtype) if stored_dtype else images)
-    return FeatureStats(extractor.dim).update(extractor(x))
-
-
-def fid_report(stats: FeatureStats, extractor: str, ref: str | None) -> dict[str, Any]:
-    """{'fid', 'extractor', 'reference', 'num_samples'} of merged statistics."""
-    url = reference_url(extractor, ref)
-    return {"fid": fid_from_stats(stats, url), "extractor": extractor, "reference": url, "num_samples": stats.n}
-
-
-def write_report(fs: Any, root: str, report: dict[str, Any]) -> None:
-    put_atomic(fs, join_path(root, REPORT_NAME), (json.dumps(report, indent=2, sort_keys=True) + "\n").encode())
-
-
-# -- sources of images, split into chunks that Ray tasks featurise ----------------------------
 
 
 def _load_image(data: bytes) -> np.ndarray:
@@ -80,7 +52,7 @@ def _as_nchw(arr: np.ndarray, where: str) -> np.ndarray:
 
 def load_array_file(path: str) -> np.ndarray:
     """Images from a .npy / .npz (key 'images', 'x' or the only array) / .pt (a tensor, loaded weights_only)."""
-    from .models.checkpoint import read_bytes
+    from ..models.checkpoint import read_bytes
 
     data = read_bytes(path)
     if path.endswith(".npy"):
@@ -106,25 +78,26 @@ def image_chunks(source: str, num_chunks: int) -> tuple[str, list[Any]]:
     if os.path.isdir(source) or "://" in source and not source.endswith(IMAGE_SUFFIXES + (".zip", ".npy", ".npz", ".pt")):
         fs, root = open_output(source)
         if fs.exists(join_path(root, "manifest.json")):
-            from .manifest import read_manifest
+            from .output.manifest import read_manifest
 
             manifest = read_manifest(fs, root)
-            return "output", _split([s.path for s in manifest.shards], num_chunks)
+            return "output", split([s.path for s in manifest.shards], num_chunks)
         files = sorted(p for p in fs.find(root) if p.lower().endswith(IMAGE_SUFFIXES))
         if not files:
             raise ValueError(f"{source}: no images ({', '.join(IMAGE_SUFFIXES)}) and no manifest.json")
-        return "files", _split([fs.unstrip_protocol(p) for p in files], num_chunks)
+        return "files", split([fs.unstrip_protocol(p) for p in files], num_chunks)
     if source.endswith(".zip"):
         with zipfile.ZipFile(source) as z:
             names = sorted(n for n in z.namelist() if n.lower().endswith(IMAGE_SUFFIXES))
         if not names:
             raise ValueError(f"{source}: the zip holds no images ({', '.join(IMAGE_SUFFIXES)})")
-        return "zip", _split(names, num_chunks)
+        return "zip", split(names, num_chunks)
     n = len(load_array_file(source))
-    return "array", _split(list(range(n)), num_chunks)
+    return "array", split(list(range(n)), num_chunks)
 
 
-def _split(items: Sequence[Any], num_chunks: int) -> list[list[Any]]:
+def split(items: Sequence[Any], num_chunks: int) -> list[list[Any]]:
+    """`items` dealt round-robin into at most `num_chunks` non-empty lists."""
     k = max(1, min(num_chunks, len(items)))
     return [list(items[i::k]) for i in range(k)] if items else []
 
@@ -158,17 +131,3 @@ def chunk_stats(source: str, kind: str, chunk: list[Any], extractor: str, extrac
 def _batches(items: list[Any], size: int) -> Iterable[list[Any]]:
     for i in range(0, len(items), size):
         yield items[i:i + size]
-
-
-def dataset_stats(source: str, extractor: str, extractor_kwargs: dict[str, Any] | None = None,
-                  num_workers: int = 2, storage_options: dict | None = None) -> FeatureStats:
-    """Merged FeatureStats of a dataset, featurised in parallel by Ray tasks (Ray must be connected)."""
-    import ray
-
-    kind, chunks = image_chunks(source, num_workers)
-    task = ray.remote(num_cpus=1)(chunk_stats)
-    refs = [task.remote(source, kind, c, extractor, extractor_kwargs or {}, storage_options) for c in chunks]
-    total = FeatureStats()
-    for stats in ray.get(refs):
-        total.merge(stats)
-    return total

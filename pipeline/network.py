@@ -17,7 +17,7 @@ import torch
 import samplers
 
 from .models.checkpoint import parse_state_dict, read_bytes
-from .storage import redact_url, scrub
+from .redact import redact_url, scrub
 
 NET_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 

@@ -1,4 +1,4 @@
-"""Tests for pipeline.metrics: streaming statistics, Frechet distance, reference files, extractors."""
+"""Tests for pipeline.fid: streaming statistics, Frechet distance, reference files, extractors."""
 
 import io
 import json
@@ -9,15 +9,10 @@ import pytest
 import scipy.linalg
 import torch
 
-from pipeline.metrics import (
-    FeatureStats,
-    build_extractor,
-    compute_stats,
-    fid_from_stats,
-    frechet_distance,
-    load_reference,
-    save_reference,
-)
+from pipeline.fid.extractors import build_extractor
+from pipeline.fid.features import compute_stats
+from pipeline.fid.reference import fid_from_stats, load_reference, save_reference
+from pipeline.fid.stats import FeatureStats, frechet_distance
 
 
 def pytorch_fid_reference(mu1, sigma1, mu2, sigma2, eps=1e-6):

@@ -16,25 +16,26 @@ from typing import Any
 
 import samplers
 
-from . import storage
-from .config import JobConfig
+from ..config import JobConfig
+from ..plan import iter_shards
+from ..redact import redact_url, scrub
+from .fs import TEMP_PATTERN, list_names, resolve_url
 from .manifest import Manifest, ManifestError, read_manifest
-from .plan import iter_shards
-from .worker import shard_metadata
+from .shards import load_sidecars, shard_metadata, sidecar_name, verify_shard
 
 
 def verify_output(url: str, storage_options: dict[str, Any] | None = None) -> list[str]:
     """Problems found under the output `url`, one line each (empty list: the output is whole and intact)."""
     options = storage_options or {}
-    fs, root = storage.resolve_url(url, options)
+    fs, root = resolve_url(url, options)
     try:
         manifest = read_manifest(fs, root)
     except ManifestError as e:
-        return [storage.scrub(str(e), options)]
+        return [scrub(str(e), options)]
     except Exception as e:  # noqa: BLE001 - unreachable storage: one clean line
-        return [storage.scrub(f"{storage.redact_url(url)}: cannot read: {e}", options)]
+        return [scrub(f"{redact_url(url)}: cannot read: {e}", options)]
     if manifest is None:
-        return [f"{storage.redact_url(url)}: no manifest.json (not a seedshard output, or its job never started)"]
+        return [f"{redact_url(url)}: no manifest.json (not a seedshard output, or its job never started)"]
     problems = _job_problems(manifest)
     metadata = _expected_metadata(manifest, problems)
     planned = _planned(manifest, problems)
@@ -42,23 +43,23 @@ def verify_output(url: str, storage_options: dict[str, Any] | None = None) -> li
         if planned is not None and planned.get(record.index) != (record.start, record.stop):
             problems.append(f"{record.path}: shard {record.index} covers [{record.start}, {record.stop}), "
                             f"not where the shard plan puts it ({planned.get(record.index)})")
-        problems += storage.verify_shard(fs, root, record, schema=manifest.schema_, metadata=metadata)
+        problems += verify_shard(fs, root, record, schema=manifest.schema_, metadata=metadata)
     problems += _sidecar_problems(fs, root, manifest)
     if manifest.status == "complete" and planned is not None:
         missing = sorted(set(planned) - {r.index for r in manifest.shards})
         if missing:
             problems.append(f"{len(missing)} shard(s) of the plan missing from the complete manifest: {_indices(missing)}")
-        problems += [f"{name}: temp file of an unfinished write" for name in storage.list_names(fs, root, storage.TEMP_PATTERN)]
-    return [storage.scrub(p, options) for p in problems]
+        problems += [f"{name}: temp file of an unfinished write" for name in list_names(fs, root, TEMP_PATTERN)]
+    return [scrub(p, options) for p in problems]
 
 
 def summary(url: str, storage_options: dict[str, Any] | None = None) -> str:
     """One line about a verified output: samples, shards, bytes."""
-    fs, root = storage.resolve_url(url, storage_options or {})
+    fs, root = resolve_url(url, storage_options or {})
     m = read_manifest(fs, root)
     assert m is not None, f"{url}: no manifest"
     size = sum(s.bytes for s in m.shards)
-    return (f"{storage.redact_url(url)}: OK, {sum(s.rows for s in m.shards)} samples in {len(m.shards)} shards "
+    return (f"{redact_url(url)}: OK, {sum(s.rows for s in m.shards)} samples in {len(m.shards)} shards "
             f"({size / 1e6:.2f} MB), every sha256, schema and index range verified")
 
 
@@ -84,9 +85,7 @@ def _expected_metadata(manifest: Manifest, problems: list[str]) -> dict[str, str
     except ValueError as e:
         problems.append(f"manifest config is not a valid job config: {str(e).splitlines()[0]}")
         return None
-    meta = shard_metadata(cfg, manifest.sampler_state)
-    meta["seedshard.noise_scheme"] = manifest.noise_scheme  # the scheme the shards were written with
-    return meta
+    return shard_metadata(cfg, manifest.sampler_state, manifest.noise_scheme)  # the scheme the shards were written with
 
 
 def _planned(manifest: Manifest, problems: list[str]) -> dict[int, tuple[int, int]] | None:
@@ -100,12 +99,12 @@ def _planned(manifest: Manifest, problems: list[str]) -> dict[int, tuple[int, in
 
 def _sidecar_problems(fs: Any, root: str, manifest: Manifest) -> list[str]:
     """Sidecars that disagree with the manifest (and, for a complete output, files it does not list)."""
-    sidecars = storage.load_sidecars(fs, root)
+    sidecars = load_sidecars(fs, root)
     listed = {r.index: r for r in manifest.shards}
     problems = []
     for index, record in listed.items():
         sidecar = sidecars.get(index)
-        name = storage.sidecar_name(record.path)
+        name = sidecar_name(record.path)
         if sidecar is None:
             problems.append(f"{name}: missing (the manifest lists shard {index}; a resumed job would regenerate it)")
         elif sidecar != record:
@@ -113,10 +112,10 @@ def _sidecar_problems(fs: Any, root: str, manifest: Manifest) -> list[str]:
             problems.append(f"{name}: disagrees with the manifest on {', '.join(fields)}")
     if manifest.status == "complete":
         for index in sorted(set(sidecars) - set(listed)):
-            problems.append(f"{storage.sidecar_name(sidecars[index].path)}: shard {index} is not in the complete manifest")
-        known = {r.path for r in manifest.shards} | {storage.sidecar_name(r.path) for r in sidecars.values()}
-        known |= {storage.sidecar_name(r.path) for r in manifest.shards}
-        for name in storage.list_names(fs, root, "shard-*"):
+            problems.append(f"{sidecar_name(sidecars[index].path)}: shard {index} is not in the complete manifest")
+        known = {r.path for r in manifest.shards} | {sidecar_name(r.path) for r in sidecars.values()}
+        known |= {sidecar_name(r.path) for r in manifest.shards}
+        for name in list_names(fs, root, "shard-*"):
             if name not in known:
                 problems.append(f"{name}: not in the complete manifest")
     return problems

@@ -3,7 +3,7 @@
 It holds the format version, the job's status, the resolved config, the sampler state,
 the model identity (factory, checkpoint sha256), the shard schema, the noise scheme and
 one ShardRecord per committed shard (sorted by index). Shards are committed with their
-own sidecars first (pipeline.storage); the manifest is written last, atomically, and is
+own sidecars first (pipeline.output.shards); the manifest is written last, atomically, and is
 what readers use to find samples without knowing the shard layout.
 """
 
@@ -16,7 +16,8 @@ from typing import Any, Literal
 import fsspec
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from pipeline.storage import FORMAT_VERSION, ShardRecord, join_path, put_atomic
+from .fs import join_path, put_atomic
+from .shards import FORMAT_VERSION, ShardRecord
 
 __all__ = ["FORMAT_VERSION", "MANIFEST_NAME", "Manifest", "ManifestError", "read_manifest", "write_manifest"]
 

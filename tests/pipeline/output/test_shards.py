@@ -1,4 +1,4 @@
-"""Shard encoding, atomic commit and verification (pipeline.storage)."""
+"""Shard encoding, atomic commit and verification (pipeline.output.shards, .fs, .dtypes, .codecs)."""
 
 from __future__ import annotations
 
@@ -17,24 +17,21 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline import storage
-from pipeline.storage import (
-    SAMPLE_DTYPES,
+from pipeline.output import fs as output_fs
+from pipeline.output.dtypes import SAMPLE_DTYPES, from_stored, to_stored
+from pipeline.output.fs import StorageError, cleanup_temp, is_local, open_output, resolve_url
+from pipeline.output.shards import (
     ShardRecord,
-    StorageError,
-    cleanup_temp,
     commit_shard,
     decode_shard,
     encode_shard,
-    from_stored,
     load_sidecars,
-    open_output,
     shard_name,
-    to_stored,
     verify_shard,
 )
+from pipeline.redact import redact_url, scrub
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 SHAPE = (3, 4, 4)
 META = {"seed": "7", "sampler": "heun"}
 
@@ -120,7 +117,7 @@ def test_encoding_is_identical_in_another_process():
     script = textwrap.dedent(
         f"""
         import hashlib
-        from tests.pipeline.test_storage import encoded
+        from tests.pipeline.output.test_shards import encoded
         for case in {cases!r}:
             print(hashlib.sha256(encoded(*case)).hexdigest())
         """
@@ -230,7 +227,7 @@ def test_crash_before_rename_leaves_no_final_file(tmp_path, monkeypatch):
         assert Path(src).exists()  # the temp file was written
         raise OSError("disk gone")
 
-    monkeypatch.setattr(storage.os, "replace", crash)
+    monkeypatch.setattr(output_fs.os, "replace", crash)
     with pytest.raises(OSError, match="disk gone"):
         commit(fs, root)
     assert os.listdir(tmp_path) == []  # no final name, no sidecar, temp removed
@@ -247,7 +244,7 @@ def test_crash_before_sidecar_leaves_shard_unfinished(tmp_path, monkeypatch):
             raise OSError("killed")
         real(src, dst)
 
-    monkeypatch.setattr(storage.os, "replace", replace_once)
+    monkeypatch.setattr(output_fs.os, "replace", replace_once)
     with pytest.raises(OSError):
         commit(fs, root)
     assert sorted(os.listdir(tmp_path)) == ["shard-00000.parquet"]
@@ -258,10 +255,10 @@ def test_hard_crash_leaves_only_a_temp_file_that_cleanup_removes(tmp_path):
     script = textwrap.dedent(
         f"""
         import os
-        from pipeline import storage
-        from tests.pipeline.test_storage import commit
-        storage.os.replace = lambda src, dst: os._exit(3)  # the process dies mid-commit
-        commit(*storage.open_output({str(tmp_path)!r}))
+        from pipeline.output import fs
+        from tests.pipeline.output.test_shards import commit
+        fs.os.replace = lambda src, dst: os._exit(3)  # the process dies mid-commit
+        commit(*fs.open_output({str(tmp_path)!r}))
         """
     )
     env = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -321,7 +318,7 @@ def test_load_sidecars_skips_unreadable_ones(tmp_path):
 def test_open_output_creates_local_dir(tmp_path):
     fs, root = open_output(str(tmp_path / "a" / "b"))
     assert root == str(tmp_path / "a" / "b") and (tmp_path / "a" / "b").is_dir()
-    assert storage.is_local(fs)
+    assert is_local(fs)
 
 
 def test_open_output_errors_are_one_clean_line(tmp_path, s3_secret):
@@ -335,9 +332,9 @@ def test_open_output_errors_are_one_clean_line(tmp_path, s3_secret):
 
 
 def test_url_credentials_and_option_values_are_redacted(s3_secret):
-    assert storage.redact_url("ftp://user:pw@host/x") == "ftp://***@host/x"
-    assert storage.redact_url("s3://bucket/x") == "s3://bucket/x"
-    assert storage.scrub(f"denied for {s3_secret}!", {"client_kwargs": {"secret": s3_secret}}) == "denied for ***!"
+    assert redact_url("ftp://user:pw@host/x") == "ftp://***@host/x"
+    assert redact_url("s3://bucket/x") == "s3://bucket/x"
+    assert scrub(f"denied for {s3_secret}!", {"client_kwargs": {"secret": s3_secret}}) == "denied for ***!"
 
 
 def test_sidecars_and_cleanup_in_a_dir_with_glob_characters(tmp_path):
@@ -359,7 +356,7 @@ def test_s3_bad_bucket_error_hides_secret(s3, s3_secret):
 
 def test_s3_write_to_missing_bucket_hides_secret(s3, s3_secret):
     _, options = s3
-    fs, _ = storage.resolve_url("s3://no-such-bucket/run", options)
+    fs, _ = resolve_url("s3://no-such-bucket/run", options)
     with pytest.raises(Exception) as err:
         commit(fs, "no-such-bucket/run")
     assert s3_secret not in "".join(traceback.format_exception(err.value))
@@ -373,7 +370,7 @@ def test_encoding_a_shard_does_not_import_pandas():
     code = textwrap.dedent("""
         import sys
         import numpy as np
-        from pipeline.storage import encode_shard
+        from pipeline.output.shards import encode_shard
         encode_shard(np.arange(3), np.arange(3), np.zeros((3, 2, 2), np.float32), "parquet", {})
         assert "pandas" not in sys.modules, "pandas was imported"
     """)

@@ -1,4 +1,4 @@
-"""manifest.json: round trip, validation, atomic write (pipeline.manifest)."""
+"""manifest.json: round trip, validation, atomic write (pipeline.output.manifest)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ import os
 
 import pytest
 
-from pipeline import storage
-from pipeline.manifest import FORMAT_VERSION, MANIFEST_NAME, Manifest, ManifestError, read_manifest, write_manifest
-from pipeline.storage import ShardRecord, open_output, shard_schema
+from pipeline.output import fs as output_fs
+from pipeline.output.fs import open_output
+from pipeline.output.manifest import FORMAT_VERSION, MANIFEST_NAME, Manifest, ManifestError, read_manifest, write_manifest
+from pipeline.output.shards import ShardRecord, shard_schema
 
 
 def shard(index, size=5):
@@ -87,7 +88,7 @@ def test_failed_write_keeps_the_previous_manifest(tmp_path, monkeypatch):
     def crash(src, dst):
         raise OSError("killed")
 
-    monkeypatch.setattr(storage.os, "replace", crash)
+    monkeypatch.setattr(output_fs.os, "replace", crash)
     with pytest.raises(OSError):
         write_manifest(fs, root, make_manifest(status="complete"))
     assert read_manifest(fs, root) == first

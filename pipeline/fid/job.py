@@ -1,0 +1,37 @@
+"""FID in jobs: feature statistics computed where the images are, merged on the driver.
+
+A generation job with `metrics.fid` extracts features of every shard's samples on the actor
+that made them (as stored: uint8/float16 rounding included, so the FID is that of the files),
+returns their `FeatureStats`, and the driver merges them and compares with the reference
+`.npz`. Shards a previous run committed are read back and featurised by Ray tasks, as are
+existing sample sets (`seedshard fid --samples`) and reference datasets (`seedshard ref-stats`:
+a directory or zip of images, an array file, or a seedshard output): one fan-out, `fan_out_stats`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .sources import chunk_stats, image_chunks
+from .stats import FeatureStats
+
+
+def fan_out_stats(source: str, kind: str, chunks: list[list[Any]], extractor: str, extractor_kwargs: dict[str, Any],
+                  storage_options: dict | None = None, num_cpus: float = 1, num_gpus: float = 0) -> FeatureStats:
+    """Merged FeatureStats of `chunks` of `source` (see `sources.image_chunks`), one Ray task per chunk
+    (Ray must be connected); merged in chunk order, so the result does not depend on task timing."""
+    import ray
+
+    task = ray.remote(num_cpus=num_cpus, num_gpus=num_gpus)(chunk_stats)
+    refs = [task.remote(source, kind, c, extractor, extractor_kwargs, storage_options) for c in chunks]
+    total = FeatureStats()
+    for stats in ray.get(refs):
+        total.merge(stats)
+    return total
+
+
+def dataset_stats(source: str, extractor: str, extractor_kwargs: dict[str, Any] | None = None,
+                  num_workers: int = 2, storage_options: dict | None = None) -> FeatureStats:
+    """Merged FeatureStats of a dataset, featurised in parallel by Ray tasks (Ray must be connected)."""
+    kind, chunks = image_chunks(source, num_workers)
+    return fan_out_stats(source, kind, chunks, extractor, extractor_kwargs or {}, storage_options)

@@ -1,0 +1,5 @@
+"""An output: a folder of shard files plus their manifest, on any fsspec URL.
+
+``fs`` (URLs, atomic writes, listing), ``codecs`` (file formats by name), ``dtypes`` (stored sample
+dtypes), ``shards`` (names, commit, verification), ``manifest``, ``reader``, ``verify``.
+"""

@@ -1,0 +1,194 @@
+"""Shard files: naming, encoding with the format's codec, atomic commit, verification.
+
+Layout of an output directory (``root``)::
+
+    shard-00000.parquet      the samples of shard 0 (or shard-00000.safetensors)
+    shard-00000.json         its sidecar: the ShardRecord, written after the data file
+    manifest.json            written by the driver (see pipeline.output.manifest)
+
+A shard counts as finished only when its sidecar exists and the data file's size and
+sha256 match it; a resumed job can trust such shards without a manifest. Both files are
+written atomically (``fs.put_atomic``).
+
+Every shard carries str key/value metadata: the job's (seed, sampler, ...; ``shard_metadata``)
+plus ``seedshard.format_version``. The file layouts are in ``codecs/``, the stored dtypes in
+``dtypes``. The bytes of a shard are a deterministic function of its contents and metadata
+(for a given pyarrow / safetensors version: Parquet records the writer's version string).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+from typing import Any, Sequence
+
+import fsspec
+import numpy as np
+
+from ..redact import scrub
+from .codecs import FORMATS, ShardData, codec, format_of
+from .dtypes import SAMPLE_DTYPES
+from .fs import join_path, list_names, put_atomic
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+VERSION_KEY = "seedshard.format_version"
+
+
+@dataclasses.dataclass(frozen=True)
+class ShardRecord:
+    """A committed shard: rows [start, stop) in file ``path`` (relative to the root)."""
+
+    index: int
+    start: int
+    stop: int
+    path: str
+    rows: int
+    bytes: int
+    sha256: str
+
+
+def shard_metadata(cfg: Any, sampler_state: dict[str, Any], noise_scheme: str) -> dict[str, str]:
+    """Key/value metadata of every shard of job ``cfg``: what a reader needs to know what the samples mean."""
+    return {
+        "seedshard.seed": str(cfg.run.seed),
+        "seedshard.sampler": sampler_state["name"],
+        "seedshard.sampler_state": json.dumps(sampler_state, sort_keys=True),
+        "seedshard.noise_scheme": noise_scheme,
+        "seedshard.dtype": cfg.run.dtype,
+    }
+
+
+def shard_schema(fmt: str, dtype: str, shape: Sequence[int], labeled: bool) -> dict[str, Any]:
+    """The manifest's ``schema`` entry: format, stored dtype, one sample's shape, labels or not."""
+    if fmt not in FORMATS or dtype not in SAMPLE_DTYPES:
+        raise ValueError(f"format {fmt!r} / dtype {dtype!r}; allowed: {', '.join(FORMATS)} / {', '.join(SAMPLE_DTYPES)}")
+    return {"format": fmt, "dtype": dtype, "shape": [int(d) for d in shape], "labeled": labeled}
+
+
+def shard_name(index: int, fmt: str) -> str:
+    """``shard-00000.parquet``: the data file name of shard ``index``."""
+    return f"shard-{index:05d}.{codec(fmt).ext}"
+
+
+def sidecar_name(name: str) -> str:
+    """``shard-00000.json`` for data file ``shard-00000.parquet``."""
+    return name.rsplit(".", 1)[0] + ".json"
+
+
+def encode_shard(
+    indices: np.ndarray,
+    labels: np.ndarray | None,
+    samples: np.ndarray,
+    fmt: str,
+    metadata: dict[str, str],
+) -> bytes:
+    """Serialize one shard; the bytes depend only on the arguments.
+
+    indices: (rows,) int64; labels: (rows,) int64 or None; samples: (rows, *shape) in a
+    stored dtype; metadata: str -> str (e.g. seed, sampler name).
+    """
+    rows = len(samples)
+    assert samples.ndim >= 2, f"samples must be (rows, *shape), got {samples.shape}"
+    assert samples.dtype.name in SAMPLE_DTYPES, f"samples dtype {samples.dtype} not in {SAMPLE_DTYPES}"
+    assert indices.shape == (rows,), f"indices {indices.shape} vs samples {samples.shape}"
+    assert labels is None or labels.shape == (rows,), f"labels {labels.shape} vs samples {samples.shape}"
+    bad = {k: v for k, v in metadata.items() if not (isinstance(k, str) and isinstance(v, str))}
+    if bad:
+        raise ValueError(f"shard metadata must map str to str, got {bad!r}")
+    encode = codec(fmt).encode
+    meta = dict(sorted({**metadata, VERSION_KEY: str(FORMAT_VERSION)}.items()))
+    indices = np.ascontiguousarray(indices, dtype=np.int64)
+    labels = None if labels is None else np.ascontiguousarray(labels, dtype=np.int64)
+    return encode(indices, labels, np.ascontiguousarray(samples), meta)
+
+
+def decode_shard(data: bytes, fmt: str) -> ShardData:
+    """Inverse of ``encode_shard``; raises ValueError when the bytes are not a valid shard."""
+    shard = codec(fmt).decode(data)
+    version = shard.metadata.get(VERSION_KEY)
+    if version != str(FORMAT_VERSION):
+        raise ValueError(f"shard {VERSION_KEY} is {version!r}; this version reads {FORMAT_VERSION}")
+    return shard
+
+
+def commit_shard(fs: fsspec.AbstractFileSystem, root: str, name: str, data: bytes, record: dict) -> ShardRecord:
+    """Atomically write data file ``name`` and then its sidecar; return the ShardRecord.
+
+    ``record`` gives ``index``, ``start``, ``stop`` and optionally ``rows`` (default
+    stop - start); ``path``, ``bytes`` and ``sha256`` are filled in here.
+    """
+    fields = {"rows": record["stop"] - record["start"], **record}
+    rec = ShardRecord(**fields, path=name, bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
+    put_atomic(fs, join_path(root, name), data)
+    put_atomic(fs, join_path(root, sidecar_name(name)), (json.dumps(dataclasses.asdict(rec), sort_keys=True) + "\n").encode())
+    return rec
+
+
+def verify_shard(fs: fsspec.AbstractFileSystem, root: str, record: ShardRecord, deep: bool = True,
+                 schema: dict[str, Any] | None = None, metadata: dict[str, str] | None = None) -> list[str]:
+    """Problems with a committed shard (empty list: good).
+
+    Shallow: the file exists with the recorded size. Deep: also sha256, decodes with the
+    right schema, row count, and indices exactly range(start, stop); with ``schema`` (the
+    manifest's, see ``shard_schema``) the format, stored dtype, sample shape and labels match
+    it, and with ``metadata`` the file's key/value metadata holds these entries.
+    """
+    path = join_path(root, record.path)
+    try:
+        data = fs.cat_file(path) if deep else None
+        size = len(data) if deep else fs.size(path)
+    except FileNotFoundError:
+        return [f"{record.path}: missing"]
+    except Exception as e:  # noqa: BLE001 - report, never raise, with credentials scrubbed
+        return [f"{record.path}: cannot read: {scrub(str(e), fs.storage_options)}"]
+    problems = []
+    if size != record.bytes:
+        problems.append(f"{record.path}: size {size} bytes, expected {record.bytes}")
+    if not deep:
+        return problems
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != record.sha256:
+        problems.append(f"{record.path}: sha256 {digest[:12]}..., expected {record.sha256[:12]}...")
+    try:
+        shard = decode_shard(data, format_of(record.path))
+    except ValueError as e:
+        return problems + [f"{record.path}: cannot decode: {e}"]
+    expected = record.stop - record.start
+    if len(shard.samples) != record.rows or record.rows != expected:
+        problems.append(f"{record.path}: {len(shard.samples)} rows, expected {record.rows} (range needs {expected})")
+    if not np.array_equal(shard.indices, np.arange(record.start, record.stop)):
+        problems.append(f"{record.path}: indices are not exactly range({record.start}, {record.stop})")
+    if schema is not None:
+        found = {"format": format_of(record.path), "dtype": shard.samples.dtype.name,
+                 "shape": [int(d) for d in shard.samples.shape[1:]], "labeled": shard.labels is not None}
+        wrong = [f"{k} {found[k]!r} (manifest: {schema.get(k)!r})" for k in found if found[k] != schema.get(k)]
+        if wrong:
+            problems.append(f"{record.path}: schema differs: {', '.join(wrong)}")
+    for key, value in (metadata or {}).items():
+        if shard.metadata.get(key) != value:
+            problems.append(f"{record.path}: metadata {key} is {_short(shard.metadata.get(key))}, expected {_short(value)}")
+    return problems
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def load_sidecars(fs: fsspec.AbstractFileSystem, root: str) -> dict[int, ShardRecord]:
+    """The ShardRecords of all sidecars under ``root``, by shard index (unreadable ones skipped)."""
+    records = {}
+    for name, path in list_names(fs, root, "shard-*.json").items():
+        try:
+            rec = ShardRecord(**json.loads(fs.cat_file(path)))
+            if sidecar_name(rec.path) != name:
+                raise ValueError(f"describes {rec.path!r}")
+        except (ValueError, TypeError) as e:
+            log.warning("ignoring sidecar %s: %s", name, e)
+            continue
+        records[rec.index] = rec
+    return dict(sorted(records.items()))

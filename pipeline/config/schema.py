@@ -54,26 +54,26 @@ def sampler_dtypes() -> Iterable[str]:
 
 
 def formats() -> Iterable[str]:
-    """Shard file formats, `pipeline.storage.FORMATS`."""
-    from ..storage import FORMATS
+    """Shard file formats, `pipeline.output.codecs.CODECS`."""
+    from ..output.codecs import FORMATS
     return FORMATS
 
 
 def stored_dtypes() -> Iterable[str]:
-    """Dtypes of stored samples, `pipeline.storage.SAMPLE_DTYPES`."""
-    from ..storage import SAMPLE_DTYPES
+    """Dtypes of stored samples, `pipeline.output.dtypes.SAMPLE_DTYPES`."""
+    from ..output.dtypes import SAMPLE_DTYPES
     return SAMPLE_DTYPES
 
 
 def network_dtypes() -> Iterable[str]:
-    """Dtypes a network runs in, `pipeline.model.NET_DTYPES`."""
-    from ..model import NET_DTYPES
+    """Dtypes a network runs in, `pipeline.network.NET_DTYPES`."""
+    from ..network import NET_DTYPES
     return NET_DTYPES
 
 
 def extractor_names() -> Iterable[str]:
-    """FID feature extractors, `pipeline.metrics.EXTRACTORS`."""
-    from ..metrics import EXTRACTORS
+    """FID feature extractors, `pipeline.fid.extractors.EXTRACTORS`."""
+    from ..fid.extractors import EXTRACTORS
     return EXTRACTORS
 
 

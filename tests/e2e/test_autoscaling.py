@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from pipeline.driver import run_job
-from pipeline.manifest import read_manifest
-from pipeline.storage import open_output
+from pipeline.output.manifest import read_manifest
+from pipeline.output.fs import open_output
 from tests.e2e.raycluster import RayHead, free_ports
 from tests.pipeline.jobs import digests, gaussian_job, reference_digests
 

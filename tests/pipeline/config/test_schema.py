@@ -5,7 +5,9 @@ import pytest
 import yaml
 
 import samplers
-from pipeline import metrics, model, storage
+from pipeline import network
+from pipeline.fid import extractors
+from pipeline.output import codecs, dtypes
 from pipeline.config import ConfigError, JobConfig, load_config, validate_config
 from samplers import schedules, step
 from tests.pipeline.config.files import DEMO, error_lines, with_changes, write_job
@@ -67,10 +69,10 @@ CHOICES = [
     ("sampler.time_dist", schedules.DEFAULT_SAMPLING_TIME_KWARGS),
     ("sampler.dtype", step.DTYPES),
     ("model.interface", samplers.INTERFACES),
-    ("model.dtype", model.NET_DTYPES),
-    ("run.format", storage.FORMATS),
-    ("run.dtype", storage.SAMPLE_DTYPES),
-    ("metrics.fid.extractor", metrics.EXTRACTORS),
+    ("model.dtype", network.NET_DTYPES),
+    ("run.format", codecs.FORMATS),
+    ("run.dtype", dtypes.SAMPLE_DTYPES),
+    ("metrics.fid.extractor", extractors.EXTRACTORS),
 ]
 
 

@@ -6,7 +6,7 @@
 """
 
 from .config import ConfigError, JobConfig, load_config
-from .driver import JobError, run_job
+from .run.driver import JobError, run_job
 from .output.reader import read_dataset, read_samples
 
 __all__ = ["ConfigError", "JobConfig", "JobError", "load_config", "read_dataset", "read_samples", "run_job"]

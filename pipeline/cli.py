@@ -17,7 +17,7 @@ EXIT_RUNTIME, EXIT_USAGE = 1, 2
 
 def _generate(args: argparse.Namespace) -> int:
     from .config import load_config
-    from .driver import run_job
+    from .run.driver import run_job
 
     cfg = load_config(args.config, args.overrides)
     manifest = run_job(cfg)
@@ -38,13 +38,13 @@ def _fid(args: argparse.Namespace) -> int:
         if cfg.metrics.fid is None:
             raise ConfigError("metrics.fid: required by `seedshard fid` (e.g. metrics: {fid: {extractor: inception, "
                               "extractor_kwargs: {weights: ...}, ref: ref.npz}})")
-        from .driver import run_job
+        from .run.driver import run_job
 
         report = run_job(cfg).metrics["fid"]
     else:
         if args.config is not None:
             raise ConfigError("seedshard fid: give either a job CONFIG or --samples URL, not both")
-        from .cluster import ray_session
+        from .run.cluster import ray_session
         from .fid.job import dataset_stats
         from .fid.reference import fid_report
 
@@ -62,7 +62,7 @@ def _fid(args: argparse.Namespace) -> int:
 
 def _ref_stats(args: argparse.Namespace) -> int:
     """Reference statistics (mu, sigma .npz) of a dataset, featurised in parallel over Ray."""
-    from .cluster import ray_session
+    from .run.cluster import ray_session
     from .config import ClusterConfig
     from .fid.job import dataset_stats
 

@@ -2,26 +2,19 @@
 
 `run(shard)` returns what `SamplerWorker.run` returns (a ShardResult with a ShardRecord) after an
 optional sleep, so the real driver loop can be driven at 10^5 shards by dozens of actors.
-The actor must stay small (dozens of them share 2 cores): unpickling a `pipeline.run.plan.Shard`
-would import the `pipeline` package and with it torch (~180 MB per process), so this module
-registers a bare `pipeline` package first; then only pure-Python modules (`pipeline/run/plan.py`,
-`result.py`, `pipeline/output/record.py`) are loaded.
-In a process that has already imported `pipeline` (the driver) it changes nothing.
+The actor must stay small (dozens of them share 2 cores): it loads only pure-Python modules
+(`pipeline/run/plan.py`, `result.py`, `pipeline/output/record.py`; `import pipeline` itself is lazy),
+never torch (~180 MB per process).
 """
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import sys
 import time
-import types
 
-if "pipeline" not in sys.modules:
-    _spec = importlib.util.find_spec("pipeline")
-    _pkg = types.ModuleType("pipeline")
-    _pkg.__path__ = list(_spec.submodule_search_locations)
-    sys.modules["pipeline"] = _pkg
+from pipeline.output.record import ShardRecord
+from pipeline.run.result import ShardResult
 
 
 class NullWorker:
@@ -33,10 +26,7 @@ class NullWorker:
     def ready(self) -> dict:
         return {"pid": os.getpid(), "device": "null", "torch": "torch" in sys.modules}
 
-    def run(self, shard):
-        from pipeline.output.record import ShardRecord
-        from pipeline.run.result import ShardResult
-
+    def run(self, shard) -> ShardResult:
         if self.sleep_s:
             time.sleep(self.sleep_s)
         record = ShardRecord(index=shard.index, start=shard.start, stop=shard.stop,

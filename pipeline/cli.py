@@ -2,6 +2,7 @@
 
 User errors print one line `seedshard: error: ...` and exit 2 (bad usage or config) or 1
 (runtime: storage, model, cluster, a failed job); `--debug` shows the traceback instead.
+Each command imports what it needs when it runs, so `--help` and `inspect` load neither torch nor ray.
 """
 
 from __future__ import annotations
@@ -188,7 +189,9 @@ def parser() -> argparse.ArgumentParser:
 
 
 def _dataset_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--extractor", default="digits", choices=["digits", "inception"])
+    from .fid.extractors import EXTRACTORS  # the registry's names; builds nothing, imports no torch
+
+    p.add_argument("--extractor", default="digits", choices=list(EXTRACTORS))
     p.add_argument("--extractor-kwargs", help="YAML mapping, e.g. '{weights: pt_inception-2015-12-05.pth}'")
     p.add_argument("--workers", type=int, default=2, help="parallel Ray tasks")
     p.add_argument("--address", default=None, help="Ray cluster to join (default: a local one)")

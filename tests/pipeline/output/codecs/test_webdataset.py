@@ -148,3 +148,32 @@ def test_ray_data_reads_it(tmp_path, ray_local):
     assert [r["index"] for r in rows] == list(range(N))
     np.testing.assert_array_equal(np.stack([r["sample"] for r in rows]), samples)
     np.testing.assert_array_equal([r["label"] for r in rows], labels)
+
+
+@pytest.mark.slow
+def test_a_webdataset_job_resumes_verifies_and_holds_the_parquet_samples(tmp_path, ray_local):
+    from pipeline.driver import run_job
+    from pipeline.output.verify import verify_output
+    from tests.pipeline.jobs import digests, gaussian_job, reference_digests, write_output_in_process
+
+    def job(name, fmt):
+        return gaussian_job(str(tmp_path / name), run={"format": fmt, "dtype": "uint8", "labels": "balanced"},
+                            model={"shape": [3, 4, 4], "num_classes": 10, "factory": "tests.pipeline.jobs:probe_gaussian",
+                                   "kwargs": {}}, cluster={"num_workers": 1})
+
+    cfg = job("wds", WDS)
+    first = run_job(cfg)
+    assert [s.path for s in first.shards] == [f"shard-0000{k}.tar" for k in range(4)]
+    assert digests(first) == reference_digests(cfg)
+    assert verify_output(cfg.run.output) == []
+    (tmp_path / "wds" / "shard-00001.tar").unlink()
+    damaged = tmp_path / "wds" / "shard-00002.tar"
+    damaged.write_bytes(damaged.read_bytes()[:-2000])
+    assert any("shard-00002.tar" in p for p in verify_output(cfg.run.output))
+    assert digests(run_job(cfg)) == digests(first)
+    assert verify_output(cfg.run.output) == []
+    write_output_in_process(job("pq", "parquet"))
+    samples, labels = read_samples(str(tmp_path / "wds"), with_labels=True)
+    want_samples, want_labels = read_samples(str(tmp_path / "pq"), with_labels=True)
+    np.testing.assert_array_equal(samples, want_samples)
+    np.testing.assert_array_equal(labels, want_labels)

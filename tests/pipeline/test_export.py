@@ -169,3 +169,11 @@ def test_in_job_fid_equals_the_fid_of_the_exported_pngs(tmp_path):
     assert pngs["fid"] == pytest.approx(job["fid"], rel=1e-5)
     assert json.loads((tmp_path / "out.json").read_text())["fid"] == pytest.approx(job["fid"], rel=1e-5)
     assert wds["fid"] == pytest.approx(job["fid"], rel=1e-2)  # float16 storage moves a few pixels by one level
+
+
+def test_export_reads_any_backend(output, tmp_path):
+    url, options = output
+    make_output(url, dtype="uint8", shape=(3, 2, 2), labeled=False, storage_options=options)
+    export_output(url, "npz", str(tmp_path / "x.npz"), storage_options=options, progress=False)
+    with np.load(tmp_path / "x.npz") as z:
+        np.testing.assert_array_equal(z["arr_0"], read_samples(url, storage_options=options).transpose(0, 2, 3, 1))

@@ -177,3 +177,9 @@ def test_a_webdataset_job_resumes_verifies_and_holds_the_parquet_samples(tmp_pat
     want_samples, want_labels = read_samples(str(tmp_path / "pq"), with_labels=True)
     np.testing.assert_array_equal(samples, want_samples)
     np.testing.assert_array_equal(labels, want_labels)
+
+
+def test_read_samples_on_every_backend(output):
+    url, options = output
+    write_output(url, options, fmt=WDS, dtype="float16")
+    np.testing.assert_array_equal(read_samples(url, [3, 21], storage_options=options), reader_expected("float16")[0][[3, 21]])

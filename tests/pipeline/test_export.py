@@ -148,15 +148,14 @@ def test_cli(float_output, tmp_path, capsys):
 
 @pytest.mark.slow
 def test_in_job_fid_equals_the_fid_of_the_exported_pngs(tmp_path):
-    from pipeline.cluster import ray_session
-    from pipeline.config import ClusterConfig, load_config
-    from pipeline.driver import run_job
+    from pipeline import load_config, run_job
+    from tests.pipeline.conftest import private_ray
 
     def demo(out, *overrides):
         return load_config("configs/demo.yaml", [f"run.output={tmp_path / out}", "run.progress=none", "run.grid=0",
                                                  "run.num_samples=120", "run.shard_size=50", "sampler.steps=4", *overrides])
 
-    with ray_session(ClusterConfig(num_workers=2)):
+    with private_ray(2, "ssx-"):
         job = run_job(demo("out")).metrics["fid"]
         x = read_samples(str(tmp_path / "out"))
         assert ((x < -1) | (x > 1)).mean() > 0.01  # float storage outside [-1, 1]: clipping matters here

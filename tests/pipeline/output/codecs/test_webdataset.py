@@ -152,7 +152,7 @@ def test_ray_data_reads_it(tmp_path, ray_local):
 
 @pytest.mark.slow
 def test_a_webdataset_job_resumes_verifies_and_holds_the_parquet_samples(tmp_path, ray_local):
-    from pipeline.driver import run_job
+    from pipeline import run_job
     from pipeline.output.verify import verify_output
     from tests.pipeline.jobs import digests, gaussian_job, reference_digests, write_output_in_process
 

@@ -1,4 +1,4 @@
-"""The `seedshard` command: generate, fid, ref-stats, inspect, verify, grid (the same code path as `jobs/`).
+"""The `seedshard` command: generate, fid, ref-stats, inspect, verify, grid, export (the same code path as `jobs/`).
 
 User errors print one line `seedshard: error: ...` and exit 2 (bad usage or config) or 1
 (runtime: storage, model, cluster, a failed job); `--debug` shows the traceback instead.
@@ -149,6 +149,15 @@ def _grid(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    """An output's samples as PNG files (EDM layout), a .zip of them, an ADM .npz or WebDataset tars."""
+    from .export import export_output
+
+    n = export_output(args.url, args.to, args.dest, storage_options=_storage_options(args), progress=not args.no_progress)
+    print(f"seedshard: exported {n} samples of {args.url} as {args.to} to {args.dest}")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="seedshard", description="Reproducible, Ray-distributed sampling of diffusion models.")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -185,6 +194,15 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--n", type=int, default=100)
     r.add_argument("--nrow", type=int, default=None)
     r.set_defaults(func=_grid)
+    x = sub.add_parser("export", help="write a complete output's samples as PNGs, a .zip, an ADM .npz or WebDataset tars")
+    x.add_argument("url", help="the seedshard output to read (path or fsspec URL)")
+    x.add_argument("--to", required=True, choices=["png", "zip", "npz", "webdataset"],
+                   help="png: DEST/000000/000000.png ...; zip: the same names in DEST.zip; npz: arr_0 uint8 NHWC "
+                        "(+ arr_1 labels); webdataset: DEST/shard-00000.tar ...")
+    x.add_argument("dest", help="local path to create: a directory (png, webdataset) or a file (zip, npz)")
+    x.add_argument("--storage-options", default=None, help="fsspec options of URL as a YAML mapping, e.g. '{endpoint_url: ...}'")
+    x.add_argument("--no-progress", action="store_true", help="no progress bar")
+    x.set_defaults(func=_export)
     return p
 
 

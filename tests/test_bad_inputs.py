@@ -125,7 +125,7 @@ CASES = [
     Case("gpus-negative", 2, r"^cluster.gpus_per_worker: must be >= 0", edit={"cluster.gpus_per_worker": -1}),
     Case("attempts-zero", 2, r"^cluster.max_shard_attempts: must be >= 1 \(got 0\)$", edit={"cluster.max_shard_attempts": 0}),
     # --- choices
-    Case("format-csv", 2, r"^run.format: unknown 'csv'; allowed: parquet, safetensors$", edit={"run.format": "csv"}),
+    Case("format-csv", 2, r"^run.format: unknown 'csv'; allowed: parquet, safetensors, webdataset$", edit={"run.format": "csv"}),
     Case("dtype-int8", 2, r"^run.dtype: unknown 'int8'; allowed: float32, float16, uint8$", edit={"run.dtype": "int8"}),
     Case("labels-random", 2, r"^run.labels: unknown 'random'", edit={"run.labels": "random"}),
     Case("labels-without-classes", 2, r"^run.labels: 'uniform' needs model.num_classes", edit={"run.labels": "uniform"}),

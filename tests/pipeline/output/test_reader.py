@@ -122,5 +122,5 @@ def test_read_dataset_on_s3(s3, ray_local):
 
 def test_read_dataset_rejects_safetensors(tmp_path):
     write_output(str(tmp_path), fmt="safetensors")
-    with pytest.raises(ValueError, match="reads parquet outputs"):
+    with pytest.raises(ValueError, match="reads parquet, webdataset outputs"):
         read_dataset(str(tmp_path))

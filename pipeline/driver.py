@@ -36,6 +36,7 @@ from .redact import redact_options, redact_url, scrub
 from .network import build_network, check_model, read_checkpoint, state_dict_sha256
 from .plan import Shard, iter_shards, num_shards, shard_for
 from .progress import Progress
+from .run.preflight import check_forward, check_sampler
 from .sampling import NonFiniteSamplesError
 from .worker import MALLOC_ENV, SamplerWorker
 
@@ -67,7 +68,7 @@ def model_identity(model_cfg: Any, storage_options: dict[str, Any]) -> tuple[dic
     identity = {"factory": model_cfg.factory, "kwargs": model_cfg.kwargs,
                 "checkpoint": redact_url(model_cfg.checkpoint) if model_cfg.checkpoint else None}
     if model_cfg.checkpoint is not None:
-        state, identity["sha256"] = read_checkpoint(model_cfg.checkpoint, storage_options)
+        state, identity["sha256"] = read_checkpoint(model_cfg.checkpoint, storage_options, model_cfg.max_checkpoint_bytes)
         check_model(model_cfg, state)
         return identity, state
     identity["sha256"] = state_dict_sha256(build_network(model_cfg, "cpu").state_dict())
@@ -324,12 +325,14 @@ def run_job(cfg: JobConfig, *, progress: str | None = None) -> Manifest:
                        "use a local path or an object store (s3://, gs://)")
     sampler = build_sampler(cfg)
     sampler_state = sampler.save()
+    check_sampler(cfg, sampler)  # before any model code runs
+    if cfg.metrics.fid is not None:  # a missing or malformed reference fails now, not after hours of sampling
+        load_reference(reference_url(cfg.metrics.fid.extractor, cfg.metrics.fid.ref))
     model, weights = model_identity(cfg.model, cfg.run.storage_options)
     guide_weights = None
     if cfg.model.guide is not None:
         model["guide"], guide_weights = model_identity(cfg.model.guide, cfg.run.storage_options)
-    if cfg.metrics.fid is not None:  # a missing or malformed reference fails now, not after hours of sampling
-        load_reference(reference_url(cfg.metrics.fid.extractor, cfg.metrics.fid.ref))
+    check_forward(cfg, sampler, weights, guide_weights)
     done = check_output(fs, root, cfg, model, sampler_state)
     manifest = Manifest(
         status="running", config=manifest_config(cfg), sampler_state=sampler_state, model=model,

@@ -100,3 +100,22 @@ def test_a_missing_presigned_checkpoint_prints_no_signature(http_server):
     message = str(err.value)
     assert "cannot read" in message and "/missing/w.pt?***" in message and len(message.splitlines()) == 1
     assert SIGNATURE not in message and "AKIAEXAMPLE42" not in message
+
+
+def test_the_manifest_config_holds_no_secret(monkeypatch, tmp_path):
+    """What the manifest stores of a job with secret options, a presigned checkpoint and a URL with userinfo."""
+    import json
+
+    from pipeline.driver import manifest_config
+    from tests.pipeline.jobs import gaussian_job
+
+    cfg = gaussian_job("s3://writer:out-pass-1234@bucket/out", run={"storage_options": OPTIONS},
+                       model={"checkpoint": PRESIGNED})
+    stored = manifest_config(cfg)
+    text = json.dumps(stored)
+    for secret in ("AKIA-id-1234", "s3cr3t-value", "abcdefgh", "cookie-1234567", "proxy-pass-99", "pw-12345678",
+                   ACCOUNT_KEY, SIGNATURE, "AKIAEXAMPLE42", "out-pass-1234", "unvetted-value"):
+        assert secret not in text, secret
+    assert stored["run"]["output"] == "s3://***@bucket/out"
+    assert stored["model"]["checkpoint"] == "https://bucket.s3.amazonaws.com/w.pt?***"
+    assert stored["run"]["storage_options"]["client_kwargs"]["region_name"] == "eu-west-1"

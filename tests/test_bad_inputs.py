@@ -135,7 +135,6 @@ def _resume_with_more_workers_than_cpus(out: Path, tmp: Path) -> list[str]:
 DIGITS = {"model.factory": "pipeline.models.digits:build_demo", "model.kwargs": {}, "model.interface": "flow",
           "model.shape": [1, 8, 8], "model.num_classes": 10, "run.labels": "balanced", "sampler.time_dist": "uniform",
           "sampler.guidance_scale": 2.0}
-FLOW = {"model.interface": "flow", "model.kwargs": {"interface": "flow"}, "sampler.time_dist": "uniform"}
 BILLION_LAUGHS = billion_laughs()
 
 CASES = [
@@ -209,6 +208,14 @@ CASES = [
     Case("guide-shape-mismatch", 2, r"^model.guide.shape: must equal model.shape=\[3, 4\] \(got \[3, 5\]\)$",
          edit={"model.guide": {"factory": "pipeline.models.gaussian:build_gaussian", "interface": "edm", "shape": [3, 5]},
                "sampler.guidance_scale": 2.0}),
+    Case("sampler-needs-another-interface", 2,
+         r"^sampler.name='euler_jump' cannot run with model.interface='flow': euler_jump needs a 'meanflow' field",
+         edit={"model.interface": "flow", "model.kwargs": {"interface": "flow"}, "sampler.name": "euler_jump",
+               "sampler.time_dist": "uniform"}),
+    Case("sampler-grid-above-t-max", 2,
+         r"^sampler.name='euler' cannot run with model.interface='flow': .*starts at t=5 but the 'flow' interface allows t <= 1",
+         edit={"model.interface": "flow", "model.kwargs": {"interface": "flow"}, "sampler.name": "euler",
+               "sampler.time_dist": "uniform", "sampler.time_kwargs": {"t_max": 5}}),
     # --- prepare checks everything deterministic before Ray starts and before any model code runs (issue 15)
     Case("guidance-infinite", 2, r"^sampler.guidance_scale: must be a finite number \(got inf of type float\)$",
          edit={"sampler.guidance_scale": float("inf")}),
@@ -223,10 +230,6 @@ CASES = [
          edit={"run.grid": 4}),
     Case("grid-more-than-samples", 2, r"^run.grid: must be <= run.num_samples=30 \(got 31\)$",
          edit={"run.grid": 31, "model.shape": [1, 2, 2]}),
-    Case("time-grid-above-flow", 2, r"^sampler.name='heun' cannot run with model.interface='flow': heun: time grid starts at "
-         r"t=5 but the 'flow' interface allows t <= 1", edit={**FLOW, "sampler.time_kwargs": {"t_max": 5.0}}),
-    Case("euler-jump-on-flow", 2, r"^sampler.name='euler_jump' cannot run with model.interface='flow': euler_jump needs a "
-         r"'meanflow' field", edit={**FLOW, "sampler.name": "euler_jump", "sampler.time_kwargs": {}}),
     Case("null-label-out-of-range", 2, r"^model.null_label=50 \(classifier-free guide\): one forward pass on one sample at t=1 "
          r"with class label 9 on the driver's CPU failed: IndexError: index out of range", edit={**DIGITS, "model.null_label": 50}),
     Case("network-wrong-shape", 2, r"^model: the network's output on one sample at t=80 has shape \[1, 3, 5\], expected "

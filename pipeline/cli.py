@@ -2,6 +2,7 @@
 
 User errors print one line `seedshard: error: ...` and exit 2 (bad usage or config) or 1
 (runtime: storage, model, cluster, a failed job); `--debug` shows the traceback instead.
+Each command imports what it needs when it runs, so `--help` and `inspect` load neither torch nor ray.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ EXIT_RUNTIME, EXIT_USAGE = 1, 2
 
 def _generate(args: argparse.Namespace) -> int:
     from .config import load_config
-    from .driver import run_job
+    from .run.driver import run_job
 
     cfg = load_config(args.config, args.overrides)
     manifest = run_job(cfg)
@@ -38,13 +39,13 @@ def _fid(args: argparse.Namespace) -> int:
         if cfg.metrics.fid is None:
             raise ConfigError("metrics.fid: required by `seedshard fid` (e.g. metrics: {fid: {extractor: inception, "
                               "extractor_kwargs: {weights: ...}, ref: ref.npz}})")
-        from .driver import run_job
+        from .run.driver import run_job
 
         report = run_job(cfg).metrics["fid"]
     else:
         if args.config is not None:
             raise ConfigError("seedshard fid: give either a job CONFIG or --samples URL, not both")
-        from .cluster import ray_session
+        from .run.cluster import ray_session
         from .fid.job import dataset_stats
         from .fid.reference import fid_report
 
@@ -62,7 +63,7 @@ def _fid(args: argparse.Namespace) -> int:
 
 def _ref_stats(args: argparse.Namespace) -> int:
     """Reference statistics (mu, sigma .npz) of a dataset, featurised in parallel over Ray."""
-    from .cluster import ray_session
+    from .run.cluster import ray_session
     from .config import ClusterConfig
     from .fid.job import dataset_stats
 
@@ -188,7 +189,9 @@ def parser() -> argparse.ArgumentParser:
 
 
 def _dataset_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--extractor", default="digits", choices=["digits", "inception"])
+    from .fid.extractors import EXTRACTORS  # the registry's names; builds nothing, imports no torch
+
+    p.add_argument("--extractor", default="digits", choices=list(EXTRACTORS))
     p.add_argument("--extractor-kwargs", help="YAML mapping, e.g. '{weights: pt_inception-2015-12-05.pth}'")
     p.add_argument("--workers", type=int, default=2, help="parallel Ray tasks")
     p.add_argument("--address", default=None, help="Ray cluster to join (default: a local one)")

@@ -18,8 +18,8 @@ import samplers
 
 from .config import JobConfig, load_config
 from .network import build_fields, read_checkpoint
-from .plan import Shard
-from .sampling import SampleSpec, sample_shard
+from .run.plan import Shard
+from .run.sampling import SampleSpec, build_sampler, sample_shard
 
 
 class SamplingHandle:
@@ -47,8 +47,6 @@ class SamplingHandle:
     def from_config(cls, config: JobConfig | str, overrides: list[str] | tuple[str, ...] = (),
                     device: torch.device | str = "cpu") -> "SamplingHandle":
         """The model, guide, sampler, labels, seed and batch size of a job config."""
-        from .driver import build_sampler
-
         cfg = load_config(config, overrides) if isinstance(config, str) else config
         options = cfg.run.storage_options
         weights = read_checkpoint(cfg.model.checkpoint, options, cfg.model.max_checkpoint_bytes)[0] if cfg.model.checkpoint else None

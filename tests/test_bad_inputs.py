@@ -126,7 +126,7 @@ def _subprocess_factory(out: Path, tmp: Path) -> list[str]:
 
 
 def _resume_with_more_workers_than_cpus(out: Path, tmp: Path) -> list[str]:
-    from pipeline.cluster import machine_cpus
+    from pipeline.run.cluster import machine_cpus
 
     (out / "shard-00001.parquet").unlink()  # a resume: work for Ray to do
     return [f"cluster.num_workers={machine_cpus() + 1}"]

@@ -77,9 +77,7 @@ def image_chunks(source: str, num_chunks: int) -> tuple[str, list[Any]]:
     """(kind, chunks) of a dataset: 'output' (shard paths), 'files' (image paths), 'zip' or 'array' (index ranges)."""
     if os.path.isdir(source) or "://" in source and not source.endswith(IMAGE_SUFFIXES + (".zip", ".npy", ".npz", ".pt")):
         fs, root = open_output(source)
-        if fs.exists(join_path(root, "manifest.json")):
-            from .output.manifest import read_manifest
-
+        if fs.exists(join_path(root, MANIFEST_NAME)):
             manifest = read_manifest(fs, root)
             return "output", split([s.path for s in manifest.shards], num_chunks)
         files = sorted(p for p in fs.find(root) if p.lower().endswith(IMAGE_SUFFIXES))

@@ -17,7 +17,7 @@ from typing import Any
 import samplers
 
 from ..config import JobConfig
-from ..plan import iter_shards
+from ..run.plan import iter_shards
 from ..redact import redact_url, scrub
 from .fs import TEMP_PATTERN, list_names, resolve_url
 from .manifest import Manifest, ManifestError, read_manifest

@@ -108,12 +108,11 @@ def probe_job(output: str, **hooks: Any) -> Any:
 def shard_bytes(cfg: Any) -> Iterator[tuple[Any, bytes]]:
     """(shard, the bytes a job writes for it), computed in this process without Ray."""
     import samplers
-    from pipeline.driver import build_sampler, model_identity
-    from pipeline.network import build_fields
+    from pipeline.network import build_fields, model_identity
     from pipeline.output.dtypes import to_stored
     from pipeline.output.shards import encode_shard, shard_metadata
-    from pipeline.plan import iter_shards
-    from pipeline.sampling import SampleSpec, sample_shard
+    from pipeline.run.plan import iter_shards
+    from pipeline.run.sampling import SampleSpec, build_sampler, sample_shard
 
     sampler = build_sampler(cfg)
     _, weights = model_identity(cfg.model, cfg.run.storage_options)
@@ -138,10 +137,12 @@ def reference_digests(cfg: Any) -> dict[int, str]:
 def write_output_in_process(cfg: Any) -> Any:
     """Write the complete output of `cfg` (shards, sidecars, manifest) as run_job does, without Ray."""
     import samplers
-    from pipeline.driver import build_sampler, job_schema, manifest_config, model_identity
+    from pipeline.network import model_identity
     from pipeline.output.fs import open_output
     from pipeline.output.manifest import Manifest, write_manifest
     from pipeline.output.shards import commit_shard, shard_name
+    from pipeline.run.resume import job_schema, manifest_config
+    from pipeline.run.sampling import build_sampler
 
     fs, root = open_output(cfg.run.output, cfg.run.storage_options)
     records = [commit_shard(fs, root, shard_name(shard.index, cfg.run.format), data,

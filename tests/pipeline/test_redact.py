@@ -106,7 +106,7 @@ def test_the_manifest_config_holds_no_secret(monkeypatch, tmp_path):
     """What the manifest stores of a job with secret options, a presigned checkpoint and a URL with userinfo."""
     import json
 
-    from pipeline.driver import manifest_config
+    from pipeline.run.resume import manifest_config
     from tests.pipeline.jobs import gaussian_job
 
     cfg = gaussian_job("s3://writer:out-pass-1234@bucket/out", run={"storage_options": OPTIONS},

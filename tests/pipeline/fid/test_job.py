@@ -8,9 +8,9 @@ import pytest
 from PIL import Image
 
 from pipeline.output.fs import open_output
-from pipeline.cluster import ray_session
+from pipeline.run.cluster import ray_session
 from pipeline.config import ClusterConfig, load_config
-from pipeline.driver import run_job
+from pipeline.run.driver import run_job
 from pipeline.fid.extractors import build_extractor
 from pipeline.fid.features import compute_stats
 from pipeline.fid.job import dataset_stats

@@ -1,4 +1,4 @@
-"""Reading samples back by global index (pipeline.reader)."""
+"""Reading samples back by global index (pipeline.output.reader)."""
 
 from __future__ import annotations
 

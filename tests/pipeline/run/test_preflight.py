@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from pipeline.config import ConfigError, load_config
-from pipeline.driver import build_sampler
+from pipeline.run.sampling import build_sampler
 from pipeline.run.preflight import check_forward, check_sampler
 from tests.pipeline.jobs import gaussian_job
 

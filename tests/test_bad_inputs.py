@@ -224,6 +224,8 @@ CASES = [
     Case("steps-too-many", 2, r"^sampler.steps: must be <= 100000 \(got 1000000000000\)$", edit={"sampler.steps": 10**12}),
     Case("shards-too-many", 2, r"^run.shard_size: run.num_samples=1000000000000 in shards of 20 makes 50000000000 shards, "
          r"more than the limit of 100000; set run.shard_size >= 10000000$", edit={"run.num_samples": 10**12}),
+    Case("shape-too-large", 2, r"^model.shape: one sample of 1000000000000 elements is more than the limit of 268435456 "
+         r"\(got \[1000000, 1000000\]\)$", edit={"model.shape": [10**6, 10**6]}),
     Case("fid-one-sample", 2, r"^metrics.fid: needs run.num_samples >= 2 for a covariance \(got 1\)$",
          edit={"run.num_samples": 1, "metrics.fid": {"extractor": "digits"}}),
     Case("grid-not-an-image", 2, r"^run.grid: needs image samples, model.shape \[C, H, W\] with C in \(1, 3\) \(got \[3, 4\]\)$",

@@ -9,6 +9,7 @@ so the lists are never copied here; the registries are imported only when a name
 
 from __future__ import annotations
 
+import math
 import re
 import typing
 from collections.abc import Callable, Iterable
@@ -28,6 +29,7 @@ _CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth", ".ckpt")
 # allocating a time grid of 10^12 points or a plan of 10^9 shards.
 MAX_STEPS = 100_000
 MAX_SHARDS = 100_000
+MAX_SAMPLE_ELEMENTS = 2**28  # one sample of model.shape: 1 GiB in float32
 MAX_CHECKPOINT_BYTES = 64 * 2**30  # default of model.max_checkpoint_bytes: read and unpacked size of a checkpoint
 
 
@@ -306,6 +308,9 @@ def _cross_field_problems(cfg: JobConfig) -> list[str]:
             f"run.shard_size: run.num_samples={run.num_samples} in shards of {run.shard_size} makes {shards} shards, "
             f"more than the limit of {MAX_SHARDS}; set run.shard_size >= {-(-run.num_samples // MAX_SHARDS)}"
         )
+    if math.prod(model.shape) > MAX_SAMPLE_ELEMENTS:
+        problems.append(f"model.shape: one sample of {math.prod(model.shape)} elements is more than the limit of "
+                        f"{MAX_SAMPLE_ELEMENTS} (got {model.shape})")
     if cfg.metrics.fid is not None and run.num_samples < 2:
         problems.append(f"metrics.fid: needs run.num_samples >= 2 for a covariance (got {run.num_samples})")
     if run.grid:

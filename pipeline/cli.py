@@ -234,7 +234,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as e:  # noqa: BLE001 - the one place user-facing errors become exit codes
         if args.debug:
             raise
-        lines = str(e).strip().splitlines() or [type(e).__name__]
+        from .redact import scrub
+
+        lines = scrub(str(e)).strip().splitlines() or [type(e).__name__]  # no secret of the environment, no URL's
         for line in lines:
             print(f"seedshard: error: {line}", file=sys.stderr)
         return _exit_code(e)

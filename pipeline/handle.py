@@ -49,9 +49,10 @@ class SamplingHandle:
         """The model, guide, sampler, labels, seed and batch size of a job config."""
         cfg = load_config(config, overrides) if isinstance(config, str) else config
         options = cfg.run.storage_options
-        weights = read_checkpoint(cfg.model.checkpoint, options)[0] if cfg.model.checkpoint else None
+        weights = read_checkpoint(cfg.model.checkpoint, options, cfg.model.max_checkpoint_bytes)[0] if cfg.model.checkpoint else None
         guide = cfg.model.guide
-        guide_weights = read_checkpoint(guide.checkpoint, options)[0] if guide and guide.checkpoint else None
+        guide_weights = (read_checkpoint(guide.checkpoint, options, guide.max_checkpoint_bytes)[0]
+                         if guide and guide.checkpoint else None)
         net, g_net = build_fields(cfg.model, cfg.sampler.guidance_scale, device, weights, guide_weights)
         handle = cls(net, shape=cfg.model.shape, sampler=build_sampler(cfg), device=device, g_net=g_net,
                      num_classes=cfg.model.num_classes, null_label=cfg.model.null_label, batch_size=cfg.run.batch_size)

@@ -16,7 +16,7 @@ import torch
 
 import samplers
 
-from .models.checkpoint import parse_state_dict, read_bytes
+from .models.checkpoint import CheckpointTooLarge, parse_state_dict, read_bytes
 from .redact import redact_url, scrub
 
 NET_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -39,17 +39,21 @@ def import_factory(spec: str) -> Any:
     return factory
 
 
-def read_checkpoint(url: str, storage_options: dict[str, Any] | None = None) -> tuple[dict[str, torch.Tensor], str]:
-    """(state_dict, sha256 of the file's bytes); refuses pickles that are not plain tensors."""
+def read_checkpoint(url: str, storage_options: dict[str, Any] | None = None,
+                    max_bytes: int | None = None) -> tuple[dict[str, torch.Tensor], str]:
+    """(state_dict, sha256 of the file's bytes); refuses pickles that are not plain tensors, and files
+    (or torch zip files unpacked) larger than `max_bytes`."""
     try:
-        data = read_bytes(url, storage_options)
+        data = read_bytes(url, storage_options, max_bytes)
+    except CheckpointTooLarge as e:
+        raise ModelError(f"model.checkpoint {scrub(str(e), storage_options, [url])}") from None
     except (OSError, ValueError) as e:
-        reason = scrub(f"{type(e).__name__}: {e}", storage_options)
+        reason = scrub(" ".join(f"{type(e).__name__}: {e}".split()), storage_options, [url])
         raise ModelError(f"model.checkpoint {redact_url(url)!r}: cannot read ({reason})") from None
     try:
-        return parse_state_dict(data, url), hashlib.sha256(data).hexdigest()
+        return parse_state_dict(data, url, max_bytes), hashlib.sha256(data).hexdigest()
     except ValueError as e:
-        raise ModelError(f"model.checkpoint {e}") from None
+        raise ModelError(f"model.checkpoint {scrub(str(e), storage_options, [url])}") from None
 
 
 def state_dict_sha256(state: dict[str, torch.Tensor]) -> str:
@@ -136,7 +140,7 @@ def model_identity(model_cfg: Any, storage_options: dict[str, Any]) -> tuple[dic
     identity = {"factory": model_cfg.factory, "kwargs": model_cfg.kwargs,
                 "checkpoint": redact_url(model_cfg.checkpoint) if model_cfg.checkpoint else None}
     if model_cfg.checkpoint is not None:
-        state, identity["sha256"] = read_checkpoint(model_cfg.checkpoint, storage_options)
+        state, identity["sha256"] = read_checkpoint(model_cfg.checkpoint, storage_options, model_cfg.max_checkpoint_bytes)
         return identity, state
     identity["sha256"] = state_dict_sha256(build_network(model_cfg, "cpu").state_dict())
     return identity, None

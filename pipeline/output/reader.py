@@ -32,6 +32,15 @@ def open_manifest(url: str, storage_options: dict | None = None) -> tuple[fsspec
     return fs, root, manifest
 
 
+def _integer_indices(indices: Sequence[int]) -> np.ndarray:
+    """`indices` as int64 (k,); TypeError for anything but integers (0.9 is not row 0, True is not row 1)."""
+    arr = np.asarray(indices).reshape(-1)
+    if arr.size and not np.issubdtype(arr.dtype, np.integer):
+        raise TypeError(f"sample indices must be integers (got {arr[:5].tolist()}{' ...' if arr.size > 5 else ''} "
+                        f"as {arr.dtype})")
+    return arr.astype(np.int64)
+
+
 def read_samples(
     url: str,
     indices: Sequence[int] | None = None,
@@ -46,7 +55,7 @@ def read_samples(
     """
     fs, root, manifest = open_manifest(url, storage_options)
     n = manifest.num_samples
-    idx = np.arange(n, dtype=np.int64) if indices is None else np.asarray(indices, dtype=np.int64).reshape(-1)
+    idx = np.arange(n, dtype=np.int64) if indices is None else _integer_indices(indices)
     bad = idx[(idx < 0) | (idx >= n)]
     if bad.size:
         raise IndexError(f"sample indices {bad[:5].tolist()} out of range: {url} holds indices [0, {n})")

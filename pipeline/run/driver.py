@@ -38,6 +38,7 @@ from ..redact import scrub
 from .cluster import ray_session, wait_for_resources
 from .errors import JobError
 from .plan import Shard, iter_shards
+from .preflight import check_forward, check_sampler
 from .progress import Progress
 from .result import ShardResult
 from .resume import begin_output, check_output, job_schema, manifest_config
@@ -94,13 +95,15 @@ def prepare(cfg: JobConfig) -> JobPlan:
                        "use a local path or an object store (s3://, gs://)")
     sampler = build_sampler(cfg)
     sampler_state = sampler.save()
+    check_sampler(cfg, sampler)  # before any model code runs
+    if cfg.metrics.fid is not None:  # a missing or malformed reference fails now, not after hours of sampling
+        load_reference(reference_url(cfg.metrics.fid.extractor, cfg.metrics.fid.ref))
     model, weights, net = _checked_model(cfg.model, cfg.run.storage_options)
     guide_weights = g_net = None
     if cfg.model.guide is not None:
         model["guide"], guide_weights, g_net = _checked_model(cfg.model.guide, cfg.run.storage_options)
     check_sampler_fits(sampler, net, g_net if cfg.sampler.guidance_scale != 1.0 else None, cfg.model.interface)
-    if cfg.metrics.fid is not None:  # a missing or malformed reference fails now, not after hours of sampling
-        load_reference(reference_url(cfg.metrics.fid.extractor, cfg.metrics.fid.ref))
+    check_forward(cfg, sampler, weights, guide_weights)
     done = check_output(fs, root, cfg, model, sampler_state, samplers.NOISE_SCHEME)
     manifest = Manifest(
         status="running", config=manifest_config(cfg), sampler_state=sampler_state, model=model,

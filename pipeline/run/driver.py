@@ -42,7 +42,7 @@ from .preflight import check_forward, check_sampler
 from .progress import Progress
 from .result import ShardResult
 from .resume import begin_output, check_output, job_schema, manifest_config
-from .sampling import build_sampler, check_sampler_fits
+from .sampling import build_sampler
 from .scheduler import ShardScheduler
 from .worker import MALLOC_ENV, SamplerWorker
 
@@ -81,10 +81,11 @@ class JobResults:
     seconds: float = 0.0
 
 
-def _checked_model(model_cfg: Any, storage_options: dict[str, Any]) -> tuple[dict[str, Any], Any, samplers.Field]:
-    """(identity, weights, field on the meta device); ModelError when factory, checkpoint and interface do not fit."""
+def _checked_model(model_cfg: Any, storage_options: dict[str, Any]) -> tuple[dict[str, Any], Any]:
+    """(identity, weights); ModelError when factory, checkpoint and interface do not fit."""
     identity, weights = model_identity(model_cfg, storage_options)
-    return identity, weights, check_model(model_cfg, weights)
+    check_model(model_cfg, weights)
+    return identity, weights
 
 
 def prepare(cfg: JobConfig) -> JobPlan:
@@ -98,11 +99,10 @@ def prepare(cfg: JobConfig) -> JobPlan:
     check_sampler(cfg, sampler)  # before any model code runs
     if cfg.metrics.fid is not None:  # a missing or malformed reference fails now, not after hours of sampling
         load_reference(reference_url(cfg.metrics.fid.extractor, cfg.metrics.fid.ref))
-    model, weights, net = _checked_model(cfg.model, cfg.run.storage_options)
-    guide_weights = g_net = None
+    model, weights = _checked_model(cfg.model, cfg.run.storage_options)
+    guide_weights = None
     if cfg.model.guide is not None:
-        model["guide"], guide_weights, g_net = _checked_model(cfg.model.guide, cfg.run.storage_options)
-    check_sampler_fits(sampler, net, g_net if cfg.sampler.guidance_scale != 1.0 else None, cfg.model.interface)
+        model["guide"], guide_weights = _checked_model(cfg.model.guide, cfg.run.storage_options)
     check_forward(cfg, sampler, weights, guide_weights)
     done = check_output(fs, root, cfg, model, sampler_state, samplers.NOISE_SCHEME)
     manifest = Manifest(

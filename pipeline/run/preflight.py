@@ -41,10 +41,20 @@ def check_sampler(cfg: JobConfig, sampler: samplers.Sampler) -> None:
         g_net = samplers.wrap(None, guide.interface, **guide.interface_kwargs) if cfg.sampler.guidance_scale != 1 else None
     except (TypeError, ValueError):
         return  # bad interface_kwargs: the model check names them
+    check_sampler_fits(sampler, net, g_net, model.interface)
+
+
+def check_sampler_fits(sampler: samplers.Sampler, net: samplers.Field, g_net: samplers.Field | None,
+                       interface: str) -> None:
+    """ConfigError when `sampler` cannot run with these fields (built on the meta device are enough): an
+    integrator that needs another interface (euler_jump needs meanflow), or a time grid that starts above
+    the interface's t_max. The actors would otherwise fail on every shard."""
+    if not isinstance(sampler, samplers.StepSampler):
+        return
     try:
-        sampler.check_fields(net, g_net, float(sampler.sample_t()[0]))
+        sampler.check_fields(net, g_net, sampler.sample_t().tolist()[0])
     except (TypeError, ValueError) as e:
-        raise ConfigError(f"sampler.name={cfg.sampler.name!r} cannot run with model.interface={model.interface!r}: {e}") from None
+        raise ConfigError(f"sampler.name={sampler.name!r} cannot run with model.interface={interface!r}: {e}") from None
 
 
 class _Recorder(torch.nn.Module):

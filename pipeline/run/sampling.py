@@ -59,19 +59,6 @@ def build_sampler(cfg: Any) -> samplers.Sampler:
         raise ConfigError(f"sampler: {str(e).strip() or type(e).__name__} (sampler.kwargs={s.kwargs})") from None
 
 
-def check_sampler_fits(sampler: samplers.Sampler, net: samplers.Field, g_net: samplers.Field | None,
-                       interface: str) -> None:
-    """ConfigError when `sampler` cannot run with these fields (built on the meta device are enough): an
-    integrator that needs another interface (euler_jump needs meanflow), or a time grid that starts above
-    the interface's t_max. The actors would otherwise fail on every shard."""
-    if not isinstance(sampler, samplers.StepSampler):
-        return
-    try:
-        sampler.check_fields(net, g_net, sampler.sample_t().tolist()[0])
-    except (TypeError, ValueError) as e:
-        raise ConfigError(f"sampler.name={sampler.name!r} cannot run with model.interface={interface!r}: {e}") from None
-
-
 def labels_for(spec: SampleSpec, start: int, stop: int, device: torch.device | str = "cpu") -> torch.Tensor | None:
     """Class labels of indices [start, stop): (n,) int64, or None for unconditional jobs."""
     if spec.labels == "none":

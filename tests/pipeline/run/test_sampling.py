@@ -8,7 +8,7 @@ import samplers
 from pipeline.config import ConfigError
 from pipeline.models.gaussian import build_gaussian
 from pipeline.run import driver
-from pipeline.run.sampling import check_sampler_fits
+from pipeline.run.preflight import check_sampler_fits
 from tests.pipeline.jobs import gaussian_job
 
 FLOW = {"model": {"kwargs": {"interface": "flow"}, "interface": "flow"}}

@@ -15,11 +15,12 @@ from typing import Any
 import torch
 
 import samplers
+import samplers.names
 
 from .models.checkpoint import CheckpointTooLarge, parse_state_dict, read_bytes
 from .redact import redact_url, scrub
 
-NET_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+NET_DTYPES = {name: getattr(torch, name) for name in samplers.names.NET_DTYPES}
 
 
 class ModelError(ValueError):

@@ -1,28 +1,14 @@
 """The allowlist of samplers: config names -> classes; `build` and `from_state`.
-A new integrator is its own module plus one entry in `SAMPLERS` below."""
+The names live in `samplers.names.SAMPLERS` (torch-free): a new integrator is its own module plus one line there."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from . import names
 from .base import Sampler, SamplerStateError, check_params
-from .ddim import DDIMSampler
-from .dpmpp_2m import DPMSolverPP2MSampler
-from .edm_stochastic import EDMStochasticSampler
-from .euler import EulerSampler
-from .euler_jump import EulerJumpSampler
-from .euler_maruyama import EulerMaruyamaSampler
-from .gaussian_noise import GaussianNoiseSampler
-from .heun import HeunSampler
-from .langevin import LangevinSampler
 
-SAMPLERS: dict[str, type[Sampler]] = {
-    cls.name: cls
-    for cls in (
-        EulerSampler, HeunSampler, EulerMaruyamaSampler, EulerJumpSampler, DPMSolverPP2MSampler,
-        EDMStochasticSampler, DDIMSampler, LangevinSampler, GaussianNoiseSampler,
-    )
-}
+SAMPLERS: dict[str, type[Sampler]] = names.resolve(names.SAMPLERS, "name")
 SAMPLER_NAMES: tuple[str, ...] = tuple(SAMPLERS)
 
 

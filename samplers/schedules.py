@@ -19,16 +19,8 @@ from typing import Any
 import torch
 
 from .adapters.diffusers_schedule import diffusers_grid, scheduler_config
+from .names import DEFAULT_SAMPLING_TIME_KWARGS, REQUIRED
 
-REQUIRED = None  # a time_kwargs key without a default
-DEFAULT_SAMPLING_TIME_KWARGS: dict[str, dict[str, Any]] = {
-    "uniform": {"t_max": 1.0, "t_min": 0.0},
-    "exponential": {"sigma_min": 0.002, "sigma_max": 80.0},
-    "karras": {"sigma_min": 0.002, "sigma_max": 80.0, "rho": 7.0},
-    "shift": {"shift": 3.0},
-    "explicit": {"t": REQUIRED},
-    "diffusers": {"scheduler_config": REQUIRED},
-}
 TIME_DISTS = tuple(DEFAULT_SAMPLING_TIME_KWARGS)
 
 

@@ -21,10 +21,11 @@ import torch
 from .base import Sampler, SamplerStateError
 from .guidance import GuidedField
 from .interfaces import Field
+from .names import STATE_DTYPES
 from .noise import NoiseProducer, SampleNoise
 from .schedules import resolve_time_kwargs, time_grid
 
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
+DTYPES = {name: getattr(torch, name) for name in STATE_DTYPES}
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -34,7 +35,7 @@ class StepSampler(Sampler):
     steps: int
     time_dist: str = "uniform"
     time_kwargs: dict[str, Any] | None = None  # resolved: the schedule's defaults, overridden
-    dtype: Literal["float32", "float64"] = "float32"
+    dtype: Literal[STATE_DTYPES] = "float32"
     guidance_interval: tuple[float, float] | None = None
     stochastic: bool = dataclasses.field(default=False, init=False, repr=False)  # draws per-step noise
     requires: ClassVar[type[Field]] = Field  # the field class this integrator needs

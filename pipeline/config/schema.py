@@ -38,27 +38,27 @@ MAX_CHECKPOINT_BYTES = 64 * 2**30  # default of model.max_checkpoint_bytes: read
 
 
 def sampler_names() -> Iterable[str]:
-    """Integrators, `samplers.SAMPLERS`."""
-    from samplers import SAMPLERS
+    """Integrators, `samplers.names.SAMPLERS` (the keys of `samplers.SAMPLERS`)."""
+    from samplers.names import SAMPLERS
     return SAMPLERS
 
 
 def interface_names() -> Iterable[str]:
-    """Model interfaces, `samplers.INTERFACES`."""
-    from samplers import INTERFACES
+    """Model interfaces, `samplers.names.INTERFACES` (the keys of `samplers.INTERFACES`)."""
+    from samplers.names import INTERFACES
     return INTERFACES
 
 
 def time_dists() -> dict[str, dict[str, float]]:
-    """Time grid schedules and their keyword defaults, `samplers.schedules.DEFAULT_SAMPLING_TIME_KWARGS`."""
-    from samplers.schedules import DEFAULT_SAMPLING_TIME_KWARGS
+    """Time grid schedules and their keyword defaults, `samplers.names.DEFAULT_SAMPLING_TIME_KWARGS`."""
+    from samplers.names import DEFAULT_SAMPLING_TIME_KWARGS
     return DEFAULT_SAMPLING_TIME_KWARGS
 
 
 def sampler_dtypes() -> Iterable[str]:
-    """Dtypes of the integrator's state, `samplers.step.DTYPES`."""
-    from samplers.step import DTYPES
-    return DTYPES
+    """Dtypes of the integrator's state, `samplers.names.STATE_DTYPES` (the keys of `samplers.step.DTYPES`)."""
+    from samplers.names import STATE_DTYPES
+    return STATE_DTYPES
 
 
 def formats() -> Iterable[str]:
@@ -74,8 +74,8 @@ def stored_dtypes() -> Iterable[str]:
 
 
 def network_dtypes() -> Iterable[str]:
-    """Dtypes a network runs in, `pipeline.network.NET_DTYPES`."""
-    from ..network import NET_DTYPES
+    """Dtypes a network runs in, `samplers.names.NET_DTYPES` (the keys of `pipeline.network.NET_DTYPES`)."""
+    from samplers.names import NET_DTYPES
     return NET_DTYPES
 
 

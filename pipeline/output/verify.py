@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-import samplers
+import samplers.names
 
 from ..config import JobConfig
 from ..run.plan import iter_shards
@@ -64,17 +64,15 @@ def summary(url: str, storage_options: dict[str, Any] | None = None) -> str:
 
 
 def _job_problems(manifest: Manifest) -> list[str]:
-    """The manifest's own state: status, and whether its sampler state can be loaded."""
+    """The manifest's own state: status, and whether its sampler state names a registered sampler and version."""
     problems = []
     if manifest.status != "complete":
         rows = sum(s.rows for s in manifest.shards)
         reason = f": {manifest.error}" if manifest.error else ""
         problems.append(f"manifest status is {manifest.status!r}, not 'complete' ({rows} of {manifest.num_samples} "
                         f"samples written){reason}")
-    try:
-        samplers.from_state(manifest.sampler_state)
-    except ValueError as e:
-        problems.append(f"manifest sampler_state cannot be loaded: {e}")
+    if problem := samplers.names.state_problem(manifest.sampler_state):  # torch-free: name and version only
+        problems.append(f"manifest sampler_state cannot be loaded: {problem}")
     return problems
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .. import names
 from .coverage import grid_coverage_warning
 from .edm import EDMField, edm_precond
 from .field import Field
@@ -14,14 +15,7 @@ from .vp_eps import VPEpsField
 from .vp_v import VPVField
 from .vp_x0 import VPX0Field
 
-INTERFACES: dict[str, type[Field]] = {
-    "flow": FlowField,
-    "edm": EDMField,
-    "vp_eps": VPEpsField,
-    "vp_v": VPVField,
-    "vp_x0": VPX0Field,
-    "meanflow": MeanFlowField,
-}
+INTERFACES: dict[str, type[Field]] = names.resolve(names.INTERFACES, "interface")
 
 
 def wrap(net: Any, interface: str, **interface_kwargs: Any) -> Field:

@@ -93,3 +93,19 @@ def test_help_and_inspect_import_neither_torch_nor_ray(tmp_path):
     """)
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[[], [], []]", out.stdout + out.stderr
+
+
+def test_verify_of_a_real_output_imports_neither_torch_nor_ray(tmp_path):
+    """`seedshard verify` checks a whole output (config, sampler state, every shard) without loading torch or ray."""
+    from tests.pipeline.jobs import gaussian_job, write_output_in_process
+
+    cfg = gaussian_job(str(tmp_path / "out"), sampler={"steps": 2})
+    write_output_in_process(cfg)
+    code = textwrap.dedent(f"""
+        import sys
+        import pipeline.cli
+        code = pipeline.cli.main(['verify', {cfg.run.output!r}])
+        print(code, sorted({{'torch', 'ray'}} & {{m.split('.')[0] for m in sys.modules}}))
+    """)
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "0 []", out.stdout + out.stderr

@@ -74,13 +74,25 @@ def test_a_consistent_forgery_is_caught_by_indices_schema_and_metadata(written):
 def test_incomplete_or_unloadable_manifests_are_problems(written):
     url, manifest = written
     fs, root = open_output(url)
-    state = {**manifest.sampler_state, "version": 99}
+    state = {**manifest.sampler_state, "version": 0}
     write_manifest(fs, root, manifest.model_copy(update={
         "status": "failed", "error": "shard 3 [60, 70): boom", "shards": manifest.shards[:3], "sampler_state": state}))
     problems = verify_output(url)
     assert problems[0] == "manifest status is 'failed', not 'complete' (60 of 70 samples written): shard 3 [60, 70): boom"
-    assert any("sampler_state cannot be loaded: heun.load: state version 99 is newer" in p for p in problems)
+    assert any("sampler_state cannot be loaded: heun: version must be a positive int, got 0" in p for p in problems)
     assert not any("shard-00003" in p for p in problems)  # a failed job's unlisted shard is no problem
+
+
+def test_a_sampler_state_edited_in_the_manifest_disagrees_with_every_shard(written):
+    """verify checks the manifest's sampler state without torch (name and version only); a state that is
+    well-formed but differs from the one the shards were written with (here a newer version) is caught by
+    every shard's metadata."""
+    url, manifest = written
+    fs, root = open_output(url)
+    write_manifest(fs, root, manifest.model_copy(update={"sampler_state": {**manifest.sampler_state, "version": 99}}))
+    problems = verify_output(url)
+    assert len(problems) == 4
+    assert all(p.startswith(f"shard-0000{i}.parquet: metadata seedshard.sampler_state is ") for i, p in enumerate(problems))
 
 
 def test_no_manifest_is_a_problem_and_verify_writes_nothing(tmp_path, capsys):

@@ -138,6 +138,7 @@ class _NetworkConfig(_Strict):
 
     factory: str
     kwargs: dict[str, Any] = {}
+    diffusers: DiffusersFolderConfig | None = None  # fills factory, interface (+ kwargs) when they are left out
     checkpoint: str | None = None
     interface: Interface
     interface_kwargs: dict[str, Any] = {}
@@ -171,6 +172,15 @@ class _NetworkConfig(_Strict):
         return self
 
 
+class DiffusersFolderConfig(_Strict):
+    """A diffusers `save_pretrained` folder (`pipeline.models.diffusers_folder`): the model in `subfolder`, the
+    interface and grid from the scheduler config in `scheduler` (a subfolder or a .json path under `path`)."""
+
+    path: str = Field(min_length=1)
+    subfolder: str | None = None
+    scheduler: str = "scheduler"
+
+
 class GuideConfig(_NetworkConfig):
     """A weaker network that guides the main one (autoguidance, Karras et al. 2024)."""
 
@@ -187,7 +197,8 @@ class SamplerConfig(_Strict):
     name: SamplerName
     steps: int = Field(gt=0)
     time_dist: TimeDist = "uniform"
-    time_kwargs: dict[str, float] = {}
+    # numbers; `explicit`: {t: [times]}; `diffusers`: {scheduler_config: a scheduler_config.json path or its dict}
+    time_kwargs: dict[str, float | list[float] | dict[str, Any] | str] = {}
     guidance_scale: float = Field(default=1.0, ge=0)
     guidance_interval: list[float] | None = None
     kwargs: dict[str, Any] = {}
@@ -209,7 +220,33 @@ class SamplerConfig(_Strict):
                 f"time_kwargs: unknown {', '.join(map(repr, unknown))} for "
                 f"time_dist={self.time_dist!r}; allowed: {', '.join(known) or 'none'}"
             )
+        problem = time_kwargs_problem(self.time_dist, self.time_kwargs)
+        if problem:
+            raise ValueError(f"time_kwargs: {problem}")
         return self
+
+
+def time_kwargs_problem(time_dist: str, time_kwargs: dict[str, Any]) -> str | None:
+    """What is wrong with the value types of `time_kwargs` for `time_dist` (None: nothing), without reading files:
+    numbers for the numeric schedules, a list for `explicit`, a path or dict for `diffusers` (a missing one is
+    reported when the sampler is built)."""
+    from samplers.schedules import explicit_times
+
+    if time_dist in ("explicit", "diffusers") and not time_kwargs:
+        return None
+    if time_dist == "explicit":
+        try:
+            explicit_times(time_kwargs.get("t"))
+        except ValueError as e:
+            return str(e)
+        return None
+    if time_dist == "diffusers":
+        value = time_kwargs.get("scheduler_config")
+        if not isinstance(value, (str, dict)):
+            return f"scheduler_config must be a scheduler_config.json path or its dict (got {fmt_value(value)})"
+        return None
+    bad = {k: v for k, v in time_kwargs.items() if not isinstance(v, float)}
+    return f"must be numbers for time_dist={time_dist!r} (got {bad})" if bad else None
 
 
 class ClusterConfig(_Strict):
@@ -249,6 +286,25 @@ class JobConfig(_Strict):
     sampler: SamplerConfig
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _diffusers_folders(cls, data: Any) -> Any:
+        """model.diffusers: factory, interface and (time_dist: diffusers) the grid from the folder's scheduler."""
+        model = data.get("model") if isinstance(data, dict) else None
+        if not (isinstance(model, dict) and model.get("diffusers") is not None):
+            return data
+        from ..models.diffusers_folder import resolve
+
+        run = data.get("run") if isinstance(data.get("run"), dict) else {}
+        sampler = data.get("sampler")
+        wants_grid = (isinstance(sampler, dict) and sampler.get("time_dist") == "diffusers"
+                      and "time_kwargs" not in sampler)
+        model, settings = resolve(model, run.get("storage_options"), need_settings=wants_grid)
+        data = {**data, "model": model}
+        if wants_grid and settings is not None:
+            data["sampler"] = {**sampler, "time_kwargs": settings.time_kwargs}
+        return data
 
     @model_validator(mode="after")
     def _cross_checks(self) -> "JobConfig":

@@ -108,3 +108,32 @@ def test_explicit_interface_is_kept_and_a_bad_folder_is_one_line(tmp_path):
     (tmp_path / "scheduler" / "scheduler_config.json").write_text(json.dumps({**bad, "_class_name": "PNDMScheduler"}))
     with pytest.raises(ConfigError, match=r"_class_name 'PNDMScheduler' is not reproduced"):
         job(tmp_path, tmp_path, {"name": "ddim", "steps": 4, "time_dist": "diffusers"})
+
+
+def test_a_remote_folder_is_copied_once_and_loads_the_same_model(tmp_path, monkeypatch):
+    import fsspec
+
+    save_pipeline(tmp_path / "pipe", diffusers.DDIMPipeline, diffusers.DDIMScheduler())
+    fs = fsspec.filesystem("memory")
+    fs.put(str(tmp_path / "pipe") + "/", "/remote-pipe", recursive=True)
+    monkeypatch.setenv("SEEDSHARD_CACHE", str(tmp_path / "cache"))
+    local = job(tmp_path, tmp_path / "pipe", {"name": "ddim", "steps": 4, "time_dist": "diffusers"})
+    remote = job(tmp_path, "memory://remote-pipe", {"name": "ddim", "steps": 4, "time_dist": "diffusers"})
+    assert remote.sampler.time_kwargs == local.sampler.time_kwargs
+    assert torch.equal(SamplingHandle.from_config(remote).sample(3), SamplingHandle.from_config(local).sample(3))
+    assert len(list((tmp_path / "cache" / "seedshard-diffusers").iterdir())) == 1
+
+
+@pytest.mark.slow
+def test_ray_job_stores_the_handles_samples_and_hashes_the_folders_weights(ray_local, tmp_path):
+    from pipeline.driver import run_job
+    from pipeline.network import state_dict_sha256
+    from pipeline.output.reader import read_samples
+
+    pipe = save_pipeline(tmp_path, diffusers.DDIMPipeline, diffusers.DDIMScheduler())
+    cfg = job(tmp_path, tmp_path, {"name": "ddim", "steps": 4, "time_dist": "diffusers"})
+    manifest = run_job(cfg)
+    assert manifest.status == "complete"
+    assert manifest.model["sha256"] == state_dict_sha256({f"model.{k}": v for k, v in pipe.unet.state_dict().items()})
+    stored = torch.as_tensor(read_samples(cfg.run.output))  # the actor runs 1 thread: float tolerance, not bits
+    assert torch.allclose(stored, SamplingHandle.from_config(cfg).sample(3), rtol=0, atol=1e-5)

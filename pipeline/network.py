@@ -16,6 +16,7 @@ import torch
 
 import samplers
 
+from .autocast import AutocastNet
 from .models.checkpoint import parse_state_dict, read_bytes
 from .redact import redact_url, scrub
 
@@ -90,6 +91,8 @@ def build_network(model_cfg: Any, device: torch.device | str, state: dict[str, t
 def build_field(model_cfg: Any, device: torch.device | str, state: dict[str, torch.Tensor] | None = None) -> samplers.Field:
     """The network of `model_cfg` wrapped by its interface."""
     net = build_network(model_cfg, device, state)
+    if getattr(model_cfg, "autocast", None):
+        net = AutocastNet(net, model_cfg.autocast)
     try:
         return samplers.wrap(net, model_cfg.interface, dtype=NET_DTYPES[model_cfg.dtype], **model_cfg.interface_kwargs)
     except TypeError as e:

@@ -71,6 +71,12 @@ def network_dtypes() -> Iterable[str]:
     return NET_DTYPES
 
 
+def autocast_dtypes() -> Iterable[str]:
+    """Mixed-precision dtypes of the network call, `pipeline.autocast.AUTOCAST_DTYPES`."""
+    from ..autocast import AUTOCAST_DTYPES
+    return AUTOCAST_DTYPES
+
+
 def extractor_names() -> Iterable[str]:
     """FID feature extractors, `pipeline.fid.extractors.EXTRACTORS`."""
     from ..fid.extractors import EXTRACTORS
@@ -97,6 +103,7 @@ Format = _choice(formats)
 StoredDtype = _choice(stored_dtypes)
 NetworkDtype = _choice(network_dtypes)
 Extractor = _choice(extractor_names)
+AutocastDtype = _choice(autocast_dtypes)
 
 
 class _Strict(BaseModel):
@@ -146,6 +153,7 @@ class _NetworkConfig(_Strict):
     num_classes: int | None = Field(default=None, gt=0)
     null_label: int | None = Field(default=None, ge=0)
     dtype: NetworkDtype = "float32"
+    autocast: AutocastDtype | None = None  # the network call under torch.autocast; weights keep `dtype`
     compile: bool = False
 
     @field_validator("factory")

@@ -33,6 +33,7 @@ from .fid.sources import split
 from .fid.stats import FeatureStats
 from .grid import GRID_NAME, save_grid
 from .redact import redact_options, redact_url, scrub
+from .conditioning import table_identity
 from .network import build_network, check_model, read_checkpoint, state_dict_sha256
 from .plan import Shard, iter_shards, num_shards, shard_for
 from .progress import Progress
@@ -111,6 +112,8 @@ def check_output(fs: Any, root: str, cfg: JobConfig, model: dict[str, Any],
         old, new = (m.get("guide", {}) if part == "guide" else m for m in (existing.model, model))
         if old.get("sha256") != new.get("sha256"):
             diff.append(f"{part} weights (sha256)")
+    if existing.model.get("conditioning") != model.get("conditioning"):
+        diff.append("conditioning table (sha256)")
     if not any(d.startswith("sampler.") for d in diff):  # same sampler config, yet another state: another version
         diff += [f"sampler_state.{k}" for k in sorted(set(existing.sampler_state) | set(sampler_state))
                  if existing.sampler_state.get(k) != sampler_state.get(k)]
@@ -325,6 +328,8 @@ def run_job(cfg: JobConfig, *, progress: str | None = None) -> Manifest:
     sampler = build_sampler(cfg)
     sampler_state = sampler.save()
     model, weights = model_identity(cfg.model, cfg.run.storage_options)
+    if cfg.conditioning is not None:  # checked (columns, rows) before Ray starts; its sha256 is part of the model
+        model["conditioning"] = table_identity(cfg)
     guide_weights = None
     if cfg.model.guide is not None:
         model["guide"], guide_weights = model_identity(cfg.model.guide, cfg.run.storage_options)

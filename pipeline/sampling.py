@@ -16,6 +16,7 @@ import torch
 
 import samplers
 
+from .conditioning import ConditioningTable, load_table
 from .plan import Shard, shard_batches
 
 
@@ -33,12 +34,14 @@ class SampleSpec:
     label: int | None = None
     num_classes: int | None = None
     guidance_scale: float = 1.0
+    conditioning: ConditioningTable | None = None  # network keywords of each index, from conditioning.table
 
     @classmethod
     def from_config(cls, cfg: Any) -> "SampleSpec":
         return cls(
             seed=cfg.run.seed, shape=tuple(cfg.model.shape), labels=cfg.run.labels, label=cfg.run.label,
             num_classes=cfg.model.num_classes, guidance_scale=cfg.sampler.guidance_scale,
+            conditioning=load_table(cfg),
         )
 
 
@@ -70,6 +73,7 @@ def sample_batch(
     x = sampler.sample(
         stop - start, device, net=net, shape=spec.shape, seed=spec.seed, start_index=start, labels=labels,
         g_net=g_net, guidance_scale=spec.guidance_scale,
+        net_kwargs=spec.conditioning.kwargs(start, stop, device) if spec.conditioning is not None else None,
     )
     finite = torch.isfinite(x.reshape(x.shape[0], -1)).all(dim=1)
     if not bool(finite.all()):

@@ -280,6 +280,13 @@ class FIDConfig(_Strict):
     store_samples: bool = True
 
 
+class ConditioningConfig(_Strict):
+    """Row i of a Parquet table conditions sample i (`pipeline.conditioning`)."""
+
+    table: str = Field(min_length=1)
+    columns: dict[str, str] = Field(min_length=1)  # network keyword -> column
+
+
 class MetricsConfig(_Strict):
     """Metrics computed while sampling."""
 
@@ -294,6 +301,7 @@ class JobConfig(_Strict):
     sampler: SamplerConfig
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    conditioning: ConditioningConfig | None = None
 
     @model_validator(mode="before")
     @classmethod

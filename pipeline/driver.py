@@ -34,6 +34,7 @@ from .fid.stats import FeatureStats
 from .grid import GRID_NAME, save_grid
 from .redact import redact_options, redact_url, scrub
 from .conditioning import table_identity
+from .decoder import build_decoder, stored_shape
 from .network import build_network, check_model, read_checkpoint, state_dict_sha256
 from .plan import Shard, iter_shards, num_shards, shard_for
 from .progress import Progress
@@ -112,8 +113,9 @@ def check_output(fs: Any, root: str, cfg: JobConfig, model: dict[str, Any],
         old, new = (m.get("guide", {}) if part == "guide" else m for m in (existing.model, model))
         if old.get("sha256") != new.get("sha256"):
             diff.append(f"{part} weights (sha256)")
-    if existing.model.get("conditioning") != model.get("conditioning"):
-        diff.append("conditioning table (sha256)")
+    for part in ("conditioning", "decoder"):
+        if existing.model.get(part) != model.get(part):
+            diff.append(f"{part} (sha256)")
     if not any(d.startswith("sampler.") for d in diff):  # same sampler config, yet another state: another version
         diff += [f"sampler_state.{k}" for k in sorted(set(existing.sampler_state) | set(sampler_state))
                  if existing.sampler_state.get(k) != sampler_state.get(k)]
@@ -137,7 +139,7 @@ def check_output(fs: Any, root: str, cfg: JobConfig, model: dict[str, Any],
 
 def job_schema(cfg: JobConfig) -> dict[str, Any]:
     """The manifest's schema entry of this job's shards."""
-    return shard_schema(cfg.run.format, cfg.run.dtype, cfg.model.shape, cfg.run.labels != "none")
+    return shard_schema(cfg.run.format, cfg.run.dtype, stored_shape(cfg.model), cfg.run.labels != "none")
 
 
 def begin_output(fs: Any, root: str, cfg: JobConfig, manifest: Manifest) -> Manifest:
@@ -330,6 +332,8 @@ def run_job(cfg: JobConfig, *, progress: str | None = None) -> Manifest:
     model, weights = model_identity(cfg.model, cfg.run.storage_options)
     if cfg.conditioning is not None:  # checked (columns, rows) before Ray starts; its sha256 is part of the model
         model["conditioning"] = table_identity(cfg)
+    if cfg.model.decoder is not None:  # the decoder's weights are part of what the stored images depend on
+        model["decoder"] = {"sha256": state_dict_sha256(build_decoder(cfg.model).state_dict())}
     guide_weights = None
     if cfg.model.guide is not None:
         model["guide"], guide_weights = model_identity(cfg.model.guide, cfg.run.storage_options)

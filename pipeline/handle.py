@@ -18,6 +18,7 @@ import samplers
 
 from .conditioning import ConditioningTable, load_table
 from .config import JobConfig, load_config
+from .decoder import LatentDecoder, build_decoder
 from .network import build_fields, read_checkpoint
 from .plan import Shard
 from .sampling import SampleSpec, sample_shard
@@ -44,6 +45,7 @@ class SamplingHandle:
         self.sampler, self.batch_size = sampler, batch_size
         self.spec_defaults: dict[str, Any] = {}
         self.conditioning: ConditioningTable | None = None  # network keywords per index (conditioning.table)
+        self.decoder: LatentDecoder | None = None  # latents -> images (model.decoder)
 
     @classmethod
     def from_config(cls, config: JobConfig | str, overrides: list[str] | tuple[str, ...] = (),
@@ -61,7 +63,7 @@ class SamplingHandle:
                      num_classes=cfg.model.num_classes, null_label=cfg.model.null_label, batch_size=cfg.run.batch_size)
         handle.spec_defaults = dict(seed=cfg.run.seed, labels=cfg.run.labels, label=cfg.run.label,
                                     guidance_scale=cfg.sampler.guidance_scale)
-        handle.conditioning = load_table(cfg)
+        handle.conditioning, handle.decoder = load_table(cfg), build_decoder(cfg.model, device)
         return handle
 
     def set_sampler(self, sampler: samplers.Sampler) -> "SamplingHandle":
@@ -79,7 +81,8 @@ class SamplingHandle:
             d.get("labels", "none"), d.get("label"))
         w = guidance_scale if guidance_scale is not None else d.get("guidance_scale", 1.0)
         spec = SampleSpec(seed=seed if seed is not None else d.get("seed", 0), shape=self.shape, labels=mode,
-                          label=label, num_classes=self.num_classes, guidance_scale=w, conditioning=self.conditioning)
+                          label=label, num_classes=self.num_classes, guidance_scale=w, conditioning=self.conditioning,
+                          decoder=self.decoder)
         g_net = None
         if w != 1.0:
             if self.g_net is None and self.num_classes is None:

@@ -189,6 +189,26 @@ class DiffusersFolderConfig(_Strict):
     scheduler: str = "scheduler"
 
 
+class DecoderConfig(_Strict):
+    """Latents -> images before storage (`pipeline.decoder`): a diffusers AutoencoderKL folder, or a factory."""
+
+    diffusers: DiffusersFolderConfig | None = None
+    factory: str | None = None
+    kwargs: dict[str, Any] = {}
+    shape: list[typing.Annotated[int, Field(gt=0)]] = Field(min_length=1)  # one decoded sample
+    scaling_factor: float | None = Field(default=None, gt=0)  # default: the folder's config, else 1
+    shift_factor: float | None = None  # default: the folder's config, else 0
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "DecoderConfig":
+        if (self.diffusers is None) == (self.factory is None):
+            raise ValueError("needs exactly one of diffusers (a folder) or factory (got "
+                             f"{'both' if self.factory else 'neither'})")
+        if self.factory is not None and not _FACTORY_RE.match(self.factory):
+            raise ValueError(f"factory: must be 'package.module:callable' (got {self.factory!r})")
+        return self
+
+
 class GuideConfig(_NetworkConfig):
     """A weaker network that guides the main one (autoguidance, Karras et al. 2024)."""
 
@@ -197,6 +217,7 @@ class ModelConfig(_NetworkConfig):
     """The network to sample from, and optionally a guide network."""
 
     guide: GuideConfig | None = None
+    decoder: DecoderConfig | None = None
 
 
 class SamplerConfig(_Strict):

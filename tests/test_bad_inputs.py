@@ -104,7 +104,7 @@ CASES = [
          text="base: &b {seed: 1}\nrun: {<<: *b, seed: 2, seed: 3}\n"),
     Case("yaml-1.1-boolean", 2, r"^run.overwrite: must be true or false \(got 'yes' of type str\)$", overrides=["run.overwrite=yes"]),
     # --- unknown keys, missing keys, wrong types
-    Case("unknown-section", 2, r"^extra: unknown field; allowed: run, model, sampler, cluster, metrics$", edit={"extra": {}}),
+    Case("unknown-section", 2, r"^extra: unknown field; allowed: run, model, sampler, cluster, metrics, conditioning$", edit={"extra": {}}),
     Case("unknown-run-key", 2, r"^run.num_sample: unknown field; allowed: num_samples", edit={"run.num_sample": 10}),
     Case("unknown-sampler-key", 2, r"^sampler.step: unknown field", edit={"sampler.step": 4}),
     Case("missing-seed", 2, r"^run.seed: required field missing$", edit={"run.seed": DELETE}),
@@ -133,11 +133,11 @@ CASES = [
          edit={"run.labels": "fixed", "model.num_classes": 10}),
     Case("fixed-label-out-of-range", 2, r"^run.label: must be in \[0, 10\)",
          edit={"run.labels": "fixed", "run.label": 10, "model.num_classes": 10}),
-    Case("interface-unknown", 2, r"^model.interface: unknown 'score'; allowed: flow, edm, vp_eps, meanflow$",
+    Case("interface-unknown", 2, r"^model.interface: unknown 'score'; allowed: flow, edm, vp_eps, vp_v, vp_x0, meanflow$",
          edit={"model.interface": "score"}),
     # --- sampler
     Case("sampler-unknown", 2, r"^sampler.name: unknown 'rk45'; allowed: euler, heun, ", edit={"sampler.name": "rk45"}),
-    Case("schedule-unknown", 2, r"^sampler.time_dist: unknown 'cosine'; allowed: uniform, exponential, karras, shift$",
+    Case("schedule-unknown", 2, r"^sampler.time_dist: unknown 'cosine'; allowed: uniform, exponential, karras, shift, explicit, diffusers$",
          edit={"sampler.time_dist": "cosine"}),
     Case("schedule-kwargs-unknown", 2, r"^sampler.time_kwargs: unknown 'shift' for time_dist='karras'",
          edit={"sampler.time_kwargs": {"shift": 3.0}}),

@@ -35,7 +35,7 @@ from .grid import GRID_NAME, save_grid
 from .redact import redact_options, redact_url, scrub
 from .conditioning import table_identity
 from .decoder import build_decoder, stored_shape
-from .network import build_network, check_model, read_checkpoint, state_dict_sha256
+from .network import build_network, check_model, coverage_warning, read_checkpoint, state_dict_sha256
 from .plan import Shard, iter_shards, num_shards, shard_for
 from .progress import Progress
 from .sampling import NonFiniteSamplesError
@@ -330,6 +330,8 @@ def run_job(cfg: JobConfig, *, progress: str | None = None) -> Manifest:
     sampler = build_sampler(cfg)
     sampler_state = sampler.save()
     model, weights = model_identity(cfg.model, cfg.run.storage_options)
+    if warning := coverage_warning(cfg.model, sampler):
+        log.warning("sampler: %s", warning)
     if cfg.conditioning is not None:  # checked (columns, rows) before Ray starts; its sha256 is part of the model
         model["conditioning"] = table_identity(cfg)
     if cfg.model.decoder is not None:  # the decoder's weights are part of what the stored images depend on

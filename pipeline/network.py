@@ -131,3 +131,14 @@ def check_model(model_cfg: Any, state: dict[str, torch.Tensor] | None = None) ->
             build_field(cfg, "meta", state)
     except Exception:  # noqa: BLE001 - the CPU build below raises the real error, or passes
         build_field(cfg, "cpu", state)
+
+
+def coverage_warning(model_cfg: Any, sampler: samplers.Sampler) -> str | None:
+    """One line when the sampler's grid covers only part of the model's trained range (a vp_* grid starting at
+    sigma = 1 of a 0.01..157 range; a grid below its lowest trained sigma), via `samplers.grid_coverage_warning`.
+    Quiet for `time_dist: diffusers`, which reproduces a scheduler's own grid, and for samplers without a grid.
+    Reads only the interface's schedule: no network is built."""
+    if not isinstance(sampler, samplers.StepSampler) or sampler.time_dist == "diffusers":
+        return None
+    field = samplers.wrap(torch.nn.Identity(), model_cfg.interface, **model_cfg.interface_kwargs)
+    return samplers.grid_coverage_warning(field, sampler.sample_t())

@@ -23,6 +23,7 @@ from .errors import ConfigError, fmt_value, format_validation_error
 
 _FACTORY_RE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
 _CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth", ".ckpt")
+_PICKLE_FACTORY = "pipeline.models.trusted_pickle:load"  # the one factory that unpickles (model.trust_pickle)
 
 
 # --------------------------------------------------------------------------- registries
@@ -155,6 +156,7 @@ class _NetworkConfig(_Strict):
     dtype: NetworkDtype = "float32"
     autocast: AutocastDtype | None = None  # the network call under torch.autocast; weights keep `dtype`
     compile: bool = False
+    trust_pickle: bool = False  # allow pipeline.models.trusted_pickle (unpickling runs the file's code)
 
     @field_validator("factory")
     @classmethod
@@ -170,6 +172,13 @@ class _NetworkConfig(_Strict):
             allowed = ", ".join(_CHECKPOINT_SUFFIXES)
             raise ValueError(f"must be a {allowed} file (got {v!r})")
         return v
+
+    @model_validator(mode="after")
+    def _pickles_need_trust(self) -> "_NetworkConfig":
+        if self.factory == _PICKLE_FACTORY and not self.trust_pickle:
+            raise ValueError(f"trust_pickle: must be true to load a network pickle with {_PICKLE_FACTORY} "
+                             "(unpickling runs code from the file; set it only for files you trust) (got false)")
+        return self
 
     @model_validator(mode="after")
     def _default_null_label(self) -> "_NetworkConfig":

@@ -85,6 +85,8 @@ def manifest_config(cfg: JobConfig) -> dict[str, Any]:
     for model in (config["model"], config["model"].get("guide")):
         if model and model.get("checkpoint"):
             model["checkpoint"] = redact_url(model["checkpoint"])
+    if config.get("conditioning"):
+        config["conditioning"]["table"] = redact_url(config["conditioning"]["table"])
     return config
 
 

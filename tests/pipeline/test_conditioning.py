@@ -121,3 +121,10 @@ def test_ray_job_checks_the_table_first_and_refuses_another_on_resume(ray_local,
     write_table(tmp_path / "cond.parquet", rows=N + 1)  # same URL, other bytes
     with pytest.raises(JobError, match=r"conditioning \(sha256\)"):
         run_job(cfg)
+
+
+def test_the_manifest_masks_credentials_in_the_table_url(tmp_path):
+    from pipeline.driver import manifest_config
+
+    cfg = cond_job(tmp_path, "https://user:hunter2@example.org/cond.parquet")
+    assert manifest_config(cfg)["conditioning"]["table"] == "https://***@example.org/cond.parquet"

@@ -350,6 +350,8 @@ class JobConfig(_Strict):
         data = {**data, "model": model}
         if wants_grid and settings is not None:
             data["sampler"] = {**sampler, "time_kwargs": settings.time_kwargs}
+            if sampler.get("name") == settings.sampler and "kwargs" not in sampler:  # e.g. DDPM: ddim with eta 1
+                data["sampler"]["kwargs"] = settings.sampler_kwargs
         return data
 
     @model_validator(mode="after")

@@ -76,7 +76,8 @@ def load_model(path: str, subfolder: str | None = None, storage_options: dict[st
         name = json.load(f).get("_class_name")
     cls = getattr(diffusers, str(name), None)
     if not (isinstance(cls, type) and issubclass(cls, diffusers.ModelMixin)):
-        raise ValueError(f"model.diffusers {join(path, subfolder)!r}: config.json names {name!r}, not a diffusers model")
+        raise ValueError(f"model.diffusers {join(path, subfolder)!r}: config.json names {name!r}, "
+                         "not a diffusers model")
     kwargs = {"torch_dtype": getattr(torch, dtype)} if dtype else {}
     return cls.from_pretrained(folder, local_files_only=True, **kwargs).eval().requires_grad_(False)
 
@@ -99,7 +100,8 @@ def scheduler_settings(path: str, scheduler: str = "scheduler", storage_options:
     try:
         config = read_json(url, storage_options)
     except (OSError, ValueError) as e:
-        raise ValueError(f"model.diffusers: cannot read the scheduler config {url!r} ({type(e).__name__}: {e})") from None
+        reason = f"{type(e).__name__}: {e}"
+        raise ValueError(f"model.diffusers: cannot read the scheduler config {url!r} ({reason})") from None
     return diffusers_settings(config)
 
 

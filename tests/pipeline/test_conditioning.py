@@ -90,7 +90,7 @@ def test_a_table_that_does_not_fit_is_a_clear_error(tmp_path):
     write_table(tmp_path / "cond.parquet")
     cfg = cond_job(tmp_path, tmp_path / "cond.parquet")
     cfg.conditioning.columns["pooled_projections"] = "pooled"
-    with pytest.raises(ConditioningError, match=r"\['pooled'\] not in conditioning.table .*its columns: label, caption"):
+    with pytest.raises(ConditioningError, match=r"\['pooled'\] not in conditioning.table .*its columns: label, capt"):
         table_identity(cfg)
     with pytest.raises(ConditioningError, match=r"conditioning.table '.*nowhere.parquet': cannot read"):
         table_identity(cond_job(tmp_path, tmp_path / "nowhere.parquet"))

@@ -102,7 +102,7 @@ def test_explicit_interface_is_kept_and_a_bad_folder_is_one_line(tmp_path):
     cfg = job(tmp_path, tmp_path, {"name": "heun", "steps": 4, "time_dist": "karras",
                                    "time_kwargs": {"sigma_min": 0.01, "sigma_max": 80.0}}, interface="vp_eps")
     assert cfg.model.interface == "vp_eps" and cfg.model.interface_kwargs == {}
-    with pytest.raises(ConfigError, match=r"cannot read the scheduler config '.*nowhere/scheduler/scheduler_config.json'"):
+    with pytest.raises(ConfigError, match=r"cannot read the scheduler config '.*nowhere/scheduler/scheduler_config"):
         job(tmp_path, tmp_path / "nowhere", {"name": "ddim", "steps": 4, "time_dist": "diffusers"})
     bad = json.loads((tmp_path / "scheduler" / "scheduler_config.json").read_text())
     (tmp_path / "scheduler" / "scheduler_config.json").write_text(json.dumps({**bad, "_class_name": "PNDMScheduler"}))
@@ -210,7 +210,8 @@ def test_flow_matching_transformer_equals_the_sd3_loop(tmp_path):
 
 def test_ddpm_job_equals_ddpm_pipeline_with_its_noise_injected(tmp_path, monkeypatch):
     """DDPMScheduler (clip_sample=True) is ddim with eta 1 and the re-derived eps, filled in from the scheduler; with
-    seedshard's start and step noise injected into diffusers, the job equals DDPMPipeline (measured 1.3e-6 on images in [-1, 1])."""
+    seedshard's start and step noise injected into diffusers, the job equals DDPMPipeline (measured 1.3e-6 on images
+    in [-1, 1])."""
     pipe = save_pipeline(tmp_path, diffusers.DDPMPipeline, diffusers.DDPMScheduler())
     cfg = job(tmp_path, tmp_path, {"name": "ddim", "steps": 8, "time_dist": "diffusers"})
     assert cfg.sampler.kwargs == {"eta": 1.0, "use_clipped_model_output": True}

@@ -34,7 +34,8 @@ def pickle_job(tmp_path, trust=True):
     net = TinyPrecond()
     with open(tmp_path / "network-snapshot.pkl", "wb") as f:
         pickle.dump({"ema": net, "augment_pipe": None}, f)  # EDM's snapshot layout
-    model = {"factory": "pipeline.models.trusted_pickle:load", "kwargs": {"url": str(tmp_path / "network-snapshot.pkl")},
+    model = {"factory": "pipeline.models.trusted_pickle:load",
+             "kwargs": {"url": str(tmp_path / "network-snapshot.pkl")},
              "interface": "edm", "shape": [2, 4], "num_classes": 3}
     if trust:
         model["trust_pickle"] = True

@@ -16,7 +16,9 @@ import torch
 
 import samplers
 
+from .conditioning import ConditioningTable, load_table
 from .config import JobConfig, load_config
+from .decoder import LatentDecoder, build_decoder
 from .network import build_fields, read_checkpoint
 from .run.plan import Shard
 from .run.sampling import SampleSpec, build_sampler, sample_shard
@@ -42,6 +44,8 @@ class SamplingHandle:
         self.null_label = null_label if null_label is not None else num_classes
         self.sampler, self.batch_size = sampler, batch_size
         self.spec_defaults: dict[str, Any] = {}
+        self.conditioning: ConditioningTable | None = None  # network keywords per index (conditioning.table)
+        self.decoder: LatentDecoder | None = None  # latents -> images (model.decoder)
 
     @classmethod
     def from_config(cls, config: JobConfig | str, overrides: list[str] | tuple[str, ...] = (),
@@ -58,6 +62,7 @@ class SamplingHandle:
                      num_classes=cfg.model.num_classes, null_label=cfg.model.null_label, batch_size=cfg.run.batch_size)
         handle.spec_defaults = dict(seed=cfg.run.seed, labels=cfg.run.labels, label=cfg.run.label,
                                     guidance_scale=cfg.sampler.guidance_scale)
+        handle.conditioning, handle.decoder = load_table(cfg), build_decoder(cfg.model, device)
         return handle
 
     def set_sampler(self, sampler: samplers.Sampler) -> "SamplingHandle":
@@ -75,7 +80,8 @@ class SamplingHandle:
             d.get("labels", "none"), d.get("label"))
         w = guidance_scale if guidance_scale is not None else d.get("guidance_scale", 1.0)
         spec = SampleSpec(seed=seed if seed is not None else d.get("seed", 0), shape=self.shape, labels=mode,
-                          label=label, num_classes=self.num_classes, guidance_scale=w)
+                          label=label, num_classes=self.num_classes, guidance_scale=w, conditioning=self.conditioning,
+                          decoder=self.decoder)
         g_net = None
         if w != 1.0:
             if self.g_net is None and self.num_classes is None:

@@ -17,6 +17,7 @@ import torch
 import samplers
 import samplers.names
 
+from .autocast import AutocastNet
 from .models.checkpoint import CheckpointTooLarge, parse_state_dict, read_bytes
 from .redact import redact_url, scrub
 
@@ -95,6 +96,8 @@ def build_network(model_cfg: Any, device: torch.device | str, state: dict[str, t
 def build_field(model_cfg: Any, device: torch.device | str, state: dict[str, torch.Tensor] | None = None) -> samplers.Field:
     """The network of `model_cfg` wrapped by its interface."""
     net = build_network(model_cfg, device, state)
+    if getattr(model_cfg, "autocast", None):
+        net = AutocastNet(net, model_cfg.autocast)
     try:
         return samplers.wrap(net, model_cfg.interface, dtype=NET_DTYPES[model_cfg.dtype], **model_cfg.interface_kwargs)
     except TypeError as e:
@@ -145,3 +148,14 @@ def model_identity(model_cfg: Any, storage_options: dict[str, Any]) -> tuple[dic
         return identity, state
     identity["sha256"] = state_dict_sha256(build_network(model_cfg, "cpu").state_dict())
     return identity, None
+
+
+def coverage_warning(model_cfg: Any, sampler: samplers.Sampler) -> str | None:
+    """One line when the sampler's grid covers only part of the model's trained range (a vp_* grid starting at
+    sigma = 1 of a 0.01..157 range; a grid below its lowest trained sigma), via `samplers.grid_coverage_warning`.
+    Quiet for `time_dist: diffusers`, which reproduces a scheduler's own grid, and for samplers without a grid.
+    Reads only the interface's schedule: no network is built."""
+    if not isinstance(sampler, samplers.StepSampler) or sampler.time_dist == "diffusers":
+        return None
+    field = samplers.wrap(torch.nn.Identity(), model_cfg.interface, **model_cfg.interface_kwargs)
+    return samplers.grid_coverage_warning(field, sampler.sample_t())

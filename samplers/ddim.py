@@ -7,6 +7,10 @@ h = lambda_next - lambda_cur, lambda = log(alpha / sigma): for VP models this is
 sigma_t(eta); for sigma fields (alpha = 1) it is k-diffusion's ancestral sigma_up. eta = 0 is the
 deterministic DDIM, a first-order solver of the probability-flow ODE (Euler in sigma for sigma
 fields); eta = 1 is DDPM's ancestral sampling. The last step to t = 0 returns x0, with no noise.
+
+With a field that clips x0 (vp_* with clip_sample / thresholding), the step pairs the clipped x0 with
+the network's own eps, as diffusers' DDIMScheduler does by default; use_clipped_model_output=True
+re-derives eps from the clipped x0 instead (diffusers' step option of that name; DDPM's posterior).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ class DDIMSampler(StepSampler):
 
     name = "ddim"
     eta: float = 0.0
+    use_clipped_model_output: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -38,8 +43,11 @@ class DDIMSampler(StepSampler):
     def forward(self, net: GuidedField, x: torch.Tensor, t_curr: float, t_next: float, *, noise: Any = None,
                 history: dict[str, Any] | None = None) -> torch.Tensor:
         # Song et al. 2021, Eq. 12: "predicted x0", "direction pointing to x_t", "random noise".
-        x0 = net.denoise(x, t_curr)
-        eps = (x - net.alpha(t_curr) * x0) / net.sigma(t_curr)
+        if getattr(net, "clips", False) and not self.use_clipped_model_output:
+            x0, eps = net.denoise_and_raw_eps(x, t_curr)
+        else:
+            x0 = net.denoise(x, t_curr)
+            eps = (x - net.alpha(t_curr) * x0) / net.sigma(t_curr)
         h = net.half_log_snr(t_next) - net.half_log_snr(t_curr)
         sigma_next = net.sigma(t_next)
         s = self.eta * sigma_next * math.sqrt(-math.expm1(-2.0 * h))

@@ -64,6 +64,14 @@ class GuidedField:
     def average_velocity(self, x: torch.Tensor, r: float, t: float) -> torch.Tensor:
         return self.guided("average_velocity", x, r, t)
 
+    def denoise_and_raw_eps(self, x: torch.Tensor, t: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """(x_0, eps) of a clipping VP field (`VPField.denoise_and_raw_eps`), each guided."""
+        x0, eps = self.net.denoise_and_raw_eps(x, t, **self.net_kwargs)
+        if self.g_net is None or (self.interval is not None and not self.interval[0] <= t <= self.interval[1]):
+            return x0, eps
+        g_x0, g_eps = self.g_net.denoise_and_raw_eps(x, t, **self.net_kwargs)
+        return mix(x0, g_x0, self.guidance_scale), mix(eps, g_eps, self.guidance_scale)
+
     def __getattr__(self, name: str) -> Any:  # the other attributes of `net` (t_max_allowed, interface, ...)
         if name == "net":  # not set yet (copy, unpickling): no recursion
             raise AttributeError(name)

@@ -155,7 +155,7 @@ CASES = [
          text="base: &b {seed: 1}\nrun: {<<: *b, seed: 2, seed: 3}\n"),
     Case("yaml-1.1-boolean", 2, r"^run.overwrite: must be true or false \(got 'yes' of type str\)$", overrides=["run.overwrite=yes"]),
     # --- unknown keys, missing keys, wrong types
-    Case("unknown-section", 2, r"^extra: unknown field; allowed: run, model, sampler, cluster, metrics$", edit={"extra": {}}),
+    Case("unknown-section", 2, r"^extra: unknown field; allowed: run, model, sampler, cluster, metrics, conditioning$", edit={"extra": {}}),
     Case("unknown-run-key", 2, r"^run.num_sample: unknown field; allowed: num_samples", edit={"run.num_sample": 10}),
     Case("unknown-sampler-key", 2, r"^sampler.step: unknown field", edit={"sampler.step": 4}),
     Case("missing-seed", 2, r"^run.seed: required field missing$", edit={"run.seed": DELETE}),

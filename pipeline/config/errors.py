@@ -124,6 +124,17 @@ def _error_lines(err: dict[str, Any], root: type[BaseModel]) -> list[str]:
 def format_validation_error(exc: ValidationError, root: type[BaseModel]) -> list[str]:
     """One short line per problem in `exc` (raised validating `root`): `field.path: what is wrong (got value)`."""
     lines: list[str] = []
+    seen: set[tuple[Any, ...]] = set()
     for err in exc.errors(include_url=False):
+        loc = tuple(err["loc"])
+        if loc and isinstance(loc[-1], str) and ("[" in loc[-1] or loc[-1] in _UNION_TAGS):
+            loc = loc[:-1]  # one member of a union (`float`, `list[float]`, ...): report the first member only
+            if loc in seen:
+                continue
+            seen.add(loc)
+            err = {**err, "loc": loc}
         lines.extend(_error_lines(err, root))
     return lines
+
+
+_UNION_TAGS = ("float", "int", "str", "bool")  # pydantic's loc tags of plain union members

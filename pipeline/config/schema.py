@@ -24,6 +24,7 @@ from .errors import ConfigError, fmt_value, format_validation_error
 
 _FACTORY_RE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
 _CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth", ".ckpt")
+_PICKLE_FACTORY = "pipeline.models.trusted_pickle:load"  # the one factory that unpickles (model.trust_pickle)
 
 # Stated limits (README, "Limits"): what one job may ask for, so that a typo fails here instead of
 # allocating a time grid of 10^12 points or a plan of 10^9 shards.
@@ -79,6 +80,12 @@ def network_dtypes() -> Iterable[str]:
     return NET_DTYPES
 
 
+def autocast_dtypes() -> Iterable[str]:
+    """Mixed-precision dtypes of the network call, `pipeline.autocast.AUTOCAST_DTYPES`."""
+    from ..autocast import AUTOCAST_DTYPES
+    return AUTOCAST_DTYPES
+
+
 def extractor_names() -> Iterable[str]:
     """FID feature extractors, `pipeline.fid.extractors.EXTRACTORS`."""
     from ..fid.extractors import EXTRACTORS
@@ -105,6 +112,7 @@ Format = _choice(formats)
 StoredDtype = _choice(stored_dtypes)
 NetworkDtype = _choice(network_dtypes)
 Extractor = _choice(extractor_names)
+AutocastDtype = _choice(autocast_dtypes)
 
 
 class _Strict(BaseModel):
@@ -146,6 +154,7 @@ class _NetworkConfig(_Strict):
 
     factory: str
     kwargs: dict[str, Any] = {}
+    diffusers: DiffusersFolderConfig | None = None  # fills factory, interface (+ kwargs) when they are left out
     checkpoint: str | None = None
     interface: Interface
     interface_kwargs: dict[str, Any] = {}
@@ -153,8 +162,10 @@ class _NetworkConfig(_Strict):
     num_classes: int | None = Field(default=None, gt=0)
     null_label: int | None = Field(default=None, ge=0)
     dtype: NetworkDtype = "float32"
+    autocast: AutocastDtype | None = None  # the network call under torch.autocast; weights keep `dtype`
     compile: bool = False
     max_checkpoint_bytes: int = Field(default=MAX_CHECKPOINT_BYTES, gt=0)  # file size, and unpacked size of a torch zip
+    trust_pickle: bool = False  # allow pipeline.models.trusted_pickle (unpickling runs the file's code)
 
     @field_validator("factory")
     @classmethod
@@ -172,11 +183,47 @@ class _NetworkConfig(_Strict):
         return v
 
     @model_validator(mode="after")
+    def _pickles_need_trust(self) -> "_NetworkConfig":
+        if self.factory == _PICKLE_FACTORY and not self.trust_pickle:
+            raise ValueError(f"trust_pickle: must be true to load a network pickle with {_PICKLE_FACTORY} "
+                             "(unpickling runs code from the file; set it only for files you trust) (got false)")
+        return self
+
+    @model_validator(mode="after")
     def _default_null_label(self) -> "_NetworkConfig":
         if self.num_classes is None and self.null_label is not None:
             raise ValueError(f"null_label: needs num_classes (got {self.null_label})")
         if self.num_classes is not None and self.null_label is None:
             self.null_label = self.num_classes
+        return self
+
+
+class DiffusersFolderConfig(_Strict):
+    """A diffusers `save_pretrained` folder (`pipeline.models.diffusers_folder`): the model in `subfolder`, the
+    interface and grid from the scheduler config in `scheduler` (a subfolder or a .json path under `path`)."""
+
+    path: str = Field(min_length=1)
+    subfolder: str | None = None
+    scheduler: str = "scheduler"
+
+
+class DecoderConfig(_Strict):
+    """Latents -> images before storage (`pipeline.decoder`): a diffusers AutoencoderKL folder, or a factory."""
+
+    diffusers: DiffusersFolderConfig | None = None
+    factory: str | None = None
+    kwargs: dict[str, Any] = {}
+    shape: list[typing.Annotated[int, Field(gt=0)]] = Field(min_length=1)  # one decoded sample
+    scaling_factor: float | None = Field(default=None, gt=0)  # default: the folder's config, else 1
+    shift_factor: float | None = None  # default: the folder's config, else 0
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "DecoderConfig":
+        if (self.diffusers is None) == (self.factory is None):
+            raise ValueError("needs exactly one of diffusers (a folder) or factory (got "
+                             f"{'both' if self.factory else 'neither'})")
+        if self.factory is not None and not _FACTORY_RE.match(self.factory):
+            raise ValueError(f"factory: must be 'package.module:callable' (got {self.factory!r})")
         return self
 
 
@@ -189,6 +236,7 @@ class ModelConfig(_NetworkConfig):
 
     guide: GuideConfig | None = None
     preflight: bool = True  # one forward pass of the network (and guide) on the driver's CPU before the job starts
+    decoder: DecoderConfig | None = None
 
 
 class SamplerConfig(_Strict):
@@ -197,7 +245,8 @@ class SamplerConfig(_Strict):
     name: SamplerName
     steps: int = Field(gt=0, le=MAX_STEPS)
     time_dist: TimeDist = "uniform"
-    time_kwargs: dict[str, float] = {}
+    # numbers; `explicit`: {t: [times]}; `diffusers`: {scheduler_config: a scheduler_config.json path or its dict}
+    time_kwargs: dict[str, float | list[float] | dict[str, Any] | str] = {}
     guidance_scale: float = Field(default=1.0, ge=0)
     guidance_interval: list[float] | None = None
     kwargs: dict[str, Any] = {}
@@ -219,7 +268,33 @@ class SamplerConfig(_Strict):
                 f"time_kwargs: unknown {', '.join(map(repr, unknown))} for "
                 f"time_dist={self.time_dist!r}; allowed: {', '.join(known) or 'none'}"
             )
+        problem = time_kwargs_problem(self.time_dist, self.time_kwargs)
+        if problem:
+            raise ValueError(f"time_kwargs: {problem}")
         return self
+
+
+def time_kwargs_problem(time_dist: str, time_kwargs: dict[str, Any]) -> str | None:
+    """What is wrong with the value types of `time_kwargs` for `time_dist` (None: nothing), without reading files:
+    numbers for the numeric schedules, a list for `explicit`, a path or dict for `diffusers` (a missing one is
+    reported when the sampler is built)."""
+    from samplers.schedules import explicit_times
+
+    if time_dist in ("explicit", "diffusers") and not time_kwargs:
+        return None
+    if time_dist == "explicit":
+        try:
+            explicit_times(time_kwargs.get("t"))
+        except ValueError as e:
+            return str(e)
+        return None
+    if time_dist == "diffusers":
+        value = time_kwargs.get("scheduler_config")
+        if not isinstance(value, (str, dict)):
+            return f"scheduler_config must be a scheduler_config.json path or its dict (got {fmt_value(value)})"
+        return None
+    bad = {k: v for k, v in time_kwargs.items() if not isinstance(v, float)}
+    return f"must be numbers for time_dist={time_dist!r} (got {bad})" if bad else None
 
 
 class ClusterConfig(_Strict):
@@ -245,6 +320,13 @@ class FIDConfig(_Strict):
     store_samples: bool = True
 
 
+class ConditioningConfig(_Strict):
+    """Row i of a Parquet table conditions sample i (`pipeline.conditioning`)."""
+
+    table: str = Field(min_length=1)
+    columns: dict[str, str] = Field(min_length=1)  # network keyword -> column
+
+
 class MetricsConfig(_Strict):
     """Metrics computed while sampling."""
 
@@ -259,6 +341,28 @@ class JobConfig(_Strict):
     sampler: SamplerConfig
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    conditioning: ConditioningConfig | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _diffusers_folders(cls, data: Any) -> Any:
+        """model.diffusers: factory, interface and (time_dist: diffusers) the grid from the folder's scheduler."""
+        model = data.get("model") if isinstance(data, dict) else None
+        if not (isinstance(model, dict) and model.get("diffusers") is not None):
+            return data
+        from ..models.diffusers_folder import resolve
+
+        run = data.get("run") if isinstance(data.get("run"), dict) else {}
+        sampler = data.get("sampler")
+        wants_grid = (isinstance(sampler, dict) and sampler.get("time_dist") == "diffusers"
+                      and "time_kwargs" not in sampler)
+        model, settings = resolve(model, run.get("storage_options"), need_settings=wants_grid)
+        data = {**data, "model": model}
+        if wants_grid and settings is not None:
+            data["sampler"] = {**sampler, "time_kwargs": settings.time_kwargs}
+            if sampler.get("name") == settings.sampler and "kwargs" not in sampler:  # e.g. DDPM: ddim with eta 1
+                data["sampler"]["kwargs"] = settings.sampler_kwargs
+        return data
 
     @model_validator(mode="after")
     def _cross_checks(self) -> "JobConfig":

@@ -1,7 +1,9 @@
 """Reference statistics and FID reports.
 
 Reference statistics are `.npz` files with `mu` (D,) and `sigma` (D, D): the format written by
-pytorch-fid (`--save-stats`) and EDM (`fid.py ref`). Paths may be fsspec URLs. The digits
+pytorch-fid (`--save-stats`) and EDM (`fid.py ref`), or EDM2's `.pkl` (`calculate_metrics.py ref`:
+{'fid': {'mu', 'sigma'}, 'fd_dinov2': {...}}; the Inception 'fid' entry is used), read by an unpickler
+that builds only NumPy arrays and plain containers, so no code runs. Paths may be fsspec URLs. The digits
 reference ships with the package (`default_reference("digits")`). A job's FID report is
 `fid.json` beside its manifest.
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import pickle
 from typing import IO, Any
 
 import numpy as np
@@ -41,11 +44,17 @@ def load_reference(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     path = os.fspath(path)
     with fsspec.open(path, "rb") as f:
         data = f.read()
-    try:
-        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-    except Exception as e:  # noqa: BLE001 - numpy raises several types for a bad file
-        raise ValueError(f"{path}: not a readable .npz file ({type(e).__name__})") from e
+    if data[:1] == b"\x80":  # a pickle (protocol 2+): EDM2's reference statistics
+        try:
+            arrays = edm2_stats(_ArraysOnly(io.BytesIO(data)).load(), path)
+        except (pickle.UnpicklingError, EOFError) as e:
+            raise ValueError(f"{path}: not a reference .pkl of arrays ({e})") from None
+    else:
+        try:
+            with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+                arrays = {k: npz[k] for k in npz.files}
+        except Exception as e:  # noqa: BLE001 - numpy raises several types for a bad file
+            raise ValueError(f"{path}: not a readable .npz file ({type(e).__name__})") from e
     missing = [k for k in ("mu", "sigma") if k not in arrays]
     if missing:
         raise ValueError(f"{path}: missing key(s) {missing}; a reference .npz needs 'mu' and 'sigma', "
@@ -62,6 +71,27 @@ def load_reference(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     if not (np.isfinite(mu).all() and np.isfinite(sigma).all()):
         raise ValueError(f"{path}: 'mu' or 'sigma' contains NaN or inf")
     return mu.astype(np.float64), sigma.astype(np.float64)
+
+
+class _ArraysOnly(pickle.Unpickler):
+    """Unpickles NumPy arrays, dtypes and plain containers only; any other class is refused, never imported."""
+
+    ALLOWED = {(m, n) for m in ("numpy.core.multiarray", "numpy._core.multiarray") for n in ("_reconstruct", "scalar")}
+    ALLOWED |= {("numpy", "ndarray"), ("numpy", "dtype"), ("collections", "OrderedDict")}
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"refuses {module}.{name}; only NumPy arrays are read")
+        return super().find_class(module, name)
+
+
+def edm2_stats(obj: Any, path: str) -> dict[str, Any]:
+    """{'mu', 'sigma'} of an EDM2 reference pickle: its 'fid' (Inception) entry, or a top-level mu/sigma."""
+    if isinstance(obj, dict) and isinstance(obj.get("fid"), dict):
+        obj = obj["fid"]
+    if not isinstance(obj, dict):
+        raise ValueError(f"{path}: a reference .pkl must hold a dict, got {type(obj).__name__}")
+    return obj
 
 
 def fid_from_stats(stats: FeatureStats, reference: str | os.PathLike | FeatureStats) -> float:

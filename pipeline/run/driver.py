@@ -30,7 +30,9 @@ from ..fid.reference import fid_report, load_reference, reference_url, write_rep
 from ..fid.sources import split
 from ..fid.stats import FeatureStats
 from ..grid import GRID_NAME, save_grid
-from ..network import check_model, model_identity
+from ..conditioning import table_identity
+from ..decoder import build_decoder
+from ..network import check_model, coverage_warning, model_identity, state_dict_sha256
 from ..output.fs import join_path, open_output, protocols
 from ..output.manifest import Manifest, write_manifest
 from ..output.record import ShardRecord
@@ -100,6 +102,12 @@ def prepare(cfg: JobConfig) -> JobPlan:
     if cfg.metrics.fid is not None:  # a missing or malformed reference fails now, not after hours of sampling
         load_reference(reference_url(cfg.metrics.fid.extractor, cfg.metrics.fid.ref))
     model, weights = _checked_model(cfg.model, cfg.run.storage_options)
+    if warning := coverage_warning(cfg.model, sampler):
+        log.warning("sampler: %s", warning)
+    if cfg.conditioning is not None:  # checked (columns, rows) before Ray starts; its sha256 is part of the model
+        model["conditioning"] = table_identity(cfg)
+    if cfg.model.decoder is not None:  # the decoder's weights are part of what the stored images depend on
+        model["decoder"] = {"sha256": state_dict_sha256(build_decoder(cfg.model).state_dict())}
     guide_weights = None
     if cfg.model.guide is not None:
         model["guide"], guide_weights = _checked_model(cfg.model.guide, cfg.run.storage_options)

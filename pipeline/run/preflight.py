@@ -23,6 +23,7 @@ import torch
 
 import samplers
 
+from ..conditioning import load_table
 from ..config import ConfigError, JobConfig
 from ..network import build_fields
 
@@ -95,6 +96,8 @@ def check_forward(cfg: JobConfig, sampler: samplers.Sampler, weights: Any = None
     x = torch.randn(shape, generator=torch.Generator().manual_seed(0), dtype=sampler.torch_dtype) * net.prior_scale(t)
     label = _label(cfg)
     kwargs = {} if label is None else {"class_labels": torch.tensor([label])}
+    table = load_table(cfg)  # conditioning.table: the network keywords of sample 0
+    kwargs |= table.kwargs(0, 1) if table is not None else {}
     where = f"on one sample at t={t:g}" + ("" if label is None else f" with class label {label}")
     roles = [("model", net)]
     if g_net is not None:

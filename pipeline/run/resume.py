@@ -12,6 +12,7 @@ import logging
 from typing import Any
 
 from ..config import JobConfig, config_diff
+from ..decoder import stored_shape
 from ..output.fs import cleanup_temp, join_path, list_names, open_output
 from ..output.manifest import MANIFEST_NAME, Manifest, read_manifest, write_manifest
 from ..output.shards import ShardRecord, load_sidecars, shard_metadata, shard_name, shard_schema, verify_shard
@@ -30,12 +31,14 @@ def manifest_config(cfg: JobConfig) -> dict[str, Any]:
     for model in (config["model"], config["model"].get("guide")):
         if model and model.get("checkpoint"):
             model["checkpoint"] = redact_url(model["checkpoint"])
+    if config.get("conditioning"):
+        config["conditioning"]["table"] = redact_url(config["conditioning"]["table"])
     return config
 
 
 def job_schema(cfg: JobConfig) -> dict[str, Any]:
     """The manifest's schema entry of this job's shards."""
-    return shard_schema(cfg.run.format, cfg.run.dtype, cfg.model.shape, cfg.run.labels != "none")
+    return shard_schema(cfg.run.format, cfg.run.dtype, stored_shape(cfg.model), cfg.run.labels != "none")
 
 
 def _shard_plan_ok(record: ShardRecord, cfg: JobConfig) -> bool:
@@ -63,6 +66,9 @@ def check_output(fs: Any, root: str, cfg: JobConfig, model: dict[str, Any], samp
         old, new = (m.get("guide", {}) if part == "guide" else m for m in (existing.model, model))
         if old.get("sha256") != new.get("sha256"):
             diff.append(f"{part} weights (sha256)")
+    for part in ("conditioning", "decoder"):
+        if existing.model.get(part) != model.get(part):
+            diff.append(f"{part} (sha256)")
     if not any(d.startswith("sampler.") for d in diff):  # same sampler config, yet another state: another version
         diff += [f"sampler_state.{k}" for k in sorted(set(existing.sampler_state) | set(sampler_state))
                  if existing.sampler_state.get(k) != sampler_state.get(k)]

@@ -17,7 +17,9 @@ import torch
 import samplers
 from samplers.base import check_params
 
+from ..conditioning import ConditioningTable, load_table
 from ..config import ConfigError
+from ..decoder import LatentDecoder, build_decoder
 from .plan import Shard, shard_batches
 
 
@@ -35,12 +37,15 @@ class SampleSpec:
     label: int | None = None
     num_classes: int | None = None
     guidance_scale: float = 1.0
+    conditioning: ConditioningTable | None = None  # network keywords of each index, from conditioning.table
+    decoder: LatentDecoder | None = None  # latents -> stored images (model.decoder)
 
     @classmethod
-    def from_config(cls, cfg: Any) -> "SampleSpec":
+    def from_config(cls, cfg: Any, device: torch.device | str = "cpu") -> "SampleSpec":
         return cls(
             seed=cfg.run.seed, shape=tuple(cfg.model.shape), labels=cfg.run.labels, label=cfg.run.label,
             num_classes=cfg.model.num_classes, guidance_scale=cfg.sampler.guidance_scale,
+            conditioning=load_table(cfg), decoder=build_decoder(cfg.model, device),
         )
 
 
@@ -87,7 +92,10 @@ def sample_batch(
     x = sampler.sample(
         stop - start, device, net=net, shape=spec.shape, seed=spec.seed, start_index=start, labels=labels,
         g_net=g_net, guidance_scale=spec.guidance_scale,
+        net_kwargs=spec.conditioning.kwargs(start, stop, device) if spec.conditioning is not None else None,
     )
+    if spec.decoder is not None:
+        x = spec.decoder(x)
     finite = torch.isfinite(x.reshape(x.shape[0], -1)).all(dim=1)
     if not bool(finite.all()):
         bad = (start + torch.nonzero(~finite).flatten().cpu()).tolist()

@@ -53,7 +53,7 @@ class SamplerWorker:
         self.device = torch.device("cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu")
         self.sampler = samplers.from_state(sampler_state)
         self.net, self.g_net = build_fields(self.cfg.model, self.cfg.sampler.guidance_scale, self.device, weights, guide_weights)
-        self.spec = SampleSpec.from_config(self.cfg)
+        self.spec = SampleSpec.from_config(self.cfg, self.device)
         self.fs, self.root = open_output(self.cfg.run.output, self.cfg.run.storage_options)
         self.metadata = shard_metadata(self.cfg, sampler_state, samplers.NOISE_SCHEME)
         fid = self.cfg.metrics.fid

@@ -49,7 +49,7 @@ class DiffusersNet(torch.nn.Module):
         """x: (N, C, ...), timestep: (N,) -> prediction (N, C, ...)."""
         if self.timestep_scale != 1.0:
             timestep = timestep * self.timestep_scale
-        return eps_of(self.model(x, timestep, **net_kwargs).sample, x)
+        return eps_of(self.model(x, timestep=timestep, **net_kwargs).sample, x)  # SD3/Flux take timestep 4th
 
 
 def eps_of(out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

@@ -79,7 +79,7 @@ PREDICTIONS: dict[str, str] = {
     "epsilon": "vp_eps", "v_prediction": "vp_v", "sample": "vp_x0", "original_sample": "vp_x0",
 }
 _SPACINGS = ("linspace", "leading", "trailing")
-SAMPLER_OF = {"DDIMScheduler": ("ddim", {"eta": 0.0}), "DDPMScheduler": ("ddim", {"eta": 1.0}),
+SAMPLER_OF = {"DDIMScheduler": ("ddim", {"eta": 0.0}), "DDPMScheduler": ("ddim", {"eta": 1.0, "use_clipped_model_output": True}),
               "EulerDiscreteScheduler": ("euler", {}), "DPMSolverMultistepScheduler": ("dpmpp_2m", {}),
               "FlowMatchEulerDiscreteScheduler": ("euler", {})}
 

@@ -182,3 +182,9 @@ class VPField(Field):
 
     def eps(self, x: torch.Tensor, t: float, **net_kwargs: Any) -> torch.Tensor:
         return self.velocity(x, t, **net_kwargs)
+
+    def denoise_and_raw_eps(self, x: torch.Tensor, t: float, **net_kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """(clipped x_0, the network's own eps before clipping) from one call: the pair diffusers' DDIM steps with
+        by default (use_clipped_model_output=False)."""
+        out = self.predict(x, t, **net_kwargs)
+        return self.clip(self.x0_from(out, x, t)), self.eps_from(out, x, t)

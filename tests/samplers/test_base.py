@@ -36,7 +36,7 @@ def test_float_settings_are_stored_as_floats_and_intervals_as_tuples():
 def test_saved_keys_keep_their_order():
     # `steps`, the method's own settings, then the shared grid settings: the key order of every stored state.
     assert list(samplers.build("ddim", steps=3).save()) == [
-        "name", "version", "steps", "eta", "time_dist", "time_kwargs", "dtype", "guidance_interval"]
+        "name", "version", "steps", "eta", "use_clipped_model_output", "time_dist", "time_kwargs", "dtype", "guidance_interval"]
     assert list(samplers.build("langevin", steps=3).save())[2:5] == ["steps", "snr", "n_corrector"]
     assert list(samplers.GaussianNoiseSampler().save()) == ["name", "version", "mean", "std"]
 

@@ -1,6 +1,8 @@
 """Job config schema: the demo loads with its defaults, and every name chosen from a list is checked
 against the registry of the module that owns it."""
 
+import re
+
 import pytest
 import yaml
 
@@ -48,6 +50,23 @@ def test_yaml_ints_accepted_for_floats(tmp_path, demo_data):
     cfg = load_config(write_job(tmp_path, data))
     assert cfg.sampler.guidance_scale == 3.0 and isinstance(cfg.sampler.guidance_scale, float)
     assert cfg.sampler.time_kwargs == {"rho": 7.0}
+
+
+def test_time_kwargs_take_a_list_or_a_scheduler_config(tmp_path, demo_data):
+    explicit = with_changes(demo_data, sampler__time_dist="explicit", sampler__time_kwargs={"t": [1, 0.5, 0.1]})
+    cfg = load_config(write_job(tmp_path, explicit))
+    assert cfg.sampler.time_kwargs == {"t": [1.0, 0.5, 0.1]}
+    ddim = {"_class_name": "DDIMScheduler", "clip_sample": False}
+    cfg = validate_config(with_changes(demo_data, sampler__time_dist="diffusers",
+                                       sampler__time_kwargs={"scheduler_config": ddim}))
+    assert cfg.sampler.time_kwargs == {"scheduler_config": ddim}
+    for dist, kwargs, problem in [
+        ("explicit", {"t": [0.5, 1.0]}, "explicit: t must be strictly decreasing, got [0.5, 1.0]"),
+        ("karras", {"rho": [7]}, "must be numbers for time_dist='karras' (got {'rho': [7.0]})"),
+        ("diffusers", {"scheduler_config": [1.0]}, "scheduler_config must be a scheduler_config.json path or its dict"),
+    ]:
+        with pytest.raises(ConfigError, match=re.escape(f"sampler.time_kwargs: {problem}")):
+            validate_config(with_changes(demo_data, sampler__time_dist=dist, sampler__time_kwargs=kwargs))
 
 
 def test_checkpoint_url_with_query_is_accepted(tmp_path, demo_data):

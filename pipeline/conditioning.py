@@ -1,0 +1,131 @@
+"""Conditioning tables: row i of a Parquet table conditions sample i.
+
+    conditioning:
+      table: s3://bucket/imagenet-1m-labels.parquet
+      columns: {class_labels: label, encoder_hidden_states: emb}   # network keyword: column
+
+Each mapped column becomes the network keyword of the same batch's rows: integer columns as int64 (N,), float
+columns as float32 (N,), fixed-size tensors (`arrow.fixed_shape_tensor`) and nested lists of equal lengths as
+float32 (N, ...) arrays (e.g. precomputed text-encoder embeddings (N, seq, dim)). Guidance sees them like any
+other keyword (classifier-free guidance nulls `class_labels`). The driver checks the table before Ray starts (the
+columns exist, the rows cover run.num_samples) and its sha256 joins the model identity in the manifest, so a
+resume with another table is refused. Actors read only the row groups their batches need.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import numpy as np
+import torch
+
+from .redact import redact_url, scrub
+
+
+class ConditioningError(ValueError):
+    """A conditioning table that cannot condition this job: unreadable, too short, missing a column."""
+
+
+def _open(url: str, storage_options: dict[str, Any] | None) -> Any:
+    import fsspec
+
+    return fsspec.open(url, "rb", **(storage_options or {})).open()
+
+
+def table_identity(cfg: Any) -> dict[str, Any] | None:
+    """{'table': redacted URL, 'columns', 'rows', 'sha256'} of the job's conditioning table (None without one), after
+    checking it has the mapped columns and at least run.num_samples rows."""
+    cond = cfg.conditioning
+    if cond is None:
+        return None
+    import pyarrow.parquet as pq
+
+    url, options = cond.table, cfg.run.storage_options
+    h = hashlib.sha256()
+    try:
+        with _open(url, options) as f:
+            for chunk in iter(lambda: f.read(1 << 24), b""):
+                h.update(chunk)
+        with _open(url, options) as f:
+            schema, rows = pq.read_schema(f), pq.ParquetFile(f).metadata.num_rows
+    except Exception as e:  # noqa: BLE001 - fsspec and pyarrow raise many types; report one line
+        raise ConditioningError(f"conditioning.table {redact_url(url)!r}: cannot read "
+                                f"({scrub(f'{type(e).__name__}: {e}', options)})") from None
+    missing = sorted(set(cond.columns.values()) - set(schema.names))
+    if missing:
+        raise ConditioningError(f"conditioning.columns: {missing} not in conditioning.table {redact_url(url)!r}; "
+                                f"its columns: {', '.join(schema.names)}")
+    if rows < cfg.run.num_samples:
+        raise ConditioningError(f"conditioning.table {redact_url(url)!r} has {rows} rows, fewer than "
+                                f"run.num_samples={cfg.run.num_samples} (row i conditions sample i)")
+    return {"table": redact_url(url), "columns": dict(cond.columns), "rows": rows, "sha256": h.hexdigest()}
+
+
+def column_array(column: Any) -> np.ndarray:
+    """A pyarrow column as a NumPy array (n, ...): int64 / float32 scalars, or float32 tensors from fixed-shape
+    tensor or (nested) list columns of equal lengths."""
+    import pyarrow as pa
+
+    column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    n = len(column)
+    if isinstance(column.type, pa.FixedShapeTensorType):
+        return column.to_numpy_ndarray().astype(np.float32, copy=False)
+    values = column
+    while pa.types.is_list(values.type) or pa.types.is_fixed_size_list(values.type) or \
+            pa.types.is_large_list(values.type):
+        values = values.flatten()
+    flat = values.to_numpy(zero_copy_only=False)
+    if values is column:
+        return flat.astype(np.int64 if np.issubdtype(flat.dtype, np.integer) else np.float32, copy=False)
+    if n == 0 or flat.size % n:
+        raise ConditioningError(f"conditioning: a list column's rows differ in length ({flat.size} values, {n} rows)")
+    inner = _inner_shape(column, flat.size // n)
+    return flat.astype(np.float32, copy=False).reshape((n, *inner))
+
+
+def _inner_shape(column: Any, per_row: int) -> tuple[int, ...]:
+    """The shape of one row of a nested list column, from its first row."""
+    first = column[0].as_py()
+    shape = []
+    while isinstance(first, list):
+        shape.append(len(first))
+        first = first[0] if first else None
+    if int(np.prod(shape)) != per_row:
+        raise ConditioningError(f"conditioning: a list column's rows are ragged (first row {shape}, {per_row} values)")
+    return tuple(shape)
+
+
+class ConditioningTable:
+    """The mapped columns of a Parquet table, read a row group at a time: `kwargs(start, stop)` -> network keywords."""
+
+    def __init__(self, url: str, columns: dict[str, str], storage_options: dict[str, Any] | None = None) -> None:
+        import pyarrow.parquet as pq
+
+        self.columns = dict(columns)
+        self.file = pq.ParquetFile(_open(url, storage_options))
+        meta = self.file.metadata
+        sizes = [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
+        self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        self._cached: tuple[int, int, dict[str, np.ndarray]] | None = None
+
+    def _rows(self, start: int, stop: int) -> dict[str, np.ndarray]:
+        first = int(np.searchsorted(self.offsets, start, side="right")) - 1
+        last = int(np.searchsorted(self.offsets, stop, side="left"))  # row groups first .. last - 1
+        if self._cached is None or self._cached[:2] != (first, last):
+            table = self.file.read_row_groups(range(first, last), columns=sorted(set(self.columns.values())))
+            self._cached = (first, last, {c: column_array(table[c]) for c in set(self.columns.values())})
+        offset = int(self.offsets[first])
+        return {c: a[start - offset:stop - offset] for c, a in self._cached[2].items()}
+
+    def kwargs(self, start: int, stop: int, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+        """{keyword: tensor (stop - start, ...)} of rows [start, stop) on `device`."""
+        rows = self._rows(start, stop)
+        return {key: torch.from_numpy(np.array(rows[column])).to(device)  # a copy: arrow buffers are read-only
+                for key, column in self.columns.items()}
+
+
+def load_table(cfg: Any) -> ConditioningTable | None:
+    """The job's conditioning table (None without one), opened for reading."""
+    cond = cfg.conditioning
+    return ConditioningTable(cond.table, cond.columns, cfg.run.storage_options) if cond is not None else None

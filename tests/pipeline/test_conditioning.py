@@ -1,0 +1,130 @@
+"""Conditioning tables: row i of a Parquet table conditions sample i, checked before Ray starts, hashed into the
+model identity."""
+
+import hashlib
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+import samplers
+from pipeline.conditioning import ConditioningError, ConditioningTable, column_array, table_identity
+from pipeline.handle import SamplingHandle
+from tests.pipeline.jobs import gaussian_job
+
+N = 10
+
+
+class CondFlow(torch.nn.Module):
+    """A flow network whose velocity depends on a class label and an embedding (N, 2, 3) per sample."""
+
+    def forward(self, x, t, class_labels=None, encoder_hidden_states=None):
+        shift = class_labels.to(x.dtype)[:, None, None] * 0.1 + encoder_hidden_states.sum(dim=1)[:, None, :]
+        return x - shift + t[:, None, None]
+
+
+def build_cond_flow() -> torch.nn.Module:
+    return CondFlow()
+
+
+def write_table(path, rows=N, row_group_size=4):
+    rng = np.random.default_rng(0)
+    labels = np.arange(rows) % 7
+    emb = rng.standard_normal((rows, 2, 3)).astype(np.float32)
+    table = pa.table({"label": labels, "caption": [f"c{i}" for i in range(rows)],
+                      "emb": pa.array(emb.tolist(), type=pa.list_(pa.list_(pa.float32(), 3), 2))})
+    pq.write_table(table, path, row_group_size=row_group_size)
+    return labels, emb
+
+
+def cond_job(tmp_path, table, **run):
+    return gaussian_job(
+        str(tmp_path / "out"), run={"num_samples": N, "shard_size": 5, "batch_size": 3, **run},
+        model={"factory": "tests.pipeline.test_conditioning:build_cond_flow", "kwargs": {}, "interface": "flow",
+               "shape": [1, 3]},
+        sampler={"name": "euler", "steps": 4, "time_dist": "uniform"},
+        cluster={"num_workers": 1},
+        conditioning={"table": str(table), "columns": {"class_labels": "label", "encoder_hidden_states": "emb"}})
+
+
+def test_row_i_conditions_sample_i(tmp_path):
+    labels, emb = write_table(tmp_path / "cond.parquet")
+    cfg = cond_job(tmp_path, tmp_path / "cond.parquet")
+    ours = SamplingHandle.from_config(cfg).sample(N)  # batches of 3 across row groups of 4
+    field = samplers.wrap(CondFlow(), "flow")
+    direct = samplers.build("euler", steps=4).sample(
+        N, "cpu", net=field, shape=(1, 3), seed=cfg.run.seed,
+        net_kwargs={"class_labels": torch.from_numpy(labels), "encoder_hidden_states": torch.from_numpy(emb)})
+    assert torch.allclose(ours, direct, rtol=0, atol=1e-6)
+    unconditioned = samplers.build("euler", steps=4).sample(
+        N, "cpu", net=field, shape=(1, 3), seed=cfg.run.seed,
+        net_kwargs={"class_labels": torch.zeros(N, dtype=torch.int64), "encoder_hidden_states": torch.zeros(N, 2, 3)})
+    assert not torch.allclose(ours, unconditioned, atol=1e-3)
+
+
+def test_column_types():
+    assert column_array(pa.chunked_array([[1, 2], [3]])).dtype == np.int64
+    assert column_array(pa.array([0.5, 1.5])).dtype == np.float32
+    tensor = pa.FixedShapeTensorArray.from_numpy_ndarray(np.arange(12, dtype=np.float64).reshape(3, 2, 2))
+    assert column_array(tensor).shape == (3, 2, 2) and column_array(tensor).dtype == np.float32
+    assert column_array(pa.array([[1.0, 2.0], [3.0, 4.0]])).tolist() == [[1.0, 2.0], [3.0, 4.0]]
+    with pytest.raises(ConditioningError, match="ragged"):
+        column_array(pa.array([[1.0, 2.0, 3.0], [4.0]]))
+
+
+def test_table_reads_only_the_rows_asked_for(tmp_path):
+    labels, emb = write_table(tmp_path / "cond.parquet", rows=N, row_group_size=3)
+    table = ConditioningTable(str(tmp_path / "cond.parquet"), {"class_labels": "label", "e": "emb"})
+    for start, stop in [(0, 2), (2, 7), (9, 10), (0, 10)]:
+        kw = table.kwargs(start, stop)
+        assert kw["class_labels"].tolist() == labels[start:stop].tolist()
+        assert torch.equal(kw["e"], torch.from_numpy(emb[start:stop]))
+
+
+def test_a_table_that_does_not_fit_is_a_clear_error(tmp_path):
+    write_table(tmp_path / "short.parquet", rows=N - 1)
+    with pytest.raises(ConditioningError, match=r"has 9 rows, fewer than run.num_samples=10 \(row i conditions"):
+        table_identity(cond_job(tmp_path, tmp_path / "short.parquet"))
+    write_table(tmp_path / "cond.parquet")
+    cfg = cond_job(tmp_path, tmp_path / "cond.parquet")
+    cfg.conditioning.columns["pooled_projections"] = "pooled"
+    with pytest.raises(ConditioningError, match=r"\['pooled'\] not in conditioning.table .*its columns: label, capt"):
+        table_identity(cfg)
+    with pytest.raises(ConditioningError, match=r"conditioning.table '.*nowhere.parquet': cannot read"):
+        table_identity(cond_job(tmp_path, tmp_path / "nowhere.parquet"))
+
+
+def test_identity_is_the_tables_sha256(tmp_path):
+    write_table(tmp_path / "cond.parquet")
+    identity = table_identity(cond_job(tmp_path, tmp_path / "cond.parquet"))
+    assert identity["sha256"] == hashlib.sha256((tmp_path / "cond.parquet").read_bytes()).hexdigest()
+    assert identity["rows"] == N and identity["columns"] == {"class_labels": "label", "encoder_hidden_states": "emb"}
+
+
+@pytest.mark.slow
+def test_ray_job_checks_the_table_first_and_refuses_another_on_resume(ray_local, tmp_path):
+    from pipeline.run.driver import JobError, run_job
+    from pipeline.output.reader import read_samples
+
+    write_table(tmp_path / "short.parquet", rows=N - 1)
+    with pytest.raises(ConditioningError, match="fewer than run.num_samples"):
+        run_job(cond_job(tmp_path, tmp_path / "short.parquet"))
+    assert not (tmp_path / "out").exists()  # nothing written, no worker started
+    write_table(tmp_path / "cond.parquet")
+    cfg = cond_job(tmp_path, tmp_path / "cond.parquet")
+    manifest = run_job(cfg)
+    assert manifest.model["conditioning"]["sha256"] == table_identity(cfg)["sha256"]
+    assert torch.allclose(torch.as_tensor(read_samples(cfg.run.output)), SamplingHandle.from_config(cfg).sample(N),
+                          rtol=0, atol=1e-6)
+    write_table(tmp_path / "cond.parquet", rows=N + 1)  # same URL, other bytes
+    with pytest.raises(JobError, match=r"conditioning \(sha256\)"):
+        run_job(cfg)
+
+
+def test_the_manifest_masks_credentials_in_the_table_url(tmp_path):
+    from pipeline.run.resume import manifest_config
+
+    cfg = cond_job(tmp_path, "https://user:hunter2@example.org/cond.parquet")
+    assert manifest_config(cfg)["conditioning"]["table"] == "https://***@example.org/cond.parquet"

@@ -24,6 +24,7 @@ from samplers.base import check_params
 
 from .cluster import ray_session, wait_for_resources
 from .output.fs import cleanup_temp, join_path, list_names, open_output, protocols
+from .output.layout import SIDE_DIR, job_version, side_path
 from .output.manifest import MANIFEST_NAME, Manifest, read_manifest, write_manifest
 from .output.shards import ShardRecord, load_sidecars, shard_metadata, shard_name, shard_schema, verify_shard
 from .config import ConfigError, JobConfig, config_diff
@@ -143,7 +144,8 @@ def begin_output(fs: Any, root: str, cfg: JobConfig, manifest: Manifest) -> Mani
     and write the `running` manifest. Returns what was written."""
     fs, root = open_output(cfg.run.output, cfg.run.storage_options)
     if cfg.run.overwrite:
-        for path in list(list_names(fs, root, "shard-*").values()) + [join_path(root, MANIFEST_NAME)]:
+        owned = list(list_names(fs, root, "shard-*").values()) + list(list_names(fs, join_path(root, SIDE_DIR), "*").values())
+        for path in owned + [join_path(root, MANIFEST_NAME)]:
             if fs.exists(path):
                 fs.rm_file(path)
     cleanup_temp(fs, root)
@@ -334,7 +336,7 @@ def run_job(cfg: JobConfig, *, progress: str | None = None) -> Manifest:
     manifest = Manifest(
         status="running", config=manifest_config(cfg), sampler_state=sampler_state, model=model,
         schema=job_schema(cfg), noise_scheme=samplers.NOISE_SCHEME, num_samples=cfg.run.num_samples,
-        shards=list(done.values()),
+        shards=list(done.values()), format_version=job_version(fs, root, cfg.run.overwrite),
     )
     todo = [s for s in iter_shards(cfg.run.num_samples, cfg.run.shard_size) if s.index not in done]
     bar = Progress(cfg.run.num_samples, sum(r.rows for r in done.values()), progress or cfg.run.progress)
@@ -384,7 +386,7 @@ def run_job(cfg: JobConfig, *, progress: str | None = None) -> Manifest:
         "status": status, "shards": sorted(done.values(), key=lambda r: r.index),
         "error": ("; ".join(skipped) if skipped else None), "metrics": metrics}))
     if cfg.run.grid and manifest.shards:
-        save_grid(cfg.run.output, join_path(cfg.run.output, GRID_NAME), n=cfg.run.grid,
+        save_grid(cfg.run.output, side_path(cfg.run.output, GRID_NAME, manifest.format_version), n=cfg.run.grid,
                   storage_options=cfg.run.storage_options)
     log.info("%d samples in %.1fs", cfg.run.num_samples, time.monotonic() - t0)
     if skipped:

@@ -46,11 +46,7 @@ def encode(indices: np.ndarray, labels: np.ndarray | None, samples: np.ndarray, 
     legacy = meta.get(VERSION_KEY) == "1"
     rows, shape = len(samples), samples.shape[1:]
     values = _arrow_of(samples.reshape(-1))
-    if legacy:
-        sample_type = pa.fixed_shape_tensor(values.type, shape)
-        sample_col = pa.ExtensionArray.from_storage(sample_type, pa.FixedSizeListArray.from_arrays(values, int(np.prod(shape))))
-    else:
-        sample_col = nested_array(values, shape)
+    sample_col = _tensor(values, shape) if legacy else nested_array(values, shape)
     fields = [
         pa.field("index", pa.int64(), nullable=False),
         pa.field("label", pa.int64(), nullable=True),
@@ -170,22 +166,35 @@ def decode(data: bytes) -> ShardData:
 
 
 def read_ray(paths: list[str], filesystem: Any) -> Any:
-    """A ray.data.Dataset over Parquet shard files (columns index, label, sample as arrow.fixed_shape_tensor,
-    and image when the shards have one)."""
+    """A ray.data.Dataset over Parquet shard files: columns index, label, sample (an arrow.fixed_shape_tensor),
+    and, when the shards have an image column, image decoded as Ray Data holds images (uint8 (H, W) or
+    (H, W, 3) arrays, as ``ray.data.read_images`` gives them)."""
     import ray.data
 
-    return ray.data.read_parquet(paths, filesystem=filesystem).map_batches(as_tensor_batch, batch_format="pyarrow")
+    return ray.data.read_parquet(paths, filesystem=filesystem).map_batches(ray_batch, batch_format="pyarrow")
 
 
-def as_tensor_batch(batch: pa.Table) -> pa.Table:
-    """A batch with its ``sample`` column as ``arrow.fixed_shape_tensor`` (format-2 shards store nested lists)."""
+def ray_batch(batch: pa.Table) -> pa.Table:
+    """A batch of shard rows as Ray Data shows them: ``sample`` as ``arrow.fixed_shape_tensor`` (format-2 shards
+    store nested lists), ``image`` decoded from PNG."""
     column = batch["sample"].combine_chunks()
-    if isinstance(column.type, pa.FixedShapeTensorType):
-        return batch
-    values, shape = flat_values(column)
-    tensor = pa.ExtensionArray.from_storage(pa.fixed_shape_tensor(values.type, shape),
-                                            pa.FixedSizeListArray.from_arrays(values, int(np.prod(shape))))
-    return batch.set_column(batch.schema.get_field_index("sample"), "sample", tensor)
+    if not isinstance(column.type, pa.FixedShapeTensorType):
+        values, shape = flat_values(column)
+        batch = batch.set_column(batch.schema.get_field_index("sample"), "sample", _tensor(values, shape))
+    if IMAGE_COLUMN in batch.column_names:
+        from PIL import Image
+
+        pngs = batch[IMAGE_COLUMN].combine_chunks().field("bytes").to_pylist()
+        images = np.stack([np.asarray(Image.open(io.BytesIO(png))) for png in pngs]) if pngs else np.zeros((0, 0, 0), np.uint8)
+        batch = batch.set_column(batch.schema.get_field_index(IMAGE_COLUMN), IMAGE_COLUMN,
+                                 _tensor(_arrow_of(images.reshape(-1)), images.shape[1:]))
+    return batch
+
+
+def _tensor(values: pa.Array, shape: tuple[int, ...]) -> pa.ExtensionArray:
+    """Flat values (rows * prod(shape),) as an arrow.fixed_shape_tensor column."""
+    storage = pa.FixedSizeListArray.from_arrays(values, int(np.prod(shape)))
+    return pa.ExtensionArray.from_storage(pa.fixed_shape_tensor(values.type, shape), storage)
 
 
 PARQUET = Codec("parquet", "parquet", encode, decode, read_ray)

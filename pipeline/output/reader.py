@@ -106,6 +106,13 @@ def connect_ray() -> None:
         ray.init(log_to_driver=False, configure_logging=False)
         return
     temp_dir = tempfile.mkdtemp(prefix="ss-ray-", dir="/tmp")  # short: socket paths
-    atexit.register(shutil.rmtree, temp_dir, ignore_errors=True)  # registered first: runs after Ray's own shutdown
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a private cluster of this process
     ray.init(address="local", include_dashboard=False, _temp_dir=temp_dir, log_to_driver=False, configure_logging=False)
+    atexit.register(_stop_private_ray, temp_dir)  # runs before Ray's own exit hook (last registered, first run)
+
+
+def _stop_private_ray(temp_dir: str) -> None:
+    import ray
+
+    ray.shutdown()
+    shutil.rmtree(temp_dir, ignore_errors=True)

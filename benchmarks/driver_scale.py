@@ -2,7 +2,7 @@
 
 The workers are `benchmarks.null_worker.NullWorker` actors (fractional CPUs, no torch, no
 compute, no write; `run` returns what SamplerWorker.run returns), put in place of
-`pipeline.driver.start_workers`; everything else is the real driver: plan, output check,
+`pipeline.run.driver.start_workers`; everything else is the real driver: plan, output check,
 manifests (the final one lists every shard), `dispatch` with `max_in_flight` shards per actor,
 `on_done`, progress. Each size runs in a fresh driver process (its own local Ray), and reports:
 
@@ -62,7 +62,7 @@ def child(shards: int, shard_size: int, actors: int, in_flight: int, sleep_s: fl
     import ray
 
     from benchmarks.null_worker import NullWorker
-    from pipeline import driver
+    from pipeline.run import driver
     from pipeline.config import validate_config
 
     temp_dir = tempfile.mkdtemp(prefix="ssds-", dir="/tmp")

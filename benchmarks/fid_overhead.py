@@ -38,17 +38,17 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from benchmarks.pipeline_efficiency import job as timed_job  # noqa: E402
-from pipeline import driver  # noqa: E402
+from pipeline.run import driver  # noqa: E402
 from pipeline.config import JobConfig, validate_config  # noqa: E402
 from pipeline.fid.extractors import build_extractor  # noqa: E402
 from pipeline.fid.features import features_stats  # noqa: E402
 from pipeline.fid.reference import fid_from_stats  # noqa: E402
 from pipeline.fid.stats import FeatureStats  # noqa: E402
 from pipeline.network import build_fields  # noqa: E402
-from pipeline.plan import iter_shards  # noqa: E402
-from pipeline.sampling import SampleSpec, sample_shard  # noqa: E402
+from pipeline.run.plan import iter_shards  # noqa: E402
+from pipeline.run.sampling import SampleSpec, sample_shard  # noqa: E402
 from pipeline.output.dtypes import to_stored  # noqa: E402
-from pipeline.worker import MALLOC_ENV  # noqa: E402
+from pipeline.run.worker import MALLOC_ENV  # noqa: E402
 
 
 def demo_config(output: str, num_samples: int, fid: bool) -> JobConfig:

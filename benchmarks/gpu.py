@@ -36,10 +36,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import torch  # noqa: E402
 
 from benchmarks.pipeline_efficiency import job as timed_job  # noqa: E402
-from pipeline import driver  # noqa: E402
+from pipeline.run import driver  # noqa: E402
 from pipeline.config import JobConfig, validate_config  # noqa: E402
 from pipeline.network import build_fields  # noqa: E402
-from pipeline.plan import iter_shards, shard_batches  # noqa: E402
+from pipeline.run.plan import iter_shards, shard_batches  # noqa: E402
 
 
 def job_config(args: argparse.Namespace, dtype: str, compile_: bool, actors: int, output: str, cuda: bool) -> JobConfig:

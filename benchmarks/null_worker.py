@@ -1,26 +1,20 @@
 """A stand-in for SamplerWorker that computes and writes nothing (for benchmarks/driver_scale.py).
 
-`run(shard)` returns what `SamplerWorker.run` returns (a ShardRecord dict and timings) after an
+`run(shard)` returns what `SamplerWorker.run` returns (a ShardResult with a ShardRecord) after an
 optional sleep, so the real driver loop can be driven at 10^5 shards by dozens of actors.
-The actor must stay small (dozens of them share 2 cores): unpickling a `pipeline.plan.Shard`
-would import the `pipeline` package and with it torch (~180 MB per process), so this module
-registers a bare `pipeline` package first; then only `pipeline/plan.py` (pure Python) is loaded.
-In a process that has already imported `pipeline` (the driver) it changes nothing.
+The actor must stay small (dozens of them share 2 cores): it loads only pure-Python modules
+(`pipeline/run/plan.py`, `result.py`, `pipeline/output/record.py`; `import pipeline` itself is lazy),
+never torch (~180 MB per process).
 """
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import sys
 import time
-import types
 
-if "pipeline" not in sys.modules:
-    _spec = importlib.util.find_spec("pipeline")
-    _pkg = types.ModuleType("pipeline")
-    _pkg.__path__ = list(_spec.submodule_search_locations)
-    sys.modules["pipeline"] = _pkg
+from pipeline.output.record import ShardRecord
+from pipeline.run.result import ShardResult
 
 
 class NullWorker:
@@ -32,10 +26,10 @@ class NullWorker:
     def ready(self) -> dict:
         return {"pid": os.getpid(), "device": "null", "torch": "torch" in sys.modules}
 
-    def run(self, shard) -> dict:
+    def run(self, shard) -> ShardResult:
         if self.sleep_s:
             time.sleep(self.sleep_s)
-        record = {"index": shard.index, "start": shard.start, "stop": shard.stop,
-                  "path": f"shard-{shard.index:05d}.parquet", "rows": shard.stop - shard.start, "bytes": 0,
-                  "sha256": "0" * 64}
-        return {"rows": shard.stop - shard.start, "record": record, "stats": None, "sample_s": 0.0, "write_s": 0.0}
+        record = ShardRecord(index=shard.index, start=shard.start, stop=shard.stop,
+                             path=f"shard-{shard.index:05d}.parquet", rows=shard.stop - shard.start, bytes=0,
+                             sha256="0" * 64)
+        return ShardResult(rows=shard.stop - shard.start, record=record, stats=None, sample_s=0.0, write_s=0.0)

@@ -2,10 +2,10 @@
 
 Arms (1 round = one run of each; medians over rounds, ratios are medians of per-round ratios):
   * bare: `sampler.sample(...)` per batch in a Python loop, nothing written, in a fresh process set
-    up like an actor (1 torch thread, the actors' glibc malloc settings `pipeline.worker.MALLOC_ENV`;
+    up like an actor (1 torch thread, the actors' glibc malloc settings `pipeline.run.worker.MALLOC_ENV`;
     `--naive-bare` leaves glibc's defaults, which cost a CPU loop 10-30 % in page faults); the
     sampler and fields are built before the clock starts.
-  * job:  `pipeline.driver.run_job` with `num_workers` SamplerWorker actors of 1 CPU each
+  * job:  `pipeline.run.driver.run_job` with `num_workers` SamplerWorker actors of 1 CPU each
     (Ray actors, Parquet encode + sha256 + atomic commit of every shard, manifest) on a Ray
     started once beforehand; its start time is reported separately, and so is `start_workers`
     (actor processes, model build, weights through the object store).
@@ -45,12 +45,12 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch  # noqa: E402
 
-from pipeline import driver  # noqa: E402
+from pipeline.run import driver  # noqa: E402
 from pipeline.config import JobConfig, validate_config  # noqa: E402
 from pipeline.network import build_fields  # noqa: E402
-from pipeline.plan import iter_shards, shard_batches  # noqa: E402
-from pipeline.sampling import SampleSpec, labels_for  # noqa: E402
-from pipeline.worker import MALLOC_ENV  # noqa: E402
+from pipeline.run.plan import iter_shards, shard_batches  # noqa: E402
+from pipeline.run.sampling import SampleSpec, labels_for  # noqa: E402
+from pipeline.run.worker import MALLOC_ENV  # noqa: E402
 
 # model key -> (model section, sampler section, (num_samples, shard_size, batch_size) full, quick)
 MODELS: dict[str, tuple[dict[str, Any], dict[str, Any], tuple[int, int, int], tuple[int, int, int]]] = {
@@ -202,9 +202,9 @@ def job(cfg: JobConfig) -> dict[str, float]:
             timings["start"] += timings["t_ready"] - t
 
     def counted_dispatch(actors: Any, new_actor: Any, shards: Any, cfg: Any, on_done: Any) -> Any:
-        def on_done_counted(result: dict[str, Any]) -> None:
-            timings["write"] += result["write_s"]
-            timings["sample"] += result["sample_s"]
+        def on_done_counted(result: Any) -> None:
+            timings["write"] += result.write_s
+            timings["sample"] += result.sample_s
             on_done(result)
 
         procs = [psutil.Process(info["pid"]) for info in ray.get([a.ready.remote() for a in actors])]
@@ -281,7 +281,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--modes", nargs="+", default=["concurrent", "alternate"], choices=["concurrent", "alternate"])
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--naive-bare", action="store_true",
-                   help="bare processes keep glibc's default malloc settings (the actors get pipeline.worker.MALLOC_ENV)")
+                   help="bare processes keep glibc's default malloc settings (the actors get pipeline.run.worker.MALLOC_ENV)")
     args = p.parse_args(argv)
     if not args.naive_bare:
         os.environ.update(MALLOC_ENV)  # the actors' malloc settings, for the spawned bare processes

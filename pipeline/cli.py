@@ -1,7 +1,8 @@
-"""The `seedshard` command: generate, fid, ref-stats, inspect, verify, grid (the same code path as `jobs/`).
+"""The `seedshard` command: generate, fid, ref-stats, inspect, verify, grid, export (the same code path as `jobs/`).
 
 User errors print one line `seedshard: error: ...` and exit 2 (bad usage or config) or 1
 (runtime: storage, model, cluster, a failed job); `--debug` shows the traceback instead.
+Each command imports what it needs when it runs, so `--help` and `inspect` load neither torch nor ray.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ EXIT_RUNTIME, EXIT_USAGE = 1, 2
 
 def _generate(args: argparse.Namespace) -> int:
     from .config import load_config
-    from .driver import run_job
+    from .run.driver import run_job
 
     cfg = load_config(args.config, args.overrides)
     manifest = run_job(cfg)
@@ -40,13 +41,13 @@ def _fid(args: argparse.Namespace) -> int:
         if cfg.metrics.fid is None:
             raise ConfigError("metrics.fid: required by `seedshard fid` (e.g. metrics: {fid: {extractor: inception, "
                               "extractor_kwargs: {weights: ...}, ref: ref.npz}})")
-        from .driver import run_job
+        from .run.driver import run_job
 
         report = run_job(cfg).metrics["fid"]
     else:
         if args.config is not None:
             raise ConfigError("seedshard fid: give either a job CONFIG or --samples URL, not both")
-        from .cluster import ray_session
+        from .run.cluster import ray_session
         from .fid.job import dataset_stats
         from .fid.reference import fid_report
 
@@ -64,7 +65,7 @@ def _fid(args: argparse.Namespace) -> int:
 
 def _ref_stats(args: argparse.Namespace) -> int:
     """Reference statistics (mu, sigma .npz) of a dataset, featurised in parallel over Ray."""
-    from .cluster import ray_session
+    from .run.cluster import ray_session
     from .config import ClusterConfig
     from .fid.job import dataset_stats
 
@@ -150,6 +151,15 @@ def _grid(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    """An output's samples as PNG files (EDM layout), a .zip of them, an ADM .npz or WebDataset tars."""
+    from .export import export_output
+
+    n = export_output(args.url, args.to, args.dest, storage_options=_storage_options(args), progress=not args.no_progress)
+    print(f"seedshard: exported {n} samples of {args.url} as {args.to} to {args.dest}")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="seedshard", description="Reproducible, Ray-distributed sampling of diffusion models.")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -186,11 +196,22 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--n", type=int, default=100)
     r.add_argument("--nrow", type=int, default=None)
     r.set_defaults(func=_grid)
+    x = sub.add_parser("export", help="write a complete output's samples as PNGs, a .zip, an ADM .npz or WebDataset tars")
+    x.add_argument("url", help="the seedshard output to read (path or fsspec URL)")
+    x.add_argument("--to", required=True, choices=["png", "zip", "npz", "webdataset"],
+                   help="png: DEST/000000/000000.png ...; zip: the same names in DEST.zip; npz: arr_0 uint8 NHWC "
+                        "(+ arr_1 labels); webdataset: DEST/shard-00000.tar ...")
+    x.add_argument("dest", help="local path to create: a directory (png, webdataset) or a file (zip, npz)")
+    x.add_argument("--storage-options", default=None, help="fsspec options of URL as a YAML mapping, e.g. '{endpoint_url: ...}'")
+    x.add_argument("--no-progress", action="store_true", help="no progress bar")
+    x.set_defaults(func=_export)
     return p
 
 
 def _dataset_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--extractor", default="digits", choices=["digits", "inception"])
+    from .fid.extractors import EXTRACTORS  # the registry's names; builds nothing, imports no torch
+
+    p.add_argument("--extractor", default="digits", choices=list(EXTRACTORS))
     p.add_argument("--extractor-kwargs", help="YAML mapping, e.g. '{weights: pt_inception-2015-12-05.pth}'")
     p.add_argument("--workers", type=int, default=2, help="parallel Ray tasks")
     p.add_argument("--address", default=None, help="Ray cluster to join (default: a local one)")
@@ -215,7 +236,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as e:  # noqa: BLE001 - the one place user-facing errors become exit codes
         if args.debug:
             raise
-        lines = str(e).strip().splitlines() or [type(e).__name__]
+        from .redact import scrub
+
+        lines = scrub(str(e)).strip().splitlines() or [type(e).__name__]  # no secret of the environment, no URL's
         for line in lines:
             print(f"seedshard: error: {line}", file=sys.stderr)
         return _exit_code(e)

@@ -18,8 +18,8 @@ import samplers
 
 from .config import JobConfig, load_config
 from .network import build_fields, read_checkpoint
-from .plan import Shard
-from .sampling import SampleSpec, sample_shard
+from .run.plan import Shard
+from .run.sampling import SampleSpec, build_sampler, sample_shard
 
 
 class SamplingHandle:
@@ -47,13 +47,12 @@ class SamplingHandle:
     def from_config(cls, config: JobConfig | str, overrides: list[str] | tuple[str, ...] = (),
                     device: torch.device | str = "cpu") -> "SamplingHandle":
         """The model, guide, sampler, labels, seed and batch size of a job config."""
-        from .driver import build_sampler
-
         cfg = load_config(config, overrides) if isinstance(config, str) else config
         options = cfg.run.storage_options
-        weights = read_checkpoint(cfg.model.checkpoint, options)[0] if cfg.model.checkpoint else None
+        weights = read_checkpoint(cfg.model.checkpoint, options, cfg.model.max_checkpoint_bytes)[0] if cfg.model.checkpoint else None
         guide = cfg.model.guide
-        guide_weights = read_checkpoint(guide.checkpoint, options)[0] if guide and guide.checkpoint else None
+        guide_weights = (read_checkpoint(guide.checkpoint, options, guide.max_checkpoint_bytes)[0]
+                         if guide and guide.checkpoint else None)
         net, g_net = build_fields(cfg.model, cfg.sampler.guidance_scale, device, weights, guide_weights)
         handle = cls(net, shape=cfg.model.shape, sampler=build_sampler(cfg), device=device, g_net=g_net,
                      num_classes=cfg.model.num_classes, null_label=cfg.model.null_label, batch_size=cfg.run.batch_size)

@@ -16,7 +16,7 @@ import torch
 
 import samplers
 
-from .models.checkpoint import parse_state_dict, read_bytes
+from .models.checkpoint import CheckpointTooLarge, parse_state_dict, read_bytes
 from .redact import redact_url, scrub
 
 NET_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -39,17 +39,21 @@ def import_factory(spec: str) -> Any:
     return factory
 
 
-def read_checkpoint(url: str, storage_options: dict[str, Any] | None = None) -> tuple[dict[str, torch.Tensor], str]:
-    """(state_dict, sha256 of the file's bytes); refuses pickles that are not plain tensors."""
+def read_checkpoint(url: str, storage_options: dict[str, Any] | None = None,
+                    max_bytes: int | None = None) -> tuple[dict[str, torch.Tensor], str]:
+    """(state_dict, sha256 of the file's bytes); refuses pickles that are not plain tensors, and files
+    (or torch zip files unpacked) larger than `max_bytes`."""
     try:
-        data = read_bytes(url, storage_options)
+        data = read_bytes(url, storage_options, max_bytes)
+    except CheckpointTooLarge as e:
+        raise ModelError(f"model.checkpoint {scrub(str(e), storage_options, [url])}") from None
     except (OSError, ValueError) as e:
-        reason = scrub(f"{type(e).__name__}: {e}", storage_options)
+        reason = scrub(" ".join(f"{type(e).__name__}: {e}".split()), storage_options, [url])
         raise ModelError(f"model.checkpoint {redact_url(url)!r}: cannot read ({reason})") from None
     try:
-        return parse_state_dict(data, url), hashlib.sha256(data).hexdigest()
+        return parse_state_dict(data, url, max_bytes), hashlib.sha256(data).hexdigest()
     except ValueError as e:
-        raise ModelError(f"model.checkpoint {e}") from None
+        raise ModelError(f"model.checkpoint {scrub(str(e), storage_options, [url])}") from None
 
 
 def state_dict_sha256(state: dict[str, torch.Tensor]) -> str:
@@ -115,16 +119,28 @@ def build_fields(
     raise ModelError(f"guidance_scale={guidance_scale} needs a guide: set model.guide or model.num_classes")
 
 
-def check_model(model_cfg: Any, state: dict[str, torch.Tensor] | None = None) -> None:
+def check_model(model_cfg: Any, state: dict[str, torch.Tensor] | None = None) -> samplers.Field:
     """Build and wrap the network on the meta device (no memory, no compute) with `state` loaded, so a
     factory, checkpoint or interface_kwargs that do not fit fail on the driver before any worker starts.
-    A factory that cannot run on the meta device is checked on the CPU instead."""
+    A factory that cannot run on the meta device is checked on the CPU instead. Returns the field built."""
     import warnings
 
     cfg = model_cfg.model_copy(update={"compile": False})
     try:
         with warnings.catch_warnings(), torch.device("meta"):
             warnings.simplefilter("ignore")  # "copying into a meta parameter is a no-op"
-            build_field(cfg, "meta", state)
+            return build_field(cfg, "meta", state)
     except Exception:  # noqa: BLE001 - the CPU build below raises the real error, or passes
-        build_field(cfg, "cpu", state)
+        return build_field(cfg, "cpu", state)
+
+
+def model_identity(model_cfg: Any, storage_options: dict[str, Any]) -> tuple[dict[str, Any], Any]:
+    """({factory, kwargs, checkpoint, sha256}, state dict or None): what the samples are drawn from. The
+    sha256 is the checkpoint file's, or without a checkpoint that of the factory's initial state dict."""
+    identity = {"factory": model_cfg.factory, "kwargs": model_cfg.kwargs,
+                "checkpoint": redact_url(model_cfg.checkpoint) if model_cfg.checkpoint else None}
+    if model_cfg.checkpoint is not None:
+        state, identity["sha256"] = read_checkpoint(model_cfg.checkpoint, storage_options, model_cfg.max_checkpoint_bytes)
+        return identity, state
+    identity["sha256"] = state_dict_sha256(build_network(model_cfg, "cpu").state_dict())
+    return identity, None

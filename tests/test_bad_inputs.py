@@ -84,6 +84,57 @@ def _truncated_safetensors(path: Path) -> None:
     path.write_bytes(path.read_bytes()[:-40])
 
 
+class _BadOutput(torch.nn.Module):
+    """The exact Gaussian edm network with its output padded by one column (`pad`), or all NaN."""
+
+    def __init__(self, pad: bool) -> None:
+        super().__init__()
+        from pipeline.models.gaussian import build_gaussian
+
+        self.net, self.pad = build_gaussian("edm"), pad
+
+    def forward(self, x: torch.Tensor, *times: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        out = self.net(x, *times)
+        return torch.nn.functional.pad(out, (0, 1)) if self.pad else torch.full_like(out, float("nan"))
+
+
+def wrong_shape() -> torch.nn.Module:
+    """A factory whose network returns one column too many (`model.factory: tests.test_bad_inputs:wrong_shape`)."""
+    return _BadOutput(pad=True)
+
+
+def nan_output() -> torch.nn.Module:
+    """A factory whose network returns NaN everywhere."""
+    return _BadOutput(pad=False)
+
+
+def _deflated_torch_file(path: Path) -> None:
+    """A torch zip checkpoint of 800 kB of tensor data, its members deflated to a few kB (under a 100 kB cap)."""
+    import zipfile
+
+    plain = path.with_suffix(".plain")
+    torch.save({"w": torch.zeros(200_000)}, plain)
+    with zipfile.ZipFile(plain) as src, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as dst:
+        for info in src.infolist():
+            dst.writestr(info.filename, src.read(info))
+    plain.unlink()
+
+
+def _subprocess_factory(out: Path, tmp: Path) -> list[str]:
+    """`model.factory: subprocess:run` whose command would create MARKER (the test checks it never did)."""
+    return ["model.factory=subprocess:run", f"model.kwargs={{args: [touch, {tmp / 'MARKER'}]}}"]
+
+
+def _resume_with_more_workers_than_cpus(out: Path, tmp: Path) -> list[str]:
+    from pipeline.run.cluster import machine_cpus
+
+    (out / "shard-00001.parquet").unlink()  # a resume: work for Ray to do
+    return [f"cluster.num_workers={machine_cpus() + 1}"]
+
+
+DIGITS = {"model.factory": "pipeline.models.digits:build_demo", "model.kwargs": {}, "model.interface": "flow",
+          "model.shape": [1, 8, 8], "model.num_classes": 10, "run.labels": "balanced", "sampler.time_dist": "uniform",
+          "sampler.guidance_scale": 2.0}
 BILLION_LAUGHS = billion_laughs()
 
 CASES = [
@@ -125,7 +176,7 @@ CASES = [
     Case("gpus-negative", 2, r"^cluster.gpus_per_worker: must be >= 0", edit={"cluster.gpus_per_worker": -1}),
     Case("attempts-zero", 2, r"^cluster.max_shard_attempts: must be >= 1 \(got 0\)$", edit={"cluster.max_shard_attempts": 0}),
     # --- choices
-    Case("format-csv", 2, r"^run.format: unknown 'csv'; allowed: parquet, safetensors$", edit={"run.format": "csv"}),
+    Case("format-csv", 2, r"^run.format: unknown 'csv'; allowed: parquet, safetensors, webdataset$", edit={"run.format": "csv"}),
     Case("dtype-int8", 2, r"^run.dtype: unknown 'int8'; allowed: float32, float16, uint8$", edit={"run.dtype": "int8"}),
     Case("labels-random", 2, r"^run.labels: unknown 'random'", edit={"run.labels": "random"}),
     Case("labels-without-classes", 2, r"^run.labels: 'uniform' needs model.num_classes", edit={"run.labels": "uniform"}),
@@ -133,11 +184,11 @@ CASES = [
          edit={"run.labels": "fixed", "model.num_classes": 10}),
     Case("fixed-label-out-of-range", 2, r"^run.label: must be in \[0, 10\)",
          edit={"run.labels": "fixed", "run.label": 10, "model.num_classes": 10}),
-    Case("interface-unknown", 2, r"^model.interface: unknown 'score'; allowed: flow, edm, vp_eps, meanflow$",
+    Case("interface-unknown", 2, r"^model.interface: unknown 'score'; allowed: flow, edm, vp_eps, vp_v, vp_x0, meanflow$",
          edit={"model.interface": "score"}),
     # --- sampler
     Case("sampler-unknown", 2, r"^sampler.name: unknown 'rk45'; allowed: euler, heun, ", edit={"sampler.name": "rk45"}),
-    Case("schedule-unknown", 2, r"^sampler.time_dist: unknown 'cosine'; allowed: uniform, exponential, karras, shift$",
+    Case("schedule-unknown", 2, r"^sampler.time_dist: unknown 'cosine'; allowed: uniform, exponential, karras, shift, explicit, diffusers$",
          edit={"sampler.time_dist": "cosine"}),
     Case("schedule-kwargs-unknown", 2, r"^sampler.time_kwargs: unknown 'shift' for time_dist='karras'",
          edit={"sampler.time_kwargs": {"shift": 3.0}}),
@@ -157,6 +208,45 @@ CASES = [
     Case("guide-shape-mismatch", 2, r"^model.guide.shape: must equal model.shape=\[3, 4\] \(got \[3, 5\]\)$",
          edit={"model.guide": {"factory": "pipeline.models.gaussian:build_gaussian", "interface": "edm", "shape": [3, 5]},
                "sampler.guidance_scale": 2.0}),
+    Case("sampler-needs-another-interface", 2,
+         r"^sampler.name='euler_jump' cannot run with model.interface='flow': euler_jump needs a 'meanflow' field",
+         edit={"model.interface": "flow", "model.kwargs": {"interface": "flow"}, "sampler.name": "euler_jump",
+               "sampler.time_dist": "uniform"}),
+    Case("sampler-grid-above-t-max", 2,
+         r"^sampler.name='euler' cannot run with model.interface='flow': .*starts at t=5 but the 'flow' interface allows t <= 1",
+         edit={"model.interface": "flow", "model.kwargs": {"interface": "flow"}, "sampler.name": "euler",
+               "sampler.time_dist": "uniform", "sampler.time_kwargs": {"t_max": 5}}),
+    # --- prepare checks everything deterministic before Ray starts and before any model code runs (issue 15)
+    Case("guidance-infinite", 2, r"^sampler.guidance_scale: must be a finite number \(got inf of type float\)$",
+         edit={"sampler.guidance_scale": float("inf")}),
+    Case("time-kwargs-nan", 2, r"^sampler.time_kwargs.sigma_max: must be a finite number \(got nan",
+         edit={"sampler.time_kwargs": {"sigma_max": float("nan")}}),
+    Case("steps-too-many", 2, r"^sampler.steps: must be <= 100000 \(got 1000000000000\)$", edit={"sampler.steps": 10**12}),
+    Case("shards-too-many", 2, r"^run.shard_size: run.num_samples=1000000000000 in shards of 20 makes 50000000000 shards, "
+         r"more than the limit of 100000; set run.shard_size >= 10000000$", edit={"run.num_samples": 10**12}),
+    Case("shape-too-large", 2, r"^model.shape: one sample of 1000000000000 elements is more than the limit of 268435456 "
+         r"\(got \[1000000, 1000000\]\)$", edit={"model.shape": [10**6, 10**6]}),
+    Case("fid-one-sample", 2, r"^metrics.fid: needs run.num_samples >= 2 for a covariance \(got 1\)$",
+         edit={"run.num_samples": 1, "metrics.fid": {"extractor": "digits"}}),
+    Case("grid-not-an-image", 2, r"^run.grid: needs image samples, model.shape \[C, H, W\] with C in \(1, 3\) \(got \[3, 4\]\)$",
+         edit={"run.grid": 4}),
+    Case("grid-more-than-samples", 2, r"^run.grid: must be <= run.num_samples=30 \(got 31\)$",
+         edit={"run.grid": 31, "model.shape": [1, 2, 2]}),
+    Case("null-label-out-of-range", 2, r"^model.null_label=50 \(classifier-free guide\): one forward pass on one sample at t=1 "
+         r"with class label 9 on the driver's CPU failed: IndexError: index out of range", edit={**DIGITS, "model.null_label": 50}),
+    Case("network-wrong-shape", 2, r"^model: the network's output on one sample at t=80 has shape \[1, 3, 5\], expected "
+         r"\[1, 3, 4\] \(1 x model.shape\) \(set model.preflight=false to skip this check\)$",
+         edit={"model.factory": "tests.test_bad_inputs:wrong_shape", "model.kwargs": {}}),
+    Case("network-non-finite", 2, r"^model: the network's output on one sample at t=80 is not finite",
+         edit={"model.factory": "tests.test_bad_inputs:nan_output", "model.kwargs": {}}),
+    Case("preflight-off-is-explicit", 1, r"holds a different job \(model.factory, model.kwargs.interface differ\)",
+         edit={"model.factory": "tests.test_bad_inputs:wrong_shape", "model.kwargs": {}, "model.preflight": False}),
+    Case("factory-not-run-when-the-sampler-is-rejected", 2, r"^sampler.name='euler_jump' cannot run",
+         edit={"sampler.name": "euler_jump"}, prepare=_subprocess_factory),
+    Case("factory-not-run-when-the-fid-reference-is-missing", 1, r"nope.npz",
+         edit={"metrics.fid": {"extractor": "digits", "ref": "/nonexistent/nope.npz"}}, prepare=_subprocess_factory),
+    Case("more-workers-than-cpus", 1, r"^cluster.num_workers=\d+ x cluster.cpus_per_worker=1 needs \d+ CPUs, but the Ray cluster "
+         r"has \d+", prepare=_resume_with_more_workers_than_cpus),
     # --- overrides
     Case("override-no-equals", 2, r"^override 'run.seed': expected key.path=value$", overrides=["run.seed"]),
     Case("override-unknown-field", 2, r"^override 'run.sed=3': unknown field run.sed; allowed: ", overrides=["run.sed=3"]),
@@ -189,6 +279,12 @@ CASES = [
          prepare=_file("w.pt", lambda p: torch.save([torch.ones(2)], p))),
     Case("checkpoint-pickle-runs-code", 1, r"refused or unreadable with weights_only=True; only plain tensor checkpoints",
          prepare=_file("w.pt", _exploit)),
+    Case("checkpoint-over-the-cap", 1, r"^model.checkpoint .*w.safetensors: the file has \d+ bytes, more than "
+         r"model.max_checkpoint_bytes=1000 allows$", edit={"model.max_checkpoint_bytes": 1000},
+         prepare=_file("w.safetensors", lambda p: save_file({"w": torch.ones(1000)}, str(p)))),
+    Case("checkpoint-unpacks-over-the-cap", 1, r"^model.checkpoint .*w.pt: the torch file unpacks to \d+ bytes, more than "
+         r"model.max_checkpoint_bytes=100000 allows$", edit={"model.max_checkpoint_bytes": 100_000},
+         prepare=_file("w.pt", _deflated_torch_file)),
     # --- output
     Case("output-empty", 2, r"^run.output: must be non-empty", edit={"run.output": ""}),
     Case("output-under-a-file", 1, r"is not a directory$", prepare=_file("afile", lambda p: p.write_text("x"), key="run.output")),
@@ -269,6 +365,17 @@ def test_the_exploit_checkpoint_really_runs_code_when_unpickled(tmp_path):
     _exploit(tmp_path / "w.pt")
     torch.load(tmp_path / "w.pt", weights_only=False)
     assert (tmp_path / "MARKER").read_text() == "code ran"
+
+
+def test_the_subprocess_factory_really_runs_its_command(base, tmp_path, capsys):
+    """The control for factory-not-run-*: a job file is code; once the rest of the config is accepted,
+    model.factory is imported and called (so rejecting the config first is what kept MARKER away)."""
+    data, _ = base
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump({**data, "run": {**data["run"], "output": str(tmp_path / "fresh")}}))
+    assert main(["generate", str(path), *_subprocess_factory(tmp_path, tmp_path)]) == 1
+    assert "returned CompletedProcess, not a torch.nn.Module" in capsys.readouterr().err
+    assert (tmp_path / "MARKER").exists() and not (tmp_path / "fresh").exists()
 
 
 def test_debug_shows_the_traceback(base, tmp_path):

@@ -20,6 +20,7 @@ SCRIPTS = [  # benchmarks/NAME; a new benchmark script is added here
     "driver_scale.py",
     "gpu.py",
     "fid_overhead.py",
+    "cli_startup.py",
 ]
 
 

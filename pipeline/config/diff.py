@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-# Fields that may change between a run and its resume: resources, reporting, credentials, metrics
+# Fields that may change between a run and its resume: resources, checks and limits, reporting, credentials, metrics
 # and where the output lives (a copied or moved output resumes). Everything else (seed, sizes,
 # model, sampler, dtypes, labels) must match the manifest.
 RESUME_IGNORED: tuple[str, ...] = (
@@ -17,6 +17,9 @@ RESUME_IGNORED: tuple[str, ...] = (
     "run.resume",
     "run.storage_options",
     "metrics",
+    "model.preflight",
+    "model.max_checkpoint_bytes",
+    "model.guide.max_checkpoint_bytes",
 )
 
 

@@ -71,7 +71,7 @@ def _literal_values(ann: Any) -> tuple[Any, ...]:
 _TYPE_NAMES = {
     "int_type": "an integer", "int_from_float": "an integer", "float_type": "a number",
     "string_type": "a string", "bool_type": "true or false", "dict_type": "a mapping",
-    "list_type": "a list", "model_type": "a mapping", "model_attributes_type": "a mapping",
+    "list_type": "a list", "finite_number": "a finite number", "model_type": "a mapping", "model_attributes_type": "a mapping",
 }
 _BOUNDS = {"greater_than": ("gt", ">"), "greater_than_equal": ("ge", ">="),
            "less_than": ("lt", "<"), "less_than_equal": ("le", "<=")}

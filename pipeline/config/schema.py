@@ -9,6 +9,7 @@ so the lists are never copied here; the registries are imported only when a name
 
 from __future__ import annotations
 
+import math
 import re
 import typing
 from collections.abc import Callable, Iterable
@@ -23,6 +24,13 @@ from .errors import ConfigError, fmt_value, format_validation_error
 
 _FACTORY_RE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
 _CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth", ".ckpt")
+
+# Stated limits (README, "Limits"): what one job may ask for, so that a typo fails here instead of
+# allocating a time grid of 10^12 points or a plan of 10^9 shards.
+MAX_STEPS = 100_000
+MAX_SHARDS = 100_000
+MAX_SAMPLE_ELEMENTS = 2**28  # one sample of model.shape: 1 GiB in float32
+MAX_CHECKPOINT_BYTES = 64 * 2**30  # default of model.max_checkpoint_bytes: read and unpacked size of a checkpoint
 
 
 # --------------------------------------------------------------------------- registries
@@ -100,7 +108,7 @@ Extractor = _choice(extractor_names)
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)  # numbers are finite
 
 
 # --------------------------------------------------------------------------- sections
@@ -146,6 +154,7 @@ class _NetworkConfig(_Strict):
     null_label: int | None = Field(default=None, ge=0)
     dtype: NetworkDtype = "float32"
     compile: bool = False
+    max_checkpoint_bytes: int = Field(default=MAX_CHECKPOINT_BYTES, gt=0)  # file size, and unpacked size of a torch zip
 
     @field_validator("factory")
     @classmethod
@@ -179,13 +188,14 @@ class ModelConfig(_NetworkConfig):
     """The network to sample from, and optionally a guide network."""
 
     guide: GuideConfig | None = None
+    preflight: bool = True  # one forward pass of the network (and guide) on the driver's CPU before the job starts
 
 
 class SamplerConfig(_Strict):
     """The integrator, its time grid and guidance."""
 
     name: SamplerName
-    steps: int = Field(gt=0)
+    steps: int = Field(gt=0, le=MAX_STEPS)
     time_dist: TimeDist = "uniform"
     time_kwargs: dict[str, float] = {}
     guidance_scale: float = Field(default=1.0, ge=0)
@@ -292,6 +302,22 @@ def _cross_field_problems(cfg: JobConfig) -> list[str]:
                 "which needs class labels: set run.labels (fixed, uniform or balanced) "
                 "or model.guide (autoguidance)"
             )
+    shards = -(-run.num_samples // run.shard_size)
+    if shards > MAX_SHARDS:
+        problems.append(
+            f"run.shard_size: run.num_samples={run.num_samples} in shards of {run.shard_size} makes {shards} shards, "
+            f"more than the limit of {MAX_SHARDS}; set run.shard_size >= {-(-run.num_samples // MAX_SHARDS)}"
+        )
+    if math.prod(model.shape) > MAX_SAMPLE_ELEMENTS:
+        problems.append(f"model.shape: one sample of {math.prod(model.shape)} elements is more than the limit of "
+                        f"{MAX_SAMPLE_ELEMENTS} (got {model.shape})")
+    if cfg.metrics.fid is not None and run.num_samples < 2:
+        problems.append(f"metrics.fid: needs run.num_samples >= 2 for a covariance (got {run.num_samples})")
+    if run.grid:
+        if not (len(model.shape) == 3 and model.shape[0] in (1, 3)):
+            problems.append(f"run.grid: needs image samples, model.shape [C, H, W] with C in (1, 3) (got {model.shape})")
+        if run.grid > run.num_samples:
+            problems.append(f"run.grid: must be <= run.num_samples={run.num_samples} (got {run.grid})")
     if model.guide is not None and model.guide.shape != model.shape:
         problems.append(
             f"model.guide.shape: must equal model.shape={model.shape} (got {model.guide.shape})"

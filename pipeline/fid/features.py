@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from ..output.dtypes import from_stored
+from ..output.images import is_image_shape, to_uint8
 from .stats import FeatureStats
 
 
@@ -82,6 +83,10 @@ def compute_stats(
 
 
 def features_stats(extractor: Any, images: np.ndarray | torch.Tensor, stored_dtype: str | None = None) -> FeatureStats:
-    """FeatureStats of a batch of images (n, C, H, W); `stored_dtype` maps stored samples back to [-1, 1] floats."""
-    x = torch.as_tensor(from_stored(np.asarray(images), stored_dtype) if stored_dtype else images)
-    return FeatureStats(extractor.dim).update(extractor(x))
+    """FeatureStats of a batch of images (n, C, H, W). Stored samples (`stored_dtype` given) that are images go in as
+    their canonical uint8 image (`output.images.to_uint8`, what exported PNGs hold: standard FID); other stored
+    samples as floats (`from_stored`)."""
+    if stored_dtype:
+        images = np.asarray(images)
+        images = to_uint8(images) if is_image_shape(images.shape[1:]) else from_stored(images, stored_dtype)
+    return FeatureStats(extractor.dim).update(extractor(torch.as_tensor(images)))

@@ -1,7 +1,8 @@
 """FID in jobs: feature statistics computed where the images are, merged on the driver.
 
 A generation job with `metrics.fid` extracts features of every shard's samples on the actor
-that made them (as stored: uint8/float16 rounding included, so the FID is that of the files),
+that made them (image samples as their canonical uint8 image, `output.images.to_uint8`, so the FID is
+that of the exported PNG files, as standard tools compute it; other samples as stored, float16 rounding included),
 returns their `FeatureStats`, and the driver merges them and compares with the reference
 `.npz`. Shards a previous run committed are read back and featurised by Ray tasks, as are
 existing sample sets (`seedshard fid --samples`) and reference datasets (`seedshard ref-stats`:

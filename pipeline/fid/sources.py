@@ -18,6 +18,7 @@ import torch
 
 from ..output.codecs import format_of
 from ..output.fs import join_path, open_output
+from ..output.images import load_image as _load_image
 from ..output.manifest import read_manifest
 from ..output.shards import decode_shard
 from .extractors import build_extractor
@@ -25,16 +26,6 @@ from .features import features_stats
 from .stats import FeatureStats
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
-
-
-def _load_image(data: bytes) -> np.ndarray:
-    """PNG/JPEG bytes -> uint8 (C, H, W) with C = 1 (grayscale) or 3."""
-    from PIL import Image
-
-    img = Image.open(io.BytesIO(data))
-    img = img.convert("L") if img.mode in ("L", "LA", "I", "I;16", "1") else img.convert("RGB")
-    arr = np.asarray(img, dtype=np.uint8)
-    return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
 
 
 def _as_nchw(arr: np.ndarray, where: str) -> np.ndarray:

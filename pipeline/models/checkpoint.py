@@ -2,7 +2,9 @@
 
 Formats: safetensors (detected by content, not by name) or a torch file loaded with
 `weights_only=True` (no arbitrary code runs). A torch file holding `{"state_dict": {...}}`
-is unwrapped.
+is unwrapped. With `max_bytes`, a file is read only up to that size, and a torch zip file
+whose members unpack to more is refused before torch reads it (a small deflated file can hold
+gigabytes).
 """
 
 from __future__ import annotations
@@ -10,17 +12,44 @@ from __future__ import annotations
 import io
 import json
 import struct
+import zipfile
 
 import torch
 from torch import Tensor
 
 
-def read_bytes(url: str, storage_options: dict | None = None) -> bytes:
-    """All bytes of a local path or fsspec URL."""
+_CHUNK = 64 * 2**20
+
+
+class CheckpointTooLarge(ValueError):
+    """A checkpoint file, or what it unpacks to, is larger than the cap."""
+
+
+def _too_large(url: str, what: str, max_bytes: int) -> CheckpointTooLarge:
+    return CheckpointTooLarge(f"{url}: {what}, more than model.max_checkpoint_bytes={max_bytes} allows")
+
+
+def read_bytes(url: str, storage_options: dict | None = None, max_bytes: int | None = None) -> bytes:
+    """All bytes of a local path or fsspec URL; CheckpointTooLarge past `max_bytes` (checked before reading
+    when the size is known, and never reading more than max_bytes + 1)."""
     import fsspec
 
     with fsspec.open(url, "rb", **(storage_options or {})) as f:
-        return f.read()
+        if max_bytes is None:
+            return f.read()
+        size = getattr(f, "size", None)
+        if isinstance(size, int) and size > max_bytes:
+            raise _too_large(url, f"the file has {size} bytes", max_bytes)
+        chunks, total = [], 0
+        while total <= max_bytes:  # read(max_bytes + 1) would allocate the whole limit at once
+            chunk = f.read(min(_CHUNK, max_bytes + 1 - total))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+    if total > max_bytes:
+        raise _too_large(url, f"the file has more than {max_bytes} bytes", max_bytes)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def _is_safetensors(data: bytes) -> bool:
@@ -37,9 +66,21 @@ def _is_safetensors(data: bytes) -> bool:
     return True
 
 
-def parse_state_dict(data: bytes, url: str) -> dict[str, Tensor]:
+def _check_unpacked_size(data: bytes, url: str, max_bytes: int) -> None:
+    """CheckpointTooLarge when the members of a torch zip file unpack to more than `max_bytes`."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as z:
+            size = sum(info.file_size for info in z.infolist())
+    except (zipfile.BadZipFile, ValueError):
+        return  # not a zip file: torch.load judges it
+    if size > max_bytes:
+        raise _too_large(url, f"the torch file unpacks to {size} bytes", max_bytes)
+
+
+def parse_state_dict(data: bytes, url: str, max_bytes: int | None = None) -> dict[str, Tensor]:
     """State dict (CPU tensors) from the bytes of a safetensors or torch (`weights_only=True`) file;
-    a pickle that is not plain tensors is refused, never executed."""
+    a pickle that is not plain tensors is refused, never executed. With `max_bytes`, a torch zip file that
+    unpacks to more is refused (CheckpointTooLarge) before torch reads it."""
     from safetensors.torch import load as load_safetensors
 
     if _is_safetensors(data):
@@ -47,6 +88,8 @@ def parse_state_dict(data: bytes, url: str) -> dict[str, Tensor]:
             return load_safetensors(data)
         except Exception as e:  # noqa: BLE001 - safetensors raises its own error types
             raise ValueError(f"{url}: not a valid safetensors file ({e})") from None
+    if max_bytes is not None:
+        _check_unpacked_size(data, url, max_bytes)
     try:
         obj = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - torch raises many types for a bad file

@@ -93,7 +93,7 @@ def protocols(fs: fsspec.AbstractFileSystem) -> tuple[str, ...]:
 
 def _error_message(url: str, exc: BaseException, options: Any) -> str:
     reason = " ".join(str(exc).split()) or type(exc).__name__
-    return scrub(f"{redact_url(url)}: {reason}", options)
+    return scrub(f"{redact_url(url)}: {reason}", options, [url])
 
 
 def join_path(root: str, name: str) -> str:

@@ -17,23 +17,33 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from .codecs import CODECS, codec, format_of
+from .codecs import CODECS, ShardData, codec, format_of
 from .fs import is_local, join_path, resolve_url
 from .manifest import Manifest, read_manifest
-from .shards import decode_shard
+from .shards import ShardRecord, decode_shard
 
 if TYPE_CHECKING:
     import fsspec
     import ray.data
 
 
-def _open(url: str, storage_options: dict | None) -> tuple[fsspec.AbstractFileSystem, str, Manifest]:
+def open_manifest(url: str, storage_options: dict | None = None) -> tuple[fsspec.AbstractFileSystem, str, Manifest]:
+    """(fs, root, manifest) of the output at ``url``; FileNotFoundError when it has no manifest."""
     fs, root = resolve_url(url, storage_options)
     manifest = read_manifest(fs, root)
     if manifest is None:
         raise FileNotFoundError(f"no manifest.json under {fs.unstrip_protocol(root)} (nor in its __seedshard__/): "
                                 "not a seedshard output, or its job has not written one yet")
     return fs, root, manifest
+
+
+def _integer_indices(indices: Sequence[int]) -> np.ndarray:
+    """`indices` as int64 (k,); TypeError for anything but integers (0.9 is not row 0, True is not row 1)."""
+    arr = np.asarray(indices).reshape(-1)
+    if arr.size and not np.issubdtype(arr.dtype, np.integer):
+        raise TypeError(f"sample indices must be integers (got {arr[:5].tolist()}{' ...' if arr.size > 5 else ''} "
+                        f"as {arr.dtype})")
+    return arr.astype(np.int64)
 
 
 def read_samples(
@@ -48,9 +58,9 @@ def read_samples(
     With ``with_labels``, returns ``(samples, labels)``; labels (n,) int64, or None for an
     unlabelled output.
     """
-    fs, root, manifest = _open(url, storage_options)
+    fs, root, manifest = open_manifest(url, storage_options)
     n = manifest.num_samples
-    idx = np.arange(n, dtype=np.int64) if indices is None else np.asarray(indices, dtype=np.int64).reshape(-1)
+    idx = np.arange(n, dtype=np.int64) if indices is None else _integer_indices(indices)
     bad = idx[(idx < 0) | (idx >= n)]
     if bad.size:
         raise IndexError(f"sample indices {bad[:5].tolist()} out of range: {url} holds indices [0, {n})")
@@ -67,12 +77,7 @@ def read_samples(
     labels = np.empty(len(idx), dtype=np.int64) if schema["labeled"] else None
     for p in np.unique(pos):
         rec = shards[p]
-        data = fs.cat_file(join_path(root, rec.path))
-        if len(data) != rec.bytes or hashlib.sha256(data).hexdigest() != rec.sha256:
-            raise ValueError(f"{rec.path} under {url} does not match its manifest entry (size or sha256); run verification")
-        shard = decode_shard(data, format_of(rec.path))
-        if not np.array_equal(shard.indices, np.arange(rec.start, rec.stop)):
-            raise ValueError(f"{rec.path} under {url} does not hold indices [{rec.start}, {rec.stop})")
+        shard = load_shard(fs, root, rec, url)
         rows = pos == p
         samples[rows] = shard.samples[idx[rows] - rec.start]
         if labels is not None:
@@ -80,11 +85,22 @@ def read_samples(
     return (samples, labels) if with_labels else samples
 
 
+def load_shard(fs: fsspec.AbstractFileSystem, root: str, rec: ShardRecord, url: str) -> ShardData:
+    """The decoded shard of manifest entry ``rec``; ValueError unless its bytes, sha256 and indices match the entry."""
+    data = fs.cat_file(join_path(root, rec.path))
+    if len(data) != rec.bytes or hashlib.sha256(data).hexdigest() != rec.sha256:
+        raise ValueError(f"{rec.path} under {url} does not match its manifest entry (size or sha256); run verification")
+    shard = decode_shard(data, format_of(rec.path))
+    if not np.array_equal(shard.indices, np.arange(rec.start, rec.stop)):
+        raise ValueError(f"{rec.path} under {url} does not hold indices [{rec.start}, {rec.stop})")
+    return shard
+
+
 def read_dataset(url: str, *, storage_options: dict | None = None) -> ray.data.Dataset:
     """A Ray Dataset over an output's shards (columns index, label, sample; image for uint8 images), for
     formats Ray Data reads. Uses the Ray this process is connected to, else the cluster at RAY_ADDRESS,
     else starts a private local Ray (see ``connect_ray``)."""
-    fs, root, manifest = _open(url, storage_options)
+    fs, root, manifest = open_manifest(url, storage_options)
     reader = codec(manifest.schema_["format"]).ray_reader
     if reader is None:
         readable = [name for name, c in CODECS.items() if c.ray_reader is not None]

@@ -33,21 +33,12 @@ from .codecs import FORMATS, ShardData, codec, format_of
 from .dtypes import SAMPLE_DTYPES
 from .fs import join_path, list_names, put_atomic
 from .layout import FORMAT_VERSION, FORMAT_VERSIONS, VERSION_KEY, output_version, side_path, side_root
+from .record import ShardRecord
+
+__all__ = ["FORMAT_VERSION", "ShardRecord", "VERSION_KEY", "commit_shard", "decode_shard", "encode_shard",
+           "load_sidecars", "shard_metadata", "shard_name", "shard_schema", "sidecar_name", "verify_shard"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclasses.dataclass(frozen=True)
-class ShardRecord:
-    """A committed shard: rows [start, stop) in file ``path`` (relative to the root)."""
-
-    index: int
-    start: int
-    stop: int
-    path: str
-    rows: int
-    bytes: int
-    sha256: str
 
 
 def shard_metadata(cfg: Any, sampler_state: dict[str, Any], noise_scheme: str) -> dict[str, str]:

@@ -18,7 +18,7 @@ from typing import Any
 import samplers
 
 from ..config import JobConfig
-from ..plan import iter_shards
+from ..run.plan import iter_shards
 from ..redact import redact_url, scrub
 from .fs import list_names, list_temp, resolve_url
 from .layout import VERSION_KEY, side_root

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.driver import run_job
+from pipeline.run.driver import run_job
 from pipeline.output.manifest import read_manifest
 from pipeline.output.fs import open_output
 from tests.e2e.raycluster import RayHead, free_ports

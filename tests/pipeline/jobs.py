@@ -43,11 +43,16 @@ def gaussian_job(output: str, **sections: dict[str, Any]) -> Any:
     return validate_config(data)
 
 
-def build_only_on_driver(**kwargs: Any) -> Any:
-    """A factory that fails inside a Ray actor (to test a worker that cannot start)."""
+def _in_actor() -> bool:
+    """True inside a Ray actor (a worker), False on the driver."""
     import ray
 
-    if ray.is_initialized() and ray.get_runtime_context().get_actor_id() is not None:
+    return ray.is_initialized() and ray.get_runtime_context().get_actor_id() is not None
+
+
+def build_only_on_driver(**kwargs: Any) -> Any:
+    """A factory that fails inside a Ray actor (to test a worker that cannot start)."""
+    if _in_actor():
         raise RuntimeError("this model cannot be built on a worker")
     from pipeline.models.gaussian import build_gaussian
 
@@ -59,7 +64,8 @@ class ProbeNet(torch.nn.Module):
     above num_samples, a sample's class label is its index, so hooks can pick samples: NaN output for
     `nan_indices`, a constant 1e5 (finite, too big for float16) for `huge_indices`, the worker process exits (os._exit) on
     `exit_indices`. `delay_s` sleeps per call;
-    `marker_dir` gets an empty file named after the pid of each process that runs the network."""
+    `marker_dir` gets an empty file named after the pid of each Ray worker process that runs the network (not the
+    driver's, whose preflight runs it once)."""
 
     def __init__(self, interface: str = "edm", delay_s: float = 0.0, marker_dir: str | None = None,
                  nan_indices: list[int] = (), exit_indices: list[int] = (), huge_indices: list[int] = ()) -> None:
@@ -72,7 +78,7 @@ class ProbeNet(torch.nn.Module):
         self.marked = False
 
     def forward(self, x: torch.Tensor, *times: torch.Tensor, class_labels: torch.Tensor | None = None) -> torch.Tensor:
-        if self.marker_dir and not self.marked:
+        if self.marker_dir and not self.marked and _in_actor():
             pathlib.Path(self.marker_dir, str(os.getpid())).touch()
             self.marked = True
         time.sleep(self.delay_s)
@@ -103,13 +109,12 @@ def shard_bytes(cfg: Any, version: int | None = None) -> Iterator[tuple[Any, byt
     """(shard, the bytes a job writes for it), computed in this process without Ray (``version``: the
     output format version; default: the current one)."""
     import samplers
-    from pipeline.driver import build_sampler, model_identity
-    from pipeline.network import build_fields
+    from pipeline.network import build_fields, model_identity
     from pipeline.output.dtypes import to_stored
     from pipeline.output.layout import FORMAT_VERSION
     from pipeline.output.shards import encode_shard, shard_metadata
-    from pipeline.plan import iter_shards
-    from pipeline.sampling import SampleSpec, sample_shard
+    from pipeline.run.plan import iter_shards
+    from pipeline.run.sampling import SampleSpec, build_sampler, sample_shard
 
     sampler = build_sampler(cfg)
     _, weights = model_identity(cfg.model, cfg.run.storage_options)
@@ -135,10 +140,12 @@ def write_output_in_process(cfg: Any, version: int | None = None) -> Any:
     """Write the complete output of `cfg` (shards, sidecars, manifest) as run_job does, without Ray
     (``version``: the output format version; 1 writes the older layout)."""
     import samplers
-    from pipeline.driver import build_sampler, job_schema, manifest_config, model_identity
+    from pipeline.network import model_identity
     from pipeline.output.fs import open_output
     from pipeline.output.manifest import Manifest, write_manifest
     from pipeline.output.shards import commit_shard, shard_name
+    from pipeline.run.resume import job_schema, manifest_config
+    from pipeline.run.sampling import build_sampler
 
     from pipeline.output.layout import FORMAT_VERSION
 

@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -66,3 +67,30 @@ def test_errors_are_one_line_with_exit_status(capsys, argv, code, message):
     err = capsys.readouterr().err.strip().splitlines()
     assert any(message in line for line in err), err
     assert all(line.startswith("seedshard: error: ") for line in err) and "Traceback" not in "".join(err)
+
+
+def test_help_and_inspect_import_neither_torch_nor_ray(tmp_path):
+    """`seedshard --help` and `inspect` start fast: importing the CLI, printing help and inspecting an output
+    load neither torch nor ray (checked in a fresh process)."""
+    from pipeline.output.fs import open_output
+    from pipeline.output.manifest import Manifest, write_manifest
+
+    config = {"run": {"seed": 0, "labels": "none"}, "sampler": {"guidance_scale": 1.0}}
+    write_manifest(*open_output(str(tmp_path)), Manifest(status="complete", config=config, sampler_state={"name": "euler"},
+                   model={}, schema={}, noise_scheme="x", num_samples=0))
+    code = textwrap.dedent(f"""
+        import contextlib, io, sys
+        import pipeline.cli
+        loaded = [sorted({{'torch', 'ray'}} & {{m.split('.')[0] for m in sys.modules}})]
+        with contextlib.redirect_stdout(io.StringIO()):
+            try:
+                pipeline.cli.main(['--help'])
+            except SystemExit:
+                pass
+            loaded.append(sorted({{'torch', 'ray'}} & {{m.split('.')[0] for m in sys.modules}}))
+            assert pipeline.cli.main(['inspect', {str(tmp_path)!r}]) == 0
+        loaded.append(sorted({{'torch', 'ray'}} & {{m.split('.')[0] for m in sys.modules}}))
+        print(loaded)
+    """)
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[[], [], []]", out.stdout + out.stderr

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import samplers
-from pipeline.driver import run_job
+from pipeline.run.driver import run_job
 from pipeline.handle import SamplingHandle
 from pipeline.output.reader import read_samples
 from samplers.analytic import GaussianNet

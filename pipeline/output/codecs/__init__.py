@@ -1,4 +1,4 @@
-"""Shard codecs by format name: ``parquet`` and ``safetensors``.
+"""Shard codecs by format name: ``parquet``, ``safetensors`` and ``webdataset``.
 
 A new format is one module defining a ``Codec`` plus one line in ``CODECS``.
 """
@@ -8,10 +8,11 @@ from __future__ import annotations
 from .base import COLUMNS, Codec, ShardData
 from .parquet import PARQUET
 from .safetensors import SAFETENSORS
+from .webdataset import WEBDATASET
 
 __all__ = ["CODECS", "COLUMNS", "Codec", "FORMATS", "ShardData", "codec", "format_of"]
 
-CODECS: dict[str, Codec] = {c.name: c for c in (PARQUET, SAFETENSORS)}
+CODECS: dict[str, Codec] = {c.name: c for c in (PARQUET, SAFETENSORS, WEBDATASET)}
 FORMATS: dict[str, str] = {name: c.ext for name, c in CODECS.items()}  # format -> file extension
 
 

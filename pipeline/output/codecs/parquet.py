@@ -33,12 +33,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ..images import encode_png, is_image_shape
 from ..layout import VERSION_KEY
 from .base import COLUMNS, Codec, ShardData
 
 HF_KEY = "huggingface"  # the schema metadata key HF datasets reads its features from
 IMAGE_COLUMN = "image"
-PNG_LEVEL = 6  # fixed zlib level: the PNG bytes are a function of the pixels (and zlib's version)
 
 
 def encode(indices: np.ndarray, labels: np.ndarray | None, samples: np.ndarray, meta: dict[str, str]) -> bytes:
@@ -90,25 +90,15 @@ def flat_values(column: pa.Array) -> tuple[pa.Array, tuple[int, ...]]:
 
 def is_image(dtype: np.dtype, shape: tuple[int, ...]) -> bool:
     """True for uint8 samples of shape (C, H, W) with C in (1, 3): those get an ``image`` column."""
-    return np.dtype(dtype) == np.uint8 and len(shape) == 3 and shape[0] in (1, 3)
+    return np.dtype(dtype) == np.uint8 and is_image_shape(shape)
 
 
 IMAGE_TYPE = pa.struct([pa.field("bytes", pa.binary()), pa.field("path", pa.string())])  # HF's Image storage
 
 
-def png_bytes(image: np.ndarray) -> bytes:
-    """uint8 (C, H, W), C in (1, 3) -> PNG bytes, the same on every run."""
-    from PIL import Image
-
-    hwc = np.ascontiguousarray(image.transpose(1, 2, 0))
-    buf = io.BytesIO()
-    Image.fromarray(hwc[..., 0] if hwc.shape[-1] == 1 else hwc).save(buf, format="PNG", compress_level=PNG_LEVEL)
-    return buf.getvalue()
-
-
 def image_array(samples: np.ndarray) -> pa.StructArray:
     """The ``image`` column of uint8 samples (rows, C, H, W)."""
-    pngs = [png_bytes(x) for x in samples]
+    pngs = [encode_png(x) for x in samples]
     offsets = np.zeros(len(pngs) + 1, np.int32)
     np.cumsum([len(p) for p in pngs], out=offsets[1:])
     column = pa.Array.from_buffers(pa.binary(), len(pngs), [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(pngs))])

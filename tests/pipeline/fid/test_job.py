@@ -8,14 +8,15 @@ import pytest
 from PIL import Image
 
 from pipeline.output.fs import open_output
-from pipeline.cluster import ray_session
+from pipeline.run.cluster import ray_session
 from pipeline.config import ClusterConfig, load_config
-from pipeline.driver import run_job
+from pipeline.run.driver import run_job
 from pipeline.fid.extractors import build_extractor
 from pipeline.fid.features import compute_stats
 from pipeline.fid.job import dataset_stats
 from pipeline.fid.reference import default_reference, fid_from_stats
 from pipeline.fid.stats import FeatureStats
+from pipeline.output.images import to_uint8
 from pipeline.output.reader import read_samples
 
 DEMO = "configs/demo.yaml"
@@ -106,7 +107,8 @@ def test_dataset_stats_of_a_seedshard_output(ray_demo, tmp_path):
     cfg = demo(tmp_path, "run.num_samples=40", "run.shard_size=15", "sampler.steps=2", "metrics.fid=null", "run.grid=0")
     run_job(cfg)
     stats = dataset_stats(cfg.run.output, "digits", num_workers=2)
-    expected = compute_stats(build_extractor("digits"), read_samples(cfg.run.output))
+    # standard FID: the canonical uint8 images, featurised in the batches of the shards (15 rows)
+    expected = compute_stats(build_extractor("digits"), to_uint8(read_samples(cfg.run.output)), batch_size=15)
     assert isinstance(stats, FeatureStats) and stats.n == 40
     np.testing.assert_allclose(stats.sigma, expected.sigma, rtol=1e-9, atol=1e-12)
 

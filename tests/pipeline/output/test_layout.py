@@ -9,9 +9,9 @@ import os
 import numpy as np
 import pytest
 
-from pipeline.cluster import ray_session
+from pipeline.run.cluster import ray_session
 from pipeline.config import ClusterConfig, load_config
-from pipeline.driver import run_job
+from pipeline.run.driver import run_job
 from pipeline.output.fs import open_output
 from pipeline.output.layout import FORMAT_VERSION, SIDE_DIR, job_version, output_version, side_file, side_path
 from pipeline.output.manifest import Manifest, write_manifest

@@ -1,4 +1,4 @@
-"""Reading samples back by global index (pipeline.reader)."""
+"""Reading samples back by global index (pipeline.output.reader)."""
 
 from __future__ import annotations
 
@@ -85,6 +85,16 @@ def test_out_of_range_names_the_valid_range(tmp_path):
             read_samples(str(tmp_path), bad)
 
 
+def test_only_integer_indices(tmp_path):
+    """0.9 is not row 0 and 49.99 not row 49: non-integers are refused, integer numpy arrays accepted."""
+    write_output(str(tmp_path))
+    for bad in ([0.9, 19.99], [True, False], ["3"]):
+        with pytest.raises(TypeError, match=r"sample indices must be integers \(got \["):
+            read_samples(str(tmp_path), bad)
+    np.testing.assert_array_equal(read_samples(str(tmp_path), np.array([3, 1], dtype=np.int32)),
+                                  expected()[0][[3, 1]])
+
+
 def test_reads_only_the_shards_it_needs(tmp_path):
     write_output(str(tmp_path))
     (tmp_path / shard_name(3, "parquet")).unlink()
@@ -155,5 +165,5 @@ def test_read_dataset_without_ray_starts_a_private_one(tmp_path):
 
 def test_read_dataset_rejects_safetensors(tmp_path):
     write_output(str(tmp_path), fmt="safetensors")
-    with pytest.raises(ValueError, match="reads parquet outputs"):
+    with pytest.raises(ValueError, match="reads parquet, webdataset outputs"):
         read_dataset(str(tmp_path))

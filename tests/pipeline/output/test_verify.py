@@ -1,4 +1,4 @@
-"""`seedshard verify` / pipeline.verify.verify_output on outputs written in this process (no Ray needed)."""
+"""`seedshard verify` / pipeline.output.verify.verify_output on outputs written in this process (no Ray needed)."""
 
 import json
 import os

@@ -15,7 +15,9 @@ import numpy as np
 import torch
 
 import samplers
+from samplers.base import check_params
 
+from ..config import ConfigError
 from .plan import Shard, shard_batches
 
 
@@ -40,6 +42,21 @@ class SampleSpec:
             seed=cfg.run.seed, shape=tuple(cfg.model.shape), labels=cfg.run.labels, label=cfg.run.label,
             num_classes=cfg.model.num_classes, guidance_scale=cfg.sampler.guidance_scale,
         )
+
+
+def build_sampler(cfg: Any) -> samplers.Sampler:
+    """The sampler named by `cfg.sampler` with its method kwargs; ConfigError when they do not fit it."""
+    s = cfg.sampler
+    cls = samplers.sampler_class(s.name)
+    kwargs = {}
+    if issubclass(cls, samplers.StepSampler):
+        kwargs = dict(steps=s.steps, time_dist=s.time_dist, time_kwargs=s.time_kwargs, dtype=s.dtype,
+                      guidance_interval=s.guidance_interval)
+    try:
+        check_params(cls, {**kwargs, **s.kwargs})  # unknown keys and wrong types, naming the allowed ones
+        return cls(**kwargs, **s.kwargs)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"sampler: {str(e).strip() or type(e).__name__} (sampler.kwargs={s.kwargs})") from None
 
 
 def labels_for(spec: SampleSpec, start: int, stop: int, device: torch.device | str = "cpu") -> torch.Tensor | None:

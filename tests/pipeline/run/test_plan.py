@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from pipeline.plan import Shard, iter_shards, num_shards, plan_shards, shard_batches, shard_for
+from pipeline.run.plan import Shard, iter_shards, num_shards, plan_shards, shard_batches, shard_for
 
 
 def test_exact_layout_with_short_last_shard():

@@ -5,9 +5,9 @@ from __future__ import annotations
 import threading
 import time
 
-from pipeline import driver
-from pipeline.plan import iter_shards
-from pipeline.worker import MALLOC_ENV, SamplerWorker
+from pipeline.run import driver
+from pipeline.run.plan import iter_shards
+from pipeline.run.worker import MALLOC_ENV, SamplerWorker
 from tests.pipeline.jobs import gaussian_job
 
 
@@ -31,7 +31,7 @@ def test_sample_time_excludes_waiting_for_the_other_call(ray_local, tmp_path):
     cfg = gaussian_job(str(tmp_path / "out"), run={"num_samples": 400, "shard_size": 200}, sampler={"steps": 64})
     worker = SamplerWorker(cfg.resolved(), driver.build_sampler(cfg).save())
     shards = list(iter_shards(cfg.run.num_samples, cfg.run.shard_size))
-    results: list[dict] = []
+    results: list = []
     threads = [threading.Thread(target=lambda s=s: results.append(worker.run(s))) for s in shards]
     t0 = time.perf_counter()
     for t in threads:
@@ -39,6 +39,6 @@ def test_sample_time_excludes_waiting_for_the_other_call(ray_local, tmp_path):
     for t in threads:
         t.join()
     wall = time.perf_counter() - t0
-    assert [r["rows"] for r in results] == [200, 200]
-    assert all(r["record"] is not None and r["write_s"] >= 0 for r in results)
-    assert sum(r["sample_s"] for r in results) <= wall
+    assert [r.rows for r in results] == [200, 200]
+    assert all(r.record is not None and r.write_s >= 0 for r in results)
+    assert sum(r.sample_s for r in results) <= wall

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import os
 import shutil
 import socket
@@ -44,8 +43,7 @@ def ray_session(cluster: Any) -> Iterator[None]:
     try:
         if started:
             os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a private cluster of this process
-            need = math.ceil(cluster.num_workers * cluster.cpus_per_worker)
-            ray.init(address="local", num_cpus=max(os.cpu_count() or 1, need), include_dashboard=False,
+            ray.init(address="local", num_cpus=machine_cpus(), include_dashboard=False,  # more fails: wait_for_resources
                      _temp_dir=temp_dir, log_to_driver=False, configure_logging=False)
         else:
             ray.init(address=cluster.address, log_to_driver=False, configure_logging=False)
@@ -60,6 +58,14 @@ def ray_session(cluster: Any) -> Iterator[None]:
         ray.shutdown()
         if temp_dir is not None:
             shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def machine_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask, else os.cpu_count()): what a local Ray offers."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
 
 
 def check_address(address: str, timeout_s: float = 5.0) -> None:

@@ -7,11 +7,12 @@ import pytest
 
 from pipeline.output.fs import open_output
 from pipeline.output.shards import decode_shard
-from pipeline.cluster import ClusterError
-from pipeline.driver import JobError, build_sampler, run_job
+from pipeline.run.cluster import ClusterError
+from pipeline.run.driver import JobError, run_job
+from pipeline.run.sampling import build_sampler
 from pipeline.output.manifest import read_manifest
 from pipeline.network import ModelError
-from pipeline.plan import iter_shards
+from pipeline.run.plan import iter_shards
 from pipeline.output.reader import read_samples
 from tests.pipeline.jobs import digests, gaussian_job, reference_digests
 
@@ -36,13 +37,13 @@ def test_worker_count_does_not_change_a_byte(ray2, tmp_path):
 
 
 def test_shard_order_does_not_change_a_byte(ray2, tmp_path):
-    from pipeline.worker import SamplerWorker
+    from pipeline.run.worker import SamplerWorker
 
     cfg = gaussian_job(str(tmp_path / "rev"))
     worker = SamplerWorker(cfg.resolved(), build_sampler(cfg).save())
     records = {}
     for shard in reversed(list(iter_shards(cfg.run.num_samples, cfg.run.shard_size))):
-        records[shard.index] = worker.run(shard)["record"]["sha256"]
+        records[shard.index] = worker.run(shard).record.sha256
     assert records == reference_digests(cfg)
 
 

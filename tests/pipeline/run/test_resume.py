@@ -8,7 +8,7 @@ import pytest
 
 from pipeline.output.fs import open_output
 from pipeline.output.layout import side_path
-from pipeline.driver import JobError, run_job
+from pipeline.run.driver import JobError, run_job
 from pipeline.output.manifest import read_manifest
 from pipeline.output.verify import verify_output
 from tests.pipeline.jobs import digests, gaussian_job, reference_digests, snapshot, write_output_in_process
@@ -38,7 +38,7 @@ def test_resume_regenerates_exactly_the_damaged_shards_to_the_same_bytes(ray2, t
     assert digests(first) == reference_digests(cfg)
     damage(cfg.run.output)
     before = snapshot(cfg.run.output)
-    with caplog.at_level(logging.WARNING, logger="pipeline.driver"):
+    with caplog.at_level(logging.WARNING, logger="pipeline.run"):
         second = run_job(cfg)
     after = snapshot(cfg.run.output)
     assert second.status == "complete" and digests(second) == digests(first)
@@ -115,7 +115,7 @@ def test_resume_verify_and_corrupt_shards_on_s3(ray2, s3, caplog):
     assert any(p.startswith("shard-00001.parquet: missing") for p in problems)
     assert any(p.startswith("shard-00002.parquet: size") for p in problems)
     kept = fs.info(f"{root}/shard-00000.parquet")["ETag"]
-    with caplog.at_level(logging.WARNING, logger="pipeline.driver"):
+    with caplog.at_level(logging.WARNING, logger="pipeline.run"):
         second = run_job(cfg)
     assert second.status == "complete" and digests(second) == digests(first) == reference_digests(cfg)
     warnings = "\n".join(r.getMessage() for r in caplog.records)

@@ -5,7 +5,7 @@ import logging
 
 import pytest
 
-from pipeline.cluster import ClusterError, wait_for_resources, worker_bundles
+from pipeline.run.cluster import ClusterError, wait_for_resources, worker_bundles
 from pipeline.config import ClusterConfig
 
 
@@ -35,7 +35,7 @@ def test_no_wait_fails_at_once_without_asking(ray_local, requests):
 
 def test_wait_asks_the_autoscaler_reports_and_fails_after_the_limit(ray_local, requests, caplog):
     cluster = ClusterConfig(num_workers=2, gpus_per_worker=1, wait_for_workers_s=1.5)
-    with caplog.at_level(logging.WARNING, logger="pipeline.cluster"):
+    with caplog.at_level(logging.WARNING, logger="pipeline.run.cluster"):
         with pytest.raises(ClusterError) as info:
             wait_for_resources(cluster, poll_s=0.1, report_every_s=0.5)
     message = str(info.value)

@@ -18,12 +18,12 @@ import yaml
 from pipeline.output.fs import open_output
 from pipeline.output.shards import load_sidecars
 from pipeline.cli import main
-from pipeline.driver import JobError, run_job
+from pipeline.run.driver import JobError, run_job
 from pipeline.output.manifest import read_manifest
 from tests.pipeline.jobs import digests, probe_job, reference_digests, snapshot
 
 pytestmark = pytest.mark.slow
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def warnings_of(caplog) -> str:
@@ -50,7 +50,7 @@ def test_a_worker_killed_mid_shard_is_replaced_and_the_bytes_do_not_change(ray2,
     killer = threading.Thread(target=kill_one_busy_worker, daemon=True)
     killer.start()
     t0 = time.monotonic()
-    with caplog.at_level(logging.WARNING, logger="pipeline.driver"):
+    with caplog.at_level(logging.WARNING, logger="pipeline.run"):
         manifest = run_job(cfg)
     done = time.monotonic()
     killer.join()
@@ -67,7 +67,7 @@ def test_a_worker_killed_mid_shard_is_replaced_and_the_bytes_do_not_change(ray2,
 def test_a_shard_that_always_crashes_its_worker_fails_the_job_after_max_attempts(ray2, tmp_path, caplog):
     cfg = probe_job(str(tmp_path / "out"), exit_indices=[65])  # shard 3 [60, 70) kills its worker process
     cfg = cfg.model_copy(update={"cluster": cfg.cluster.model_copy(update={"num_workers": 1})})
-    with caplog.at_level(logging.WARNING, logger="pipeline.driver"), \
+    with caplog.at_level(logging.WARNING, logger="pipeline.run"), \
             pytest.raises(JobError, match=r"^shard 3 \[60, 70\) failed 3 times \(cluster.max_shard_attempts=3\); "
                                           r"last: worker died \(ActorDiedError\)$"):
         run_job(cfg)
@@ -110,17 +110,17 @@ def test_non_finite_samples_with_skip_write_the_rest_and_exit_1(ray2, tmp_path, 
 
 
 def test_samples_that_overflow_float16_storage_are_not_committed(ray2, tmp_path):
-    from pipeline.driver import build_sampler
-    from pipeline.plan import Shard
-    from pipeline.sampling import NonFiniteSamplesError
-    from pipeline.worker import SamplerWorker
+    from pipeline.run.sampling import build_sampler
+    from pipeline.run.plan import Shard
+    from pipeline.run.sampling import NonFiniteSamplesError
+    from pipeline.run.worker import SamplerWorker
 
     cfg = probe_job(str(tmp_path / "out"), huge_indices=[3])
     cfg = cfg.model_copy(update={"run": cfg.run.model_copy(update={"dtype": "float16"})})
     worker = SamplerWorker(cfg.resolved(), build_sampler(cfg).save())
     with pytest.raises(NonFiniteSamplesError, match=r"indices \[3\] \(1 of 20\) .*overflow the stored dtype float16"):
         worker.run(Shard(0, 0, 20))
-    assert worker.run(Shard(1, 20, 40))["record"]["rows"] == 20
+    assert worker.run(Shard(1, 20, 40)).record.rows == 20
     assert sorted(os.listdir(cfg.run.output)) == ["shard-00001.json", "shard-00001.parquet"]
 
 

@@ -12,23 +12,23 @@ from __future__ import annotations
 import os
 import threading
 import time
-from dataclasses import asdict
 from typing import Any
 
 import torch
 
 import samplers
 
-from .config import JobConfig
-from .fid.extractors import build_extractor
-from .fid.features import features_stats
-from .network import build_fields
+from ..config import JobConfig
+from ..fid.extractors import build_extractor
+from ..fid.features import features_stats
+from ..network import build_fields
+from ..output.dtypes import to_stored
+from ..output.fs import open_output
+from ..output.layout import output_version
+from ..output.shards import commit_shard, encode_shard, shard_metadata, shard_name
 from .plan import Shard
+from .result import ShardResult
 from .sampling import SampleSpec, check_stored, sample_shard
-from .output.dtypes import to_stored
-from .output.fs import open_output
-from .output.layout import output_version
-from .output.shards import commit_shard, encode_shard, shard_metadata, shard_name
 
 
 # glibc's malloc returns large freed blocks to the OS (munmap, heap trim), and the next allocation
@@ -65,9 +65,8 @@ class SamplerWorker:
         """Where this worker runs: pid, device."""
         return {"pid": os.getpid(), "device": str(self.device)}
 
-    def run(self, shard: Shard) -> dict[str, Any]:
-        """Sample, encode and commit `shard`. Returns {'rows', 'record': ShardRecord dict (None when samples are
-        not stored), 'stats': FeatureStats of the stored samples or None, 'sample_s', 'write_s'}."""
+    def run(self, shard: Shard) -> ShardResult:
+        """Sample, encode and commit `shard` (the record is None when metrics.fid.store_samples is false)."""
         run, fid = self.cfg.run, self.cfg.metrics.fid
         with self._sampling:
             t0 = time.perf_counter()  # sample_s excludes the wait for the other call's sampling
@@ -81,7 +80,7 @@ class SamplerWorker:
             indices = torch.arange(shard.start, shard.stop, dtype=torch.int64).numpy()
             version = output_version(self.fs, self.root)  # the driver wrote the manifest: its layout is settled
             data = encode_shard(indices, labels, stored, run.format, self.metadata, version)
-            record = asdict(commit_shard(self.fs, self.root, shard_name(shard.index, run.format), data,
-                                         {"index": shard.index, "start": shard.start, "stop": shard.stop}, version))
-        return {"rows": shard.size, "record": record, "stats": stats, "sample_s": t1 - t0,
-                "write_s": time.perf_counter() - t1}
+            record = commit_shard(self.fs, self.root, shard_name(shard.index, run.format), data,
+                                  {"index": shard.index, "start": shard.start, "stop": shard.stop}, version)
+        return ShardResult(rows=shard.size, record=record, stats=stats, sample_s=t1 - t0,
+                           write_s=time.perf_counter() - t1)

@@ -1,0 +1,228 @@
+"""The driver: one job config -> N samples written as shards, with a manifest.
+
+`run_job(cfg)` is `finalize(plan, execute(plan))` with `plan = prepare(cfg)`:
+
+* `prepare` validates and reads only: the output (refuse a different job there, verify what a
+  previous run committed), the sampler and its fit with the model's interface, the weights (read
+  once, checked against the model), the FID reference. It returns a frozen `JobPlan`.
+* `execute` starts or joins Ray and `num_workers` SamplerWorker actors with the sampler state and
+  weights in the object store. Only then is anything under the output written or removed: the
+  `running` manifest (and, with `run.overwrite`, the previous job's files go). A `ShardScheduler`
+  keeps `max_in_flight` shards per actor; a failure writes the `failed` manifest, keeping every
+  finished shard.
+* `finalize` writes the FID report, the final manifest (`complete`, or `failed` with the skipped
+  shards) and the grid.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import samplers
+
+from ..config import JobConfig
+from ..fid.job import fan_out_stats
+from ..fid.reference import fid_report, load_reference, reference_url, write_report
+from ..fid.sources import split
+from ..fid.stats import FeatureStats
+from ..grid import GRID_NAME, save_grid
+from ..network import check_model, model_identity
+from ..output.fs import open_output, protocols
+from ..output.layout import job_version, side_path
+from ..output.manifest import Manifest, write_manifest
+from ..output.record import ShardRecord
+from ..redact import scrub
+from .cluster import ray_session, wait_for_resources
+from .errors import JobError
+from .plan import Shard, iter_shards
+from .preflight import check_forward, check_sampler
+from .progress import Progress
+from .result import ShardResult
+from .resume import begin_output, check_output, job_schema, manifest_config
+from .sampling import build_sampler
+from .scheduler import ShardScheduler
+from .worker import MALLOC_ENV, SamplerWorker
+
+__all__ = ["JobError", "JobPlan", "build_sampler", "execute", "finalize", "prepare", "run_job"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class JobPlan:
+    """Everything `prepare` found out, for `execute` and `finalize`: the job, its output (`fs`, `root`),
+    the sampler state, the model identity and weights, the shards already done and those to run."""
+
+    cfg: JobConfig
+    fs: Any
+    root: str
+    sampler_state: dict[str, Any]
+    model: dict[str, Any]
+    weights: Any
+    guide_weights: Any
+    done: tuple[ShardRecord, ...]
+    todo: tuple[Shard, ...]
+    manifest: Manifest  # the `running` manifest, written when execution starts
+
+
+@dataclass
+class JobResults:
+    """What `execute` produced: every committed shard by index (resumed and new), merged feature
+    statistics, the errors of skipped shards, the metrics, and the manifest last written."""
+
+    records: dict[int, ShardRecord]
+    stats: FeatureStats = field(default_factory=FeatureStats)
+    skipped: list[str] = field(default_factory=list)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    manifest: Manifest | None = None
+    seconds: float = 0.0
+
+
+def _checked_model(model_cfg: Any, storage_options: dict[str, Any]) -> tuple[dict[str, Any], Any]:
+    """(identity, weights); ModelError when factory, checkpoint and interface do not fit."""
+    identity, weights = model_identity(model_cfg, storage_options)
+    check_model(model_cfg, weights)
+    return identity, weights
+
+
+def prepare(cfg: JobConfig) -> JobPlan:
+    """Check everything that can be checked before Ray starts and before anything is written."""
+    fs, root = open_output(cfg.run.output, cfg.run.storage_options, create=False)  # checked, not written
+    if "memory" in protocols(fs):
+        raise JobError(f"run.output={cfg.run.output!r}: memory:// lives in one process and Ray workers cannot share it; "
+                       "use a local path or an object store (s3://, gs://)")
+    sampler = build_sampler(cfg)
+    sampler_state = sampler.save()
+    check_sampler(cfg, sampler)  # before any model code runs
+    if cfg.metrics.fid is not None:  # a missing or malformed reference fails now, not after hours of sampling
+        load_reference(reference_url(cfg.metrics.fid.extractor, cfg.metrics.fid.ref))
+    model, weights = _checked_model(cfg.model, cfg.run.storage_options)
+    guide_weights = None
+    if cfg.model.guide is not None:
+        model["guide"], guide_weights = _checked_model(cfg.model.guide, cfg.run.storage_options)
+    check_forward(cfg, sampler, weights, guide_weights)
+    done = check_output(fs, root, cfg, model, sampler_state, samplers.NOISE_SCHEME)
+    manifest = Manifest(
+        status="running", config=manifest_config(cfg), sampler_state=sampler_state, model=model,
+        schema=job_schema(cfg), noise_scheme=samplers.NOISE_SCHEME, num_samples=cfg.run.num_samples,
+        shards=list(done.values()), format_version=job_version(fs, root, cfg.run.overwrite),
+    )
+    todo = tuple(s for s in iter_shards(cfg.run.num_samples, cfg.run.shard_size) if s.index not in done)
+    return JobPlan(cfg, fs, root, sampler_state, model, weights, guide_weights, tuple(done.values()), todo, manifest)
+
+
+def execute(plan: JobPlan, progress: str | None = None) -> JobResults:
+    """Run the plan's shards on Ray actors (and featurise resumed shards for FID); on failure, write the
+    `failed` manifest (if the output was begun) keeping every finished shard, and raise."""
+    cfg, fid = plan.cfg, plan.cfg.metrics.fid
+    results = JobResults(records={r.index: r for r in plan.done})
+    bar = Progress(cfg.run.num_samples, sum(r.rows for r in plan.done), progress or cfg.run.progress)
+
+    def on_done(result: ShardResult) -> None:
+        if result.record is not None:
+            results.records[result.record.index] = result.record
+        if result.stats is not None:
+            results.stats.merge(result.stats)
+        bar.update(result.rows)
+
+    resumed = [r.path for r in plan.done]  # their feature statistics are recomputed from the files
+    t0 = time.monotonic()
+    try:
+        if plan.todo or (fid and resumed):
+            with ray_session(cfg.cluster):
+                if plan.todo:
+                    actors, new_actor = start_workers(cfg, plan.sampler_state, plan.weights, plan.guide_weights)
+                results.manifest = begin_output(cfg, plan.manifest)
+                if plan.todo:
+                    results.skipped = dispatch(actors, new_actor, list(plan.todo), cfg, on_done)
+                if fid and resumed:
+                    results.stats.merge(shard_stats(cfg, resumed))
+        else:
+            results.manifest = begin_output(cfg, plan.manifest)
+        if fid is not None and not results.skipped:
+            results.metrics = {"fid": fid_report(results.stats, fid.extractor, fid.ref)}
+    except (Exception, KeyboardInterrupt) as e:
+        bar.close()
+        if results.manifest is not None:  # nothing under the output is written before the job is sure to start
+            write_manifest(plan.fs, plan.root, results.manifest.model_copy(update={
+                "status": "failed", "shards": sorted(results.records.values(), key=lambda r: r.index),
+                "error": scrub(str(e) or type(e).__name__, cfg.run.storage_options)}))
+        raise
+    bar.close()
+    results.seconds = time.monotonic() - t0
+    return results
+
+
+def finalize(plan: JobPlan, results: JobResults) -> Manifest:
+    """Write the FID report, the final manifest and the grid; returns the manifest (status complete), or
+    raises JobError when shards were skipped (the rest is written)."""
+    cfg, fid, metrics = plan.cfg, plan.cfg.metrics.fid, results.metrics
+    if metrics:
+        write_report(plan.fs, plan.root, metrics["fid"])
+        print(f"seedshard: FID {metrics['fid']['fid']:.4f} ({fid.extractor} features, {results.stats.n} samples "
+              f"vs {metrics['fid']['reference']})", flush=True)
+    skipped = results.skipped
+    manifest = write_manifest(plan.fs, plan.root, results.manifest.model_copy(update={
+        "status": "failed" if skipped else "complete", "shards": sorted(results.records.values(), key=lambda r: r.index),
+        "error": ("; ".join(skipped) if skipped else None), "metrics": metrics}))
+    if cfg.run.grid and manifest.shards:
+        save_grid(cfg.run.output, side_path(cfg.run.output, GRID_NAME, manifest.format_version), n=cfg.run.grid,
+                  storage_options=cfg.run.storage_options)
+    log.info("%d samples in %.1fs", cfg.run.num_samples, results.seconds)
+    if skipped:
+        raise JobError(f"{len(skipped)} shard(s) skipped (run.on_nonfinite=skip); the rest is written: {skipped[0]}")
+    return manifest
+
+
+def run_job(cfg: JobConfig, *, progress: str | None = None) -> Manifest:
+    """Generate the job's samples; returns the final manifest (status complete), raises JobError otherwise."""
+    plan = prepare(cfg)
+    return finalize(plan, execute(plan, progress))
+
+
+def start_workers(cfg: JobConfig, sampler_state: dict[str, Any], weights: Any,
+                  guide_weights: Any) -> tuple[list[Any], Callable[[], Any]]:
+    """num_workers SamplerWorker actors, ready (model built) before sampling starts, and their factory."""
+    import ray
+
+    wait_for_resources(cfg.cluster)
+    c = cfg.cluster
+    # Restarts are the driver's (it replaces a dead actor), so Ray's own are off.
+    actor_cls = ray.remote(SamplerWorker).options(
+        num_cpus=c.cpus_per_worker, num_gpus=c.gpus_per_worker, max_restarts=0, max_concurrency=2,
+        runtime_env={"env_vars": MALLOC_ENV})  # merged with the job's runtime_env
+    weight_refs = [ray.put(weights), ray.put(guide_weights)]  # one copy in the object store, shared by all actors
+    config = cfg.resolved()
+
+    def new_actor() -> Any:
+        return actor_cls.remote(config, sampler_state, weight_refs)
+
+    actors = [new_actor() for _ in range(c.num_workers)]
+    try:
+        infos = ray.get([a.ready.remote() for a in actors])
+    except ray.exceptions.RayActorError as e:  # the constructor raised: its error is the message's last line
+        lines = [line for line in (getattr(e, "error_msg", "") or str(e)).splitlines() if line.strip()]
+        raise JobError(f"a worker failed to start: {lines[-1].strip() if lines else type(e).__name__}") from None
+    log.info("workers ready: %s", infos)
+    return actors, new_actor
+
+
+def dispatch(actors: list[Any], new_actor: Callable[[], Any], shards: list[Shard], cfg: JobConfig,
+             on_done: Callable[[ShardResult], None]) -> list[str]:
+    """Run `shards` on `actors` with a ShardScheduler given the job's cluster settings; returns the errors
+    of skipped shards (run.on_nonfinite=skip), raises JobError on failure."""
+    c = cfg.cluster
+    scheduler = ShardScheduler(actors, new_actor, shards, max_in_flight=c.max_in_flight, max_restarts=c.max_restarts,
+                               max_shard_attempts=c.max_shard_attempts, skip_nonfinite=cfg.run.on_nonfinite == "skip")
+    return scheduler.run(on_done)
+
+
+def shard_stats(cfg: JobConfig, paths: list[str]) -> FeatureStats:
+    """Feature statistics of committed shards, read back and featurised by Ray tasks."""
+    c, fid = cfg.cluster, cfg.metrics.fid
+    return fan_out_stats(cfg.run.output, "output", split(paths, c.num_workers), fid.extractor, fid.extractor_kwargs,
+                         cfg.run.storage_options, num_cpus=c.cpus_per_worker, num_gpus=c.gpus_per_worker)

@@ -1,0 +1,130 @@
+"""Preflight: the deterministic checks `prepare` runs before Ray starts and before anything is written,
+beyond what the config schema checks on its own (bounds, finite numbers, FID and grid needs).
+
+Two steps, so that no code of the model runs before the rest of the job is accepted (a job file is
+code: `model.factory` is imported and called):
+
+* `check_sampler` (no model code): the sampler's real time grid against the model's interface (an
+  integrator that needs another interface, a grid that starts above the interface's t_max).
+* `check_forward`: one forward pass of the network, and of the guide, on a single sample on the
+  driver's CPU at the grid's first time, with the largest class label the job uses (the guide of
+  classifier-free guidance with the null label): the output must be a floating tensor of the input's
+  shape, and finite. `model.preflight: false` skips it, for networks too large for the driver.
+
+A failure is a ConfigError (exit 2, one line): it cannot go away by retrying on a worker.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+
+import samplers
+
+from ..config import ConfigError, JobConfig
+from ..network import build_fields
+
+_HINT = "set model.preflight=false to skip this check"
+
+
+def check_sampler(cfg: JobConfig, sampler: samplers.Sampler) -> None:
+    """ConfigError when `sampler`'s integrator or time grid cannot run with the interface of the model (and
+    guide); built from the interface alone, without importing model.factory."""
+    if not isinstance(sampler, samplers.StepSampler):
+        return
+    model = cfg.model
+    guide = model.guide if model.guide is not None else model
+    try:
+        net = samplers.wrap(None, model.interface, **model.interface_kwargs)
+        g_net = samplers.wrap(None, guide.interface, **guide.interface_kwargs) if cfg.sampler.guidance_scale != 1 else None
+    except (TypeError, ValueError):
+        return  # bad interface_kwargs: the model check names them
+    check_sampler_fits(sampler, net, g_net, model.interface)
+
+
+def check_sampler_fits(sampler: samplers.Sampler, net: samplers.Field, g_net: samplers.Field | None,
+                       interface: str) -> None:
+    """ConfigError when `sampler` cannot run with these fields (built on the meta device are enough): an
+    integrator that needs another interface (euler_jump needs meanflow), or a time grid that starts above
+    the interface's t_max. The actors would otherwise fail on every shard."""
+    if not isinstance(sampler, samplers.StepSampler):
+        return
+    try:
+        sampler.check_fields(net, g_net, sampler.sample_t().tolist()[0])
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"sampler.name={sampler.name!r} cannot run with model.interface={interface!r}: {e}") from None
+
+
+class _Recorder(torch.nn.Module):
+    """Calls `net` and keeps its last output."""
+
+    def __init__(self, net: Any) -> None:
+        super().__init__()
+        self.net, self.out = net, None
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        self.out = self.net(*args, **kwargs)
+        return self.out if isinstance(self.out, torch.Tensor) else torch.zeros_like(args[0])
+
+
+def _cpu_config(model_cfg: Any) -> Any:
+    """`model_cfg` as the driver's CPU runs it: not compiled, float16 as float32 (CPU kernels for it are spotty)."""
+    update = {"compile": False} | ({"dtype": "float32"} if model_cfg.dtype == "float16" else {})
+    if getattr(model_cfg, "guide", None) is not None:
+        update["guide"] = _cpu_config(model_cfg.guide)
+    return model_cfg.model_copy(update=update)
+
+
+def _label(cfg: JobConfig) -> int | None:
+    """The largest class label the job samples with, or None for an unconditional job."""
+    if cfg.run.labels == "none":
+        return None
+    return cfg.run.label if cfg.run.labels == "fixed" else cfg.model.num_classes - 1
+
+
+def check_forward(cfg: JobConfig, sampler: samplers.Sampler, weights: Any = None, guide_weights: Any = None) -> None:
+    """ConfigError unless one forward pass of the network (and guide) on one sample at the grid's first time
+    gives a finite floating tensor shaped like the sample; skipped with model.preflight=false."""
+    if not cfg.model.preflight or not isinstance(sampler, samplers.StepSampler):
+        return
+    net, g_net = build_fields(_cpu_config(cfg.model), cfg.sampler.guidance_scale, "cpu", weights, guide_weights)
+    t = float(sampler.sample_t()[0])
+    shape = (1, *cfg.model.shape)
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(0), dtype=sampler.torch_dtype) * net.prior_scale(t)
+    label = _label(cfg)
+    kwargs = {} if label is None else {"class_labels": torch.tensor([label])}
+    where = f"on one sample at t={t:g}" + ("" if label is None else f" with class label {label}")
+    roles = [("model", net)]
+    if g_net is not None:
+        roles.append(("model.guide", g_net) if cfg.model.guide is not None
+                     else (f"model.null_label={cfg.model.null_label} (classifier-free guide)", g_net))
+    for role, field in roles:
+        probe = copy.copy(field)
+        probe.net = recorder = _Recorder(field.net)
+        error = None
+        try:
+            with torch.inference_mode():
+                probe.velocity(x, t, **kwargs)
+        except Exception as e:  # noqa: BLE001 - user code: one line naming what ran, after the output checks
+            error = e
+        out = recorder.out
+        if out is None and error is not None:  # the network itself raised
+            _raise_failed(role, where, error)
+        if not isinstance(out, torch.Tensor) or not out.is_floating_point():
+            got = f"a {out.dtype} tensor" if isinstance(out, torch.Tensor) else type(out).__name__
+            raise ConfigError(f"{role}: the network returned {got} {where}; expected a floating-point tensor ({_HINT})")
+        if tuple(out.shape) != shape:
+            raise ConfigError(f"{role}: the network's output {where} has shape {list(out.shape)}, expected "
+                              f"{list(shape)} (1 x model.shape) ({_HINT})")
+        if not bool(torch.isfinite(out).all()):
+            raise ConfigError(f"{role}: the network's output {where} is not finite (NaN or Inf) ({_HINT})")
+        if error is not None:  # the interface failed on a well-formed output
+            _raise_failed(role, where, error)
+
+
+def _raise_failed(role: str, where: str, error: Exception) -> None:
+    first = (str(error).strip().splitlines() or [""])[0]
+    raise ConfigError(f"{role}: one forward pass {where} on the driver's CPU failed: "
+                      f"{type(error).__name__}: {first} ({_HINT})") from None

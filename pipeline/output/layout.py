@@ -18,6 +18,8 @@ place and ``format_version`` say which layout an output has (``output_version``)
 
 from __future__ import annotations
 
+import fnmatch
+
 import fsspec
 
 SIDE_DIR = "__seedshard__"
@@ -41,13 +43,17 @@ def side_path(root: str, name: str, version: int = FORMAT_VERSION) -> str:
 
 def output_version(fs: fsspec.AbstractFileSystem, root: str) -> int:
     """The layout of the output at ``root``: 2 when ``__seedshard__/manifest.json`` exists, 1 when
-    ``manifest.json`` lies at the root, else FORMAT_VERSION (a new output)."""
+    ``manifest.json`` (or, without a manifest, a sidecar) lies at the root, else FORMAT_VERSION."""
     fs.invalidate_cache(root)  # other processes write here
     if fs.exists(side_path(root, MANIFEST_NAME, 2)):
         return 2
     if fs.exists(side_path(root, MANIFEST_NAME, 1)):
         return 1
-    return FORMAT_VERSION
+    try:
+        names = [path.rstrip("/").rsplit("/", 1)[-1] for path in fs.ls(root, detail=False)]
+    except FileNotFoundError:
+        return FORMAT_VERSION
+    return 1 if any(fnmatch.fnmatchcase(name, "shard-*.json") for name in names) else FORMAT_VERSION
 
 
 def side_file(fs: fsspec.AbstractFileSystem, root: str, name: str) -> str:

@@ -158,3 +158,6 @@ def test_output_version_side_paths_and_job_version(tmp_path):
     assert job_version(fs, root, overwrite=False) == 1 and job_version(fs, root, overwrite=True) == 2
     with pytest.raises(ValueError, match="format_version 3"):
         side_path(root, "x", 3)
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "shard-00000.json").write_text("{}")  # a version-1 sidecar, its manifest lost
+    assert output_version(*open_output(str(tmp_path / "old"))) == 1

@@ -115,7 +115,7 @@ def child(shards: int, shard_size: int, actors: int, in_flight: int, sleep_s: fl
         finally:
             driver.start_workers, driver.dispatch = real_start, dispatch
         assert manifest.status == "complete" and len(manifest.shards) == shards, manifest.status
-        timings["manifest_bytes"] = os.path.getsize(os.path.join(out_dir, "manifest.json"))
+        timings["manifest_bytes"] = os.path.getsize(os.path.join(out_dir, "__seedshard__", "manifest.json"))
         timings["actor_start"] = actor_start
         return timings
     finally:

@@ -24,7 +24,9 @@ def _generate(args: argparse.Namespace) -> int:
     manifest = run_job(cfg)
     print(f"seedshard: wrote {manifest.num_samples} samples in {len(manifest.shards)} shards to {cfg.run.output}")
     if cfg.run.grid and manifest.shards:
-        print(f"seedshard: grid of the first {cfg.run.grid} samples: {cfg.run.output.rstrip('/')}/grid.png")
+        from .output.layout import side_path
+
+        print(f"seedshard: grid of the first {cfg.run.grid} samples: {side_path(cfg.run.output, 'grid.png', manifest.format_version)}")
     return 0
 
 

@@ -51,9 +51,9 @@ class Case:
 
 def _manifest_edit(change: Callable[[dict], None]) -> Callable[[Path, Path], list[str]]:
     def prepare(out: Path, tmp: Path) -> list[str]:
-        data = json.loads((out / "manifest.json").read_text())
+        data = json.loads((out / "__seedshard__" / "manifest.json").read_text())
         change(data)
-        (out / "manifest.json").write_text(json.dumps(data))
+        (out / "__seedshard__" / "manifest.json").write_text(json.dumps(data))
         return []
     return prepare
 
@@ -296,15 +296,15 @@ CASES = [
          edit={"run.seed": 5}),
     Case("resume-false", 1, r"already holds this job and run.resume=false", edit={"run.resume": False}),
     Case("manifest-corrupt", 1, r"manifest.json is not valid JSON",
-         prepare=lambda out, tmp: [(out / "manifest.json").write_text("{half"), []][1]),
-    Case("manifest-newer-format", 1, r"has format_version 99; this seedshard reads format_version 1$",
+         prepare=lambda out, tmp: [(out / "__seedshard__" / "manifest.json").write_text("{half"), []][1]),
+    Case("manifest-newer-format", 1, r"has format_version 99; this seedshard reads format_version 1 or 2$",
          prepare=_manifest_edit(lambda m: m.update(format_version=99))),
     Case("sampler-state-newer", 1, r"holds a different job \(sampler_state.version differ\)",
          prepare=_manifest_edit(lambda m: m["sampler_state"].update(version=99))),
     Case("sampler-state-unknown-key", 1, r"holds a different job \(sampler_state.bogus differ\)",
          prepare=_manifest_edit(lambda m: m["sampler_state"].update(bogus=1))),
     Case("shards-without-manifest", 1, r"holds shard files but no manifest",
-         prepare=lambda out, tmp: [(out / "manifest.json").unlink(), []][1]),
+         prepare=lambda out, tmp: [(out / "__seedshard__" / "manifest.json").unlink(), []][1]),
     # --- cluster
     Case("ray-address-refused", 1, r"^cannot connect to Ray at '127.0.0.1:1': Connection refused", edit={"cluster.address": "127.0.0.1:1"},
          prepare=lambda out, tmp: [(out / "shard-00001.parquet").unlink(), []][1]),  # a resume: work for Ray to do

@@ -278,11 +278,11 @@ def time_kwargs_problem(time_dist: str, time_kwargs: dict[str, Any]) -> str | No
     """What is wrong with the value types of `time_kwargs` for `time_dist` (None: nothing), without reading files:
     numbers for the numeric schedules, a list for `explicit`, a path or dict for `diffusers` (a missing one is
     reported when the sampler is built)."""
-    from samplers.schedules import explicit_times
-
     if time_dist in ("explicit", "diffusers") and not time_kwargs:
         return None
     if time_dist == "explicit":
+        from samplers.schedules import explicit_times  # torch: only for explicit grids
+
         try:
             explicit_times(time_kwargs.get("t"))
         except ValueError as e:

@@ -18,7 +18,8 @@ from typing import IO, Any
 
 import numpy as np
 
-from ..output.fs import join_path, put_atomic
+from ..output.fs import put_atomic
+from ..output.layout import side_file
 from .stats import FeatureStats, frechet_distance
 
 REPORT_NAME = "fid.json"
@@ -145,5 +146,5 @@ def fid_report(stats: FeatureStats, extractor: str, ref: str | None) -> dict[str
 
 
 def write_report(fs: Any, root: str, report: dict[str, Any]) -> None:
-    """Atomically write the report as `fid.json` under `root`."""
-    put_atomic(fs, join_path(root, REPORT_NAME), (json.dumps(report, indent=2, sort_keys=True) + "\n").encode())
+    """Atomically write the report as `fid.json` among the side files of the output at `root`."""
+    put_atomic(fs, side_file(fs, root, REPORT_NAME), (json.dumps(report, indent=2, sort_keys=True) + "\n").encode())

@@ -19,7 +19,7 @@ import torch
 from ..output.codecs import format_of
 from ..output.fs import join_path, open_output
 from ..output.images import load_image as _load_image
-from ..output.manifest import MANIFEST_NAME, read_manifest
+from ..output.manifest import read_manifest
 from ..output.shards import decode_shard
 from .extractors import build_extractor
 from .features import features_stats
@@ -68,8 +68,8 @@ def image_chunks(source: str, num_chunks: int) -> tuple[str, list[Any]]:
     """(kind, chunks) of a dataset: 'output' (shard paths), 'files' (image paths), 'zip' or 'array' (index ranges)."""
     if os.path.isdir(source) or "://" in source and not source.endswith(IMAGE_SUFFIXES + (".zip", ".npy", ".npz", ".pt")):
         fs, root = open_output(source)
-        if fs.exists(join_path(root, MANIFEST_NAME)):
-            manifest = read_manifest(fs, root)
+        manifest = read_manifest(fs, root)
+        if manifest is not None:
             return "output", split([s.path for s in manifest.shards], num_chunks)
         files = sorted(p for p in fs.find(root) if p.lower().endswith(IMAGE_SUFFIXES))
         if not files:

@@ -1,10 +1,11 @@
 """File-system access for outputs on any fsspec URL: resolving a URL, atomic writes, listing.
 
 Writes are atomic. On a local disk the bytes go to ``.{name}.tmp-{uuid}`` in the same
-directory and are renamed onto the final name (``os.replace``). On object stores
-(s3://, gs://, memory://, ...) each file is one ``pipe`` (a single PUT or a multipart
-upload, both of which appear all at once). No partial file ever has a final name; temp
-files of a crashed writer may remain until ``cleanup_temp``.
+directory (data shards of a format-2 output: in its ``__seedshard__/`` folder) and are renamed
+onto the final name (``os.replace``). On object stores (s3://, gs://, memory://, ...) each
+file is one ``pipe`` (a single PUT or a multipart upload, both of which appear all at once).
+No partial file ever has a final name; temp files of a crashed writer may remain until
+``cleanup_temp``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 import fsspec
 
 from ..redact import redact_url, scrub
+from .layout import SIDE_DIR
 
 TEMP_PATTERN = ".*.tmp-*"
 
@@ -99,13 +101,16 @@ def join_path(root: str, name: str) -> str:
     return f"{root.rstrip('/')}/{name}"
 
 
-def put_atomic(fs: fsspec.AbstractFileSystem, path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see all of it or nothing."""
+def put_atomic(fs: fsspec.AbstractFileSystem, path: str, data: bytes, temp_dir: str | None = None) -> None:
+    """Write ``data`` to ``path`` so that readers see all of it or nothing; locally the temp file goes to
+    ``temp_dir`` (same file system; default: beside ``path``), and missing folders are created."""
     if not is_local(fs):
         fs.pipe_file(path, data)  # one PUT (or multipart upload): appears atomically
         return
     directory, name = os.path.split(path)
-    tmp = os.path.join(directory, f".{name}.tmp-{uuid.uuid4().hex}")
+    tmp = os.path.join(temp_dir or directory, f".{name}.tmp-{uuid.uuid4().hex}")
+    os.makedirs(os.path.dirname(tmp), exist_ok=True)
+    os.makedirs(directory, exist_ok=True)
     try:
         with open(tmp, "wb") as f:
             f.write(data)
@@ -131,12 +136,18 @@ def list_names(fs: fsspec.AbstractFileSystem, root: str, pattern: str) -> dict[s
     return {name: names[name] for name in sorted(names) if fnmatch.fnmatchcase(name, pattern)}
 
 
+def list_temp(fs: fsspec.AbstractFileSystem, root: str) -> dict[str, str]:
+    """{name: path} of the temp files (``.*.tmp-*``) under ``root`` and its side folder (both layouts)."""
+    side = {f"{SIDE_DIR}/{name}": path for name, path in list_names(fs, join_path(root, SIDE_DIR), TEMP_PATTERN).items()}
+    return {**list_names(fs, root, TEMP_PATTERN), **side}
+
+
 def cleanup_temp(fs: fsspec.AbstractFileSystem, root: str) -> list[str]:
     """Remove temp files (``.*.tmp-*``) left by crashed writers; returns their names.
 
     Call it only while no writer is active on ``root`` (e.g. when a job starts).
     """
-    temps = list_names(fs, root, TEMP_PATTERN)
+    temps = list_temp(fs, root)
     for path in temps.values():
         fs.rm_file(path)
     return list(temps)

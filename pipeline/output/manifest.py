@@ -1,5 +1,8 @@
 """``manifest.json``: the record of one output directory, written by the driver.
 
+It lies in ``__seedshard__/`` (format version 2) or, in outputs of format version 1, beside the
+shards (see pipeline.output.layout).
+
 It holds the format version, the job's status, the resolved config, the sampler state,
 the model identity (factory, checkpoint sha256), the shard schema, the noise scheme and
 one ShardRecord per committed shard (sorted by index). Shards are committed with their
@@ -16,12 +19,11 @@ from typing import Any, Literal
 import fsspec
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .fs import join_path, put_atomic
-from .shards import FORMAT_VERSION, ShardRecord
+from .fs import put_atomic
+from .layout import FORMAT_VERSION, FORMAT_VERSIONS, MANIFEST_NAME, side_path
+from .shards import ShardRecord
 
 __all__ = ["FORMAT_VERSION", "MANIFEST_NAME", "Manifest", "ManifestError", "read_manifest", "write_manifest"]
-
-MANIFEST_NAME = "manifest.json"
 
 
 class ManifestError(ValueError):
@@ -51,6 +53,13 @@ class Manifest(BaseModel):
     created: str = Field(default_factory=_now)
     updated: str = Field(default_factory=_now)
 
+    @field_validator("format_version")
+    @classmethod
+    def _known_version(cls, version: int) -> int:
+        if version not in FORMAT_VERSIONS:
+            raise ValueError(f"format_version {version!r}; this seedshard reads {FORMAT_VERSIONS}")
+        return version
+
     @field_validator("shards")
     @classmethod
     def _sorted_unique(cls, shards: list[ShardRecord]) -> list[ShardRecord]:
@@ -74,18 +83,25 @@ class Manifest(BaseModel):
 
 
 def write_manifest(fs: fsspec.AbstractFileSystem, root: str, manifest: Manifest) -> Manifest:
-    """Atomically write ``manifest.json`` under ``root`` with ``updated`` set to now; returns what was written."""
+    """Atomically write ``manifest.json`` of output ``root`` (where its format version puts it) with ``updated``
+    set to now; returns what was written."""
     manifest = manifest.model_copy(update={"updated": _now()})
-    put_atomic(fs, join_path(root, MANIFEST_NAME), (manifest.model_dump_json(indent=2) + "\n").encode())
+    path = side_path(root, MANIFEST_NAME, manifest.format_version)
+    put_atomic(fs, path, (manifest.model_dump_json(indent=2) + "\n").encode())
     return manifest
 
 
 def read_manifest(fs: fsspec.AbstractFileSystem, root: str) -> Manifest | None:
-    """The manifest under ``root``, or None when there is none; ManifestError when it is unusable."""
-    path = join_path(root, MANIFEST_NAME)
-    try:
-        raw = fs.cat_file(path)
-    except FileNotFoundError:
+    """The manifest of output ``root`` (``__seedshard__/manifest.json``, else ``manifest.json`` of format
+    version 1), or None when there is none; ManifestError when it is unusable."""
+    for place in sorted(FORMAT_VERSIONS, reverse=True):
+        path = side_path(root, MANIFEST_NAME, place)
+        try:
+            raw = fs.cat_file(path)
+            break
+        except FileNotFoundError:
+            continue
+    else:
         return None
     where = fs.unstrip_protocol(path)
     try:
@@ -93,8 +109,12 @@ def read_manifest(fs: fsspec.AbstractFileSystem, root: str) -> Manifest | None:
     except ValueError as e:
         raise ManifestError(f"{where} is not valid JSON ({e})") from None
     version = obj.get("format_version") if isinstance(obj, dict) else None
-    if version != FORMAT_VERSION:
-        raise ManifestError(f"{where} has format_version {version!r}; this seedshard reads format_version {FORMAT_VERSION}")
+    if version not in FORMAT_VERSIONS:
+        raise ManifestError(f"{where} has format_version {version!r}; this seedshard reads format_version "
+                            f"{' or '.join(map(str, FORMAT_VERSIONS))}")
+    if side_path(root, MANIFEST_NAME, version) != path:
+        raise ManifestError(f"{where} has format_version {version!r}, whose manifest lies at "
+                            f"{fs.unstrip_protocol(side_path(root, MANIFEST_NAME, version))}")
     try:
         return Manifest.model_validate(obj)
     except ValidationError as e:

@@ -8,7 +8,11 @@ recorded size and sha256 before use. Samples come back in their stored dtype
 
 from __future__ import annotations
 
+import atexit
 import hashlib
+import os
+import shutil
+import tempfile
 from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
@@ -28,7 +32,8 @@ def open_manifest(url: str, storage_options: dict | None = None) -> tuple[fsspec
     fs, root = resolve_url(url, storage_options)
     manifest = read_manifest(fs, root)
     if manifest is None:
-        raise FileNotFoundError(f"no manifest.json under {fs.unstrip_protocol(root)}: not a seedshard output, or its job has not written one yet")
+        raise FileNotFoundError(f"no manifest.json under {fs.unstrip_protocol(root)} (nor in its __seedshard__/): "
+                                "not a seedshard output, or its job has not written one yet")
     return fs, root, manifest
 
 
@@ -92,11 +97,38 @@ def load_shard(fs: fsspec.AbstractFileSystem, root: str, rec: ShardRecord, url: 
 
 
 def read_dataset(url: str, *, storage_options: dict | None = None) -> ray.data.Dataset:
-    """A Ray Dataset over an output's shards (columns index, label, sample), for formats Ray Data reads."""
+    """A Ray Dataset over an output's shards (columns index, label, sample; image for uint8 images), for
+    formats Ray Data reads. Uses the Ray this process is connected to, else the cluster at RAY_ADDRESS,
+    else starts a private local Ray (see ``connect_ray``)."""
     fs, root, manifest = open_manifest(url, storage_options)
     reader = codec(manifest.schema_["format"]).ray_reader
     if reader is None:
         readable = [name for name, c in CODECS.items() if c.ray_reader is not None]
         raise ValueError(f"{url} holds {manifest.schema_['format']} shards; read_dataset reads {', '.join(readable)} outputs")
     paths = [join_path(root, s.path) for s in manifest.shards]
+    connect_ray()
     return reader(paths, None if is_local(fs) else fs)
+
+
+def connect_ray() -> None:
+    """Connect to Ray unless connected: to RAY_ADDRESS when set, else to a private local Ray the way jobs
+    start one (its own temp dir, removed at exit; no dashboard; token authentication off), never to a
+    default shared one."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    if os.environ.get("RAY_ADDRESS"):
+        ray.init(log_to_driver=False, configure_logging=False)
+        return
+    temp_dir = tempfile.mkdtemp(prefix="ss-ray-", dir="/tmp")  # short: socket paths
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a private cluster of this process
+    ray.init(address="local", include_dashboard=False, _temp_dir=temp_dir, log_to_driver=False, configure_logging=False)
+    atexit.register(_stop_private_ray, temp_dir)  # runs before Ray's own exit hook (last registered, first run)
+
+
+def _stop_private_ray(temp_dir: str) -> None:
+    import ray
+
+    ray.shutdown()
+    shutil.rmtree(temp_dir, ignore_errors=True)

@@ -1,10 +1,11 @@
 """Shard files: naming, encoding with the format's codec, atomic commit, verification.
 
-Layout of an output directory (``root``)::
+Layout of an output directory (``root``; format version 1 keeps side files beside the shards,
+see pipeline.output.layout)::
 
-    shard-00000.parquet      the samples of shard 0 (or shard-00000.safetensors)
-    shard-00000.json         its sidecar: the ShardRecord, written after the data file
-    manifest.json            written by the driver (see pipeline.output.manifest)
+    shard-00000.parquet                the samples of shard 0 (or shard-00000.safetensors)
+    __seedshard__/shard-00000.json     its sidecar: the ShardRecord, written after the data file
+    __seedshard__/manifest.json        written by the driver (see pipeline.output.manifest)
 
 A shard counts as finished only when its sidecar exists and the data file's size and
 sha256 match it; a resumed job can trust such shards without a manifest. Both files are
@@ -31,15 +32,13 @@ from ..redact import scrub
 from .codecs import FORMATS, ShardData, codec, format_of
 from .dtypes import SAMPLE_DTYPES
 from .fs import join_path, list_names, put_atomic
+from .layout import FORMAT_VERSION, FORMAT_VERSIONS, VERSION_KEY, output_version, side_path, side_root
 from .record import ShardRecord
 
 __all__ = ["FORMAT_VERSION", "ShardRecord", "VERSION_KEY", "commit_shard", "decode_shard", "encode_shard",
            "load_sidecars", "shard_metadata", "shard_name", "shard_schema", "sidecar_name", "verify_shard"]
 
 log = logging.getLogger(__name__)
-
-FORMAT_VERSION = 1
-VERSION_KEY = "seedshard.format_version"
 
 
 def shard_metadata(cfg: Any, sampler_state: dict[str, Any], noise_scheme: str) -> dict[str, str]:
@@ -76,12 +75,15 @@ def encode_shard(
     samples: np.ndarray,
     fmt: str,
     metadata: dict[str, str],
+    version: int = FORMAT_VERSION,
 ) -> bytes:
     """Serialize one shard; the bytes depend only on the arguments.
 
     indices: (rows,) int64; labels: (rows,) int64 or None; samples: (rows, *shape) in a
-    stored dtype; metadata: str -> str (e.g. seed, sampler name).
+    stored dtype; metadata: str -> str (e.g. seed, sampler name); version: the output's format
+    version (1: the storage of older outputs, for resuming them).
     """
+    assert version in FORMAT_VERSIONS, f"format version {version} not in {FORMAT_VERSIONS}"
     rows = len(samples)
     assert samples.ndim >= 2, f"samples must be (rows, *shape), got {samples.shape}"
     assert samples.dtype.name in SAMPLE_DTYPES, f"samples dtype {samples.dtype} not in {SAMPLE_DTYPES}"
@@ -91,7 +93,7 @@ def encode_shard(
     if bad:
         raise ValueError(f"shard metadata must map str to str, got {bad!r}")
     encode = codec(fmt).encode
-    meta = dict(sorted({**metadata, VERSION_KEY: str(FORMAT_VERSION)}.items()))
+    meta = dict(sorted({**metadata, VERSION_KEY: str(version)}.items()))
     indices = np.ascontiguousarray(indices, dtype=np.int64)
     labels = None if labels is None else np.ascontiguousarray(labels, dtype=np.int64)
     return encode(indices, labels, np.ascontiguousarray(samples), meta)
@@ -101,21 +103,25 @@ def decode_shard(data: bytes, fmt: str) -> ShardData:
     """Inverse of ``encode_shard``; raises ValueError when the bytes are not a valid shard."""
     shard = codec(fmt).decode(data)
     version = shard.metadata.get(VERSION_KEY)
-    if version != str(FORMAT_VERSION):
-        raise ValueError(f"shard {VERSION_KEY} is {version!r}; this version reads {FORMAT_VERSION}")
+    if version not in [str(v) for v in FORMAT_VERSIONS]:
+        raise ValueError(f"shard {VERSION_KEY} is {version!r}; this version reads {' or '.join(map(str, FORMAT_VERSIONS))}")
     return shard
 
 
-def commit_shard(fs: fsspec.AbstractFileSystem, root: str, name: str, data: bytes, record: dict) -> ShardRecord:
+def commit_shard(fs: fsspec.AbstractFileSystem, root: str, name: str, data: bytes, record: dict,
+                 version: int | None = None) -> ShardRecord:
     """Atomically write data file ``name`` and then its sidecar; return the ShardRecord.
 
     ``record`` gives ``index``, ``start``, ``stop`` and optionally ``rows`` (default
-    stop - start); ``path``, ``bytes`` and ``sha256`` are filled in here.
+    stop - start); ``path``, ``bytes`` and ``sha256`` are filled in here. The sidecar goes where
+    the output's layout (``version``; default: the one found at ``root``) puts side files.
     """
+    version = output_version(fs, root) if version is None else version
     fields = {"rows": record["stop"] - record["start"], **record}
     rec = ShardRecord(**fields, path=name, bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
-    put_atomic(fs, join_path(root, name), data)
-    put_atomic(fs, join_path(root, sidecar_name(name)), (json.dumps(dataclasses.asdict(rec), sort_keys=True) + "\n").encode())
+    put_atomic(fs, join_path(root, name), data, temp_dir=side_root(root, version))
+    put_atomic(fs, side_path(root, sidecar_name(name), version),
+               (json.dumps(dataclasses.asdict(rec), sort_keys=True) + "\n").encode())
     return rec
 
 
@@ -171,9 +177,10 @@ def _short(value: Any, limit: int = 60) -> str:
 
 
 def load_sidecars(fs: fsspec.AbstractFileSystem, root: str) -> dict[int, ShardRecord]:
-    """The ShardRecords of all sidecars under ``root``, by shard index (unreadable ones skipped)."""
+    """The ShardRecords of all sidecars of the output at ``root`` (in its layout), by shard index
+    (unreadable ones skipped)."""
     records = {}
-    for name, path in list_names(fs, root, "shard-*.json").items():
+    for name, path in list_names(fs, side_root(root, output_version(fs, root)), "shard-*.json").items():
         try:
             rec = ShardRecord(**json.loads(fs.cat_file(path)))
             if sidecar_name(rec.path) != name:

@@ -5,7 +5,8 @@ has the manifest's schema (format, stored dtype, sample shape, labels), the reco
 indices exactly range(start, stop) at the place the shard plan puts them, and the seed,
 sampler state and noise scheme of the job in its metadata; its sidecar agrees with the manifest
 entry. For a `complete` manifest also: every shard of the plan is there, and no other shard,
-sidecar or temp file lies beside them. A manifest that is not `complete` is itself a problem
+sidecar or temp file lies beside them (or in `__seedshard__/`). Both layouts (format version 1 and 2,
+see pipeline.output.layout) are checked, each by its own rules. A manifest that is not `complete` is itself a problem
 (its job failed or is still running). Nothing is written.
 """
 
@@ -19,7 +20,8 @@ import samplers.names
 from ..config import JobConfig
 from ..run.plan import iter_shards
 from ..redact import redact_url, scrub
-from .fs import TEMP_PATTERN, list_names, resolve_url
+from .fs import list_names, list_temp, resolve_url
+from .layout import VERSION_KEY, side_root
 from .manifest import Manifest, ManifestError, read_manifest
 from .shards import load_sidecars, shard_metadata, sidecar_name, verify_shard
 
@@ -49,7 +51,7 @@ def verify_output(url: str, storage_options: dict[str, Any] | None = None) -> li
         missing = sorted(set(planned) - {r.index for r in manifest.shards})
         if missing:
             problems.append(f"{len(missing)} shard(s) of the plan missing from the complete manifest: {_indices(missing)}")
-        problems += [f"{name}: temp file of an unfinished write" for name in list_names(fs, root, TEMP_PATTERN)]
+        problems += [f"{name}: temp file of an unfinished write" for name in list_temp(fs, root)]
     return [scrub(p, options) for p in problems]
 
 
@@ -83,7 +85,8 @@ def _expected_metadata(manifest: Manifest, problems: list[str]) -> dict[str, str
     except ValueError as e:
         problems.append(f"manifest config is not a valid job config: {str(e).splitlines()[0]}")
         return None
-    return shard_metadata(cfg, manifest.sampler_state, manifest.noise_scheme)  # the scheme the shards were written with
+    metadata = shard_metadata(cfg, manifest.sampler_state, manifest.noise_scheme)  # the scheme the shards were written with
+    return {**metadata, VERSION_KEY: str(manifest.format_version)}
 
 
 def _planned(manifest: Manifest, problems: list[str]) -> dict[int, tuple[int, int]] | None:
@@ -111,10 +114,13 @@ def _sidecar_problems(fs: Any, root: str, manifest: Manifest) -> list[str]:
     if manifest.status == "complete":
         for index in sorted(set(sidecars) - set(listed)):
             problems.append(f"{sidecar_name(sidecars[index].path)}: shard {index} is not in the complete manifest")
-        known = {r.path for r in manifest.shards} | {sidecar_name(r.path) for r in sidecars.values()}
-        known |= {sidecar_name(r.path) for r in manifest.shards}
-        for name in list_names(fs, root, "shard-*"):
-            if name not in known:
+        sides = {sidecar_name(r.path) for r in sidecars.values()} | {sidecar_name(r.path) for r in manifest.shards}
+        side = side_root(root, manifest.format_version)
+        found = {name: side == root for name in list_names(fs, root, "shard-*")}  # name: may be a sidecar
+        if side != root:
+            found.update({f"{side[len(root) + 1:]}/{name}": True for name in list_names(fs, side, "shard-*")})
+        for name, may_be_sidecar in found.items():
+            if name not in {r.path for r in manifest.shards} and not (may_be_sidecar and name.rsplit("/", 1)[-1] in sides):
                 problems.append(f"{name}: not in the complete manifest")
     return problems
 

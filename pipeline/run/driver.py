@@ -33,7 +33,8 @@ from ..grid import GRID_NAME, save_grid
 from ..conditioning import table_identity
 from ..decoder import build_decoder
 from ..network import check_model, coverage_warning, model_identity, state_dict_sha256
-from ..output.fs import join_path, open_output, protocols
+from ..output.fs import open_output, protocols
+from ..output.layout import job_version, side_path
 from ..output.manifest import Manifest, write_manifest
 from ..output.record import ShardRecord
 from ..redact import scrub
@@ -116,7 +117,7 @@ def prepare(cfg: JobConfig) -> JobPlan:
     manifest = Manifest(
         status="running", config=manifest_config(cfg), sampler_state=sampler_state, model=model,
         schema=job_schema(cfg), noise_scheme=samplers.NOISE_SCHEME, num_samples=cfg.run.num_samples,
-        shards=list(done.values()),
+        shards=list(done.values()), format_version=job_version(fs, root, cfg.run.overwrite),
     )
     todo = tuple(s for s in iter_shards(cfg.run.num_samples, cfg.run.shard_size) if s.index not in done)
     return JobPlan(cfg, fs, root, sampler_state, model, weights, guide_weights, tuple(done.values()), todo, manifest)
@@ -177,7 +178,7 @@ def finalize(plan: JobPlan, results: JobResults) -> Manifest:
         "status": "failed" if skipped else "complete", "shards": sorted(results.records.values(), key=lambda r: r.index),
         "error": ("; ".join(skipped) if skipped else None), "metrics": metrics}))
     if cfg.run.grid and manifest.shards:
-        save_grid(cfg.run.output, join_path(cfg.run.output, GRID_NAME), n=cfg.run.grid,
+        save_grid(cfg.run.output, side_path(cfg.run.output, GRID_NAME, manifest.format_version), n=cfg.run.grid,
                   storage_options=cfg.run.storage_options)
     log.info("%d samples in %.1fs", cfg.run.num_samples, results.seconds)
     if skipped:

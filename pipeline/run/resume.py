@@ -14,6 +14,7 @@ from typing import Any
 from ..config import JobConfig, config_diff
 from ..decoder import stored_shape
 from ..output.fs import cleanup_temp, join_path, list_names, open_output
+from ..output.layout import SIDE_DIR
 from ..output.manifest import MANIFEST_NAME, Manifest, read_manifest, write_manifest
 from ..output.shards import ShardRecord, load_sidecars, shard_metadata, shard_name, shard_schema, verify_shard
 from ..redact import redact_options, redact_url
@@ -96,7 +97,8 @@ def begin_output(cfg: JobConfig, manifest: Manifest) -> Manifest:
     and write the `running` manifest. Returns what was written."""
     fs, root = open_output(cfg.run.output, cfg.run.storage_options)
     if cfg.run.overwrite:
-        for path in list(list_names(fs, root, "shard-*").values()) + [join_path(root, MANIFEST_NAME)]:
+        owned = list(list_names(fs, root, "shard-*").values()) + list(list_names(fs, join_path(root, SIDE_DIR), "*").values())
+        for path in owned + [join_path(root, MANIFEST_NAME)]:
             if fs.exists(path):
                 fs.rm_file(path)
     cleanup_temp(fs, root)

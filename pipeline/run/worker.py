@@ -24,6 +24,7 @@ from ..fid.features import features_stats
 from ..network import build_fields
 from ..output.dtypes import to_stored
 from ..output.fs import open_output
+from ..output.layout import output_version
 from ..output.shards import commit_shard, encode_shard, shard_metadata, shard_name
 from .plan import Shard
 from .result import ShardResult
@@ -77,8 +78,9 @@ class SamplerWorker:
         record = None
         if fid is None or fid.store_samples:
             indices = torch.arange(shard.start, shard.stop, dtype=torch.int64).numpy()
-            data = encode_shard(indices, labels, stored, run.format, self.metadata)
+            version = output_version(self.fs, self.root)  # the driver wrote the manifest: its layout is settled
+            data = encode_shard(indices, labels, stored, run.format, self.metadata, version)
             record = commit_shard(self.fs, self.root, shard_name(shard.index, run.format), data,
-                                  {"index": shard.index, "start": shard.start, "stop": shard.stop})
+                                  {"index": shard.index, "start": shard.start, "stop": shard.stop}, version)
         return ShardResult(rows=shard.size, record=record, stats=stats, sample_s=t1 - t0,
                            write_s=time.perf_counter() - t1)

@@ -105,11 +105,13 @@ def probe_job(output: str, **hooks: Any) -> Any:
                         model={"factory": "tests.pipeline.jobs:probe_gaussian", "kwargs": hooks, "num_classes": 1000})
 
 
-def shard_bytes(cfg: Any) -> Iterator[tuple[Any, bytes]]:
-    """(shard, the bytes a job writes for it), computed in this process without Ray."""
+def shard_bytes(cfg: Any, version: int | None = None) -> Iterator[tuple[Any, bytes]]:
+    """(shard, the bytes a job writes for it), computed in this process without Ray (``version``: the
+    output format version; default: the current one)."""
     import samplers
     from pipeline.network import build_fields, model_identity
     from pipeline.output.dtypes import to_stored
+    from pipeline.output.layout import FORMAT_VERSION
     from pipeline.output.shards import encode_shard, shard_metadata
     from pipeline.run.plan import iter_shards
     from pipeline.run.sampling import SampleSpec, build_sampler, sample_shard
@@ -121,7 +123,7 @@ def shard_bytes(cfg: Any) -> Iterator[tuple[Any, bytes]]:
     for shard in iter_shards(cfg.run.num_samples, cfg.run.shard_size):
         x, y = sample_shard(sampler, net, g_net, SampleSpec.from_config(cfg), shard, cfg.run.batch_size, "cpu")
         yield shard, encode_shard(np.arange(shard.start, shard.stop), y, to_stored(x, cfg.run.dtype),
-                                  cfg.run.format, meta)
+                                  cfg.run.format, meta, version or FORMAT_VERSION)
 
 
 def digests(manifest: Any) -> dict[int, str]:
@@ -134,8 +136,9 @@ def reference_digests(cfg: Any) -> dict[int, str]:
     return {shard.index: hashlib.sha256(data).hexdigest() for shard, data in shard_bytes(cfg)}
 
 
-def write_output_in_process(cfg: Any) -> Any:
-    """Write the complete output of `cfg` (shards, sidecars, manifest) as run_job does, without Ray."""
+def write_output_in_process(cfg: Any, version: int | None = None) -> Any:
+    """Write the complete output of `cfg` (shards, sidecars, manifest) as run_job does, without Ray
+    (``version``: the output format version; 1 writes the older layout)."""
     import samplers
     from pipeline.network import model_identity
     from pipeline.output.fs import open_output
@@ -144,14 +147,17 @@ def write_output_in_process(cfg: Any) -> Any:
     from pipeline.run.resume import job_schema, manifest_config
     from pipeline.run.sampling import build_sampler
 
+    from pipeline.output.layout import FORMAT_VERSION
+
+    version = version or FORMAT_VERSION
     fs, root = open_output(cfg.run.output, cfg.run.storage_options)
     records = [commit_shard(fs, root, shard_name(shard.index, cfg.run.format), data,
-                            {"index": shard.index, "start": shard.start, "stop": shard.stop})
-               for shard, data in shard_bytes(cfg)]
+                            {"index": shard.index, "start": shard.start, "stop": shard.stop}, version)
+               for shard, data in shard_bytes(cfg, version)]
     model, _ = model_identity(cfg.model, cfg.run.storage_options)
     manifest = Manifest(status="complete", config=manifest_config(cfg), sampler_state=build_sampler(cfg).save(),
                         model=model, schema=job_schema(cfg), noise_scheme=samplers.NOISE_SCHEME,
-                        num_samples=cfg.run.num_samples, shards=records)
+                        num_samples=cfg.run.num_samples, shards=records, format_version=version)
     return write_manifest(fs, root, manifest)
 
 

@@ -30,7 +30,8 @@ def test_generate_inspect_grid_fid_as_a_user_would(tmp_path):
                   "sampler.steps=4", "run.grid=20")
     assert gen.returncode == 0, gen.stderr
     assert "wrote 60 samples in 2 shards" in gen.stdout and "seedshard: FID " in gen.stdout
-    assert Image.open(out / "grid.png").size[0] >= 5 * 32
+    assert Image.open(out / "__seedshard__" / "grid.png").size[0] >= 5 * 32
+    assert f"grid of the first 20 samples: {out}/__seedshard__/grid.png" in gen.stdout
     inspect = run_cli("inspect", str(out))
     assert inspect.returncode == 0 and "samples    60/60 in 2 shards" in inspect.stdout and "status     complete" in inspect.stdout
     grid = run_cli("grid", str(out), "--out", str(tmp_path / "g.png"), "--n", "9")
@@ -39,7 +40,7 @@ def test_generate_inspect_grid_fid_as_a_user_would(tmp_path):
     assert fid.returncode == 0, fid.stderr
     report = json.loads(fid.stdout.strip().splitlines()[-1])
     assert report == json.loads((tmp_path / "fid.json").read_text())
-    assert report["fid"] == pytest.approx(json.loads((out / "fid.json").read_text())["fid"], rel=1e-9)
+    assert report["fid"] == pytest.approx(json.loads((out / "__seedshard__" / "fid.json").read_text())["fid"], rel=1e-9)
 
 
 def test_ref_stats_command(tmp_path):

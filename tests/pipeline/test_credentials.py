@@ -39,7 +39,7 @@ def test_the_secret_is_in_no_output_log_or_error(ray2, s3, s3_secret, tmp_path, 
     fs, root = open_output(url, options)
     files = {path: fs.cat_file(path) for path in fs.find(root)}
     assert {p.rsplit("/", 1)[-1] for p in files} >= {"manifest.json", "shard-00000.parquet", "shard-00000.json"}
-    manifest = yaml.safe_load(files[f"{root}/manifest.json"])
+    manifest = yaml.safe_load(files[f"{root}/__seedshard__/manifest.json"])
     assert manifest["config"]["run"]["storage_options"] == {**options, "key": "***", "secret": "***"}
     for secret in (s3_secret, KEY_ID):
         assert not [path for path, data in files.items() if secret.encode() in data]

@@ -41,7 +41,7 @@ def test_streaming_stats_equal_stats_of_the_stored_samples(ray_demo, tmp_path):
     expected = fid_from_stats(compute_stats(build_extractor("digits"), x), default_reference("digits"))
     assert manifest.metrics["fid"]["num_samples"] == 120
     assert manifest.metrics["fid"]["fid"] == pytest.approx(expected, rel=1e-9)
-    report = json.loads((tmp_path / "out" / "fid.json").read_text())
+    report = json.loads((tmp_path / "out" / "__seedshard__" / "fid.json").read_text())
     assert report == manifest.metrics["fid"]
 
 
@@ -70,7 +70,7 @@ def test_demo_fid_is_far_below_pure_noise(ray_demo, tmp_path):
     noise = run_job(load_config(DEMO, [f"run.output={tmp_path / 'noise'}", "run.progress=none", "run.grid=0",
                                        "sampler.name=gaussian_noise", "sampler.guidance_scale=1.0"])).metrics["fid"]["fid"]
     assert fid < 3.0 and noise > 20.0, (fid, noise)
-    assert (tmp_path / "out" / "grid.png").stat().st_size > 0
+    assert (tmp_path / "out" / "__seedshard__" / "grid.png").stat().st_size > 0
 
 
 def _digits_uint8(n=64):

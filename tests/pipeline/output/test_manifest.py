@@ -1,4 +1,4 @@
-"""manifest.json: round trip, validation, atomic write (pipeline.output.manifest)."""
+"""manifest.json: round trip, validation, atomic write, both layouts (pipeline.output.manifest)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import pytest
 
 from pipeline.output import fs as output_fs
 from pipeline.output.fs import open_output
+from pipeline.output.layout import SIDE_DIR
 from pipeline.output.manifest import FORMAT_VERSION, MANIFEST_NAME, Manifest, ManifestError, read_manifest, write_manifest
 from pipeline.output.shards import ShardRecord, shard_schema
 
@@ -41,7 +42,8 @@ def test_round_trip(backend, tmp_path):
     back = read_manifest(fs, root)
     assert back == written
     assert [s.index for s in back.shards] == [0, 2] and isinstance(back.shards[0], ShardRecord)
-    raw = json.loads(fs.cat_file(f"{root}/{MANIFEST_NAME}"))
+    raw = json.loads(fs.cat_file(f"{root}/{SIDE_DIR}/{MANIFEST_NAME}"))
+    assert FORMAT_VERSION == 2 and not fs.exists(f"{root}/{MANIFEST_NAME}")
     assert raw["format_version"] == FORMAT_VERSION and raw["schema"]["shape"] == [3, 8, 8]
     assert raw["shards"][0] == {"index": 0, "start": 0, "stop": 5, "path": "shard-00000.parquet", "rows": 5, "bytes": 100, "sha256": "ab" * 32}
 
@@ -61,20 +63,34 @@ def test_validation():
         make_manifest(shards=[ShardRecord(0, 0, 5, "../x.parquet", 5, 1, "x")])
 
 
-def write_raw(tmp_path, obj):
-    (tmp_path / MANIFEST_NAME).write_text(obj if isinstance(obj, str) else json.dumps(obj))
+def test_format_version_1_lies_beside_the_shards(tmp_path):
+    fs, root = open_output(str(tmp_path))
+    written = write_manifest(fs, root, make_manifest(format_version=1))
+    assert os.listdir(tmp_path) == [MANIFEST_NAME]
+    assert read_manifest(fs, root) == written and written.format_version == 1
+
+
+def write_raw(tmp_path, obj, where=SIDE_DIR):
+    (tmp_path / where).mkdir(exist_ok=True)
+    (tmp_path / where / MANIFEST_NAME).write_text(obj if isinstance(obj, str) else json.dumps(obj))
     return open_output(str(tmp_path))
 
 
 def test_corrupt_or_unknown_manifest_is_a_clear_error(tmp_path):
-    fs, root = write_raw(tmp_path, '{"format_version": 1, "status": ')
+    fs, root = write_raw(tmp_path, '{"format_version": 2, "status": ')
     with pytest.raises(ManifestError, match="manifest.json is not valid JSON"):
         read_manifest(fs, root)
 
     good = json.loads(make_manifest().model_dump_json())
-    write_raw(tmp_path, {**good, "format_version": 2, "new_field": 1})
-    with pytest.raises(ManifestError, match="format_version 2; this seedshard reads format_version 1"):
+    write_raw(tmp_path, {**good, "format_version": 3, "new_field": 1})
+    with pytest.raises(ManifestError, match="format_version 3; this seedshard reads format_version 1 or 2"):
         read_manifest(fs, root)
+
+    write_raw(tmp_path, {**good, "format_version": 1})  # a version-1 manifest in the version-2 place
+    with pytest.raises(ManifestError, match=f"format_version 1, whose manifest lies at .*{tmp_path.name}/{MANIFEST_NAME}"):
+        read_manifest(fs, root)
+    with pytest.raises(ValueError, match="format_version 3"):
+        make_manifest(format_version=3)
 
     write_raw(tmp_path, {**good, "num_samples": "many"})
     with pytest.raises(ManifestError, match="invalid: num_samples"):
@@ -92,4 +108,4 @@ def test_failed_write_keeps_the_previous_manifest(tmp_path, monkeypatch):
     with pytest.raises(OSError):
         write_manifest(fs, root, make_manifest(status="complete"))
     assert read_manifest(fs, root) == first
-    assert os.listdir(tmp_path) == [MANIFEST_NAME]
+    assert os.listdir(tmp_path) == [SIDE_DIR] and os.listdir(tmp_path / SIDE_DIR) == [MANIFEST_NAME]

@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -114,7 +121,9 @@ def test_no_manifest(tmp_path):
 
 def test_read_dataset(tmp_path, ray_local):
     write_output(str(tmp_path), dtype="uint8")
+    temp_dir = ray_local._private.worker._global_node.get_temp_dir_path()
     rows = sorted(read_dataset(str(tmp_path)).take_all(), key=lambda r: r["index"])
+    assert ray_local._private.worker._global_node.get_temp_dir_path() == temp_dir  # the Ray it found
     samples, labels = expected("uint8")
     assert [r["index"] for r in rows] == list(range(N))
     assert rows[7]["sample"].shape == SHAPE and rows[7]["sample"].dtype == np.uint8
@@ -128,6 +137,30 @@ def test_read_dataset_on_s3(s3, ray_local):
     ds = read_dataset(f"{prefix}/dataset", storage_options=options)
     assert ds.count() == N
     assert ds.take(1)[0]["sample"].shape == SHAPE
+
+
+@pytest.mark.slow
+def test_read_dataset_without_ray_starts_a_private_one(tmp_path):
+    """No Ray and no RAY_ADDRESS: a private local Ray (own temp dir, removed at exit; no dashboard; auth off),
+    nothing written to the user's home."""
+    write_output(str(tmp_path / "out"), dtype="uint8")
+    home = tmp_path / "home"
+    home.mkdir()
+    script = textwrap.dedent(f"""
+        import json, os, ray
+        from pipeline.output.reader import read_dataset
+        n = read_dataset({str(tmp_path / "out")!r}).count()
+        node = ray._private.worker._global_node
+        print(json.dumps({{"n": n, "temp": node.get_temp_dir_path(), "dashboard": node.address_info.get("webui_url"),
+                          "auth": os.environ.get("RAY_AUTH_MODE")}}))
+    """)
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_MODE")}
+    env.update(HOME=str(home), PYTHONPATH=str(Path(__file__).resolve().parents[3]))
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300, check=True)
+    found = json.loads(out.stdout.strip().splitlines()[-1])
+    assert found["n"] == N and found["temp"].startswith("/tmp/ss-ray-") and not found["dashboard"]
+    assert found["auth"] == "disabled"
+    assert not os.path.exists(found["temp"]) and list(home.iterdir()) == []
 
 
 def test_read_dataset_rejects_safetensors(tmp_path):

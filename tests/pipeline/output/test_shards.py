@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import json
 import os
 import subprocess
@@ -19,7 +20,9 @@ import pytest
 
 from pipeline.output import fs as output_fs
 from pipeline.output.dtypes import SAMPLE_DTYPES, from_stored, to_stored
+from pipeline.output.codecs.parquet import read_ray
 from pipeline.output.fs import StorageError, cleanup_temp, is_local, open_output, resolve_url
+from pipeline.output.layout import SIDE_DIR
 from pipeline.output.shards import (
     ShardRecord,
     commit_shard,
@@ -45,8 +48,8 @@ def make_shard(start=0, rows=6, dtype="float32", labeled=True):
     return indices, labels, to_stored(x, dtype)
 
 
-def encoded(fmt, dtype="float32", labeled=True, start=0, rows=6):
-    return encode_shard(*make_shard(start, rows, dtype, labeled), fmt, META)
+def encoded(fmt, dtype="float32", labeled=True, start=0, rows=6, version=2):
+    return encode_shard(*make_shard(start, rows, dtype, labeled), fmt, META, version)
 
 
 # ---------------------------------------------------------------------------- dtypes
@@ -90,9 +93,10 @@ def test_shard_name():
 @pytest.mark.parametrize("fmt", ["parquet", "safetensors"])
 @pytest.mark.parametrize("dtype", SAMPLE_DTYPES)
 @pytest.mark.parametrize("labeled", [True, False])
-def test_round_trip(fmt, dtype, labeled):
+@pytest.mark.parametrize("version", [1, 2])
+def test_round_trip(fmt, dtype, labeled, version):
     indices, labels, samples = make_shard(10, 6, dtype, labeled)
-    shard = decode_shard(encode_shard(indices, labels, samples, fmt, META), fmt)
+    shard = decode_shard(encode_shard(indices, labels, samples, fmt, META, version), fmt)
     np.testing.assert_array_equal(shard.indices, indices)
     assert shard.samples.dtype == samples.dtype and shard.samples.shape == (6, *SHAPE)
     np.testing.assert_array_equal(shard.samples, samples)
@@ -100,7 +104,7 @@ def test_round_trip(fmt, dtype, labeled):
         np.testing.assert_array_equal(shard.labels, labels)
     else:
         assert shard.labels is None
-    assert shard.metadata == {**META, "seedshard.format_version": "1"}
+    assert shard.metadata == {**META, "seedshard.format_version": str(version)}
 
 
 @pytest.mark.parametrize("fmt", ["parquet", "safetensors"])
@@ -112,7 +116,8 @@ def test_encoding_is_deterministic(fmt):
 
 
 def test_encoding_is_identical_in_another_process():
-    cases = [(fmt, dtype, labeled) for fmt in ("parquet", "safetensors") for dtype in SAMPLE_DTYPES for labeled in (True, False)]
+    cases = [(fmt, dtype, labeled, 0, 6, version) for fmt in ("parquet", "safetensors") for dtype in SAMPLE_DTYPES
+             for labeled in (True, False) for version in (1, 2)]
     here = [hashlib.sha256(encoded(*case)).hexdigest() for case in cases]
     script = textwrap.dedent(
         f"""
@@ -132,6 +137,23 @@ def test_parquet_opens_with_pyarrow(tmp_path):
     path = tmp_path / "s.parquet"
     path.write_bytes(encode_shard(indices, labels, samples, "parquet", META))
     table = pq.read_table(path)
+    assert table.column_names == ["index", "label", "sample"]  # no image column: not uint8
+    sample_type = table.schema.field("sample").type  # nested fixed-size lists, one level per axis
+    assert sample_type == pa.list_(pa.list_(pa.list_(pa.float16(), 4), 4), 3)
+    assert not table.schema.field("index").nullable and table.schema.field("label").nullable
+    values = table["sample"].combine_chunks().flatten().flatten().flatten()
+    np.testing.assert_array_equal(values.to_numpy().reshape(6, *SHAPE), samples)
+    assert table.schema.metadata[b"sampler"] == b"heun"
+    assert table.schema.metadata[b"seedshard.format_version"] == b"2"
+    assert b"huggingface" in table.schema.metadata
+    assert pq.ParquetFile(path).metadata.num_row_groups == 1
+
+
+def test_parquet_version_1_is_a_fixed_shape_tensor(tmp_path):
+    indices, labels, samples = make_shard(0, 6, "float16")
+    path = tmp_path / "s.parquet"
+    path.write_bytes(encode_shard(indices, labels, samples, "parquet", META, 1))
+    table = pq.read_table(path)
     assert table.column_names == ["index", "label", "sample"]
     sample_type = table.schema.field("sample").type
     assert isinstance(sample_type, pa.FixedShapeTensorType)
@@ -141,7 +163,34 @@ def test_parquet_opens_with_pyarrow(tmp_path):
     np.testing.assert_array_equal(table["sample"].combine_chunks().to_numpy_ndarray(), samples)
     assert table.schema.metadata[b"sampler"] == b"heun"
     assert table.schema.metadata[b"seedshard.format_version"] == b"1"
+    assert b"huggingface" not in table.schema.metadata
     assert pq.ParquetFile(path).metadata.num_row_groups == 1
+
+
+@pytest.mark.parametrize("shape", [(1, 5, 4), (3, 4, 4)])
+def test_uint8_images_carry_a_deterministic_png_column(shape):
+    from PIL import Image
+
+    samples = np.random.default_rng(0).integers(0, 256, (6, *shape)).astype(np.uint8)
+    data = encode_shard(np.arange(6), None, samples, "parquet", META)
+    table = pq.read_table(pa.BufferReader(data))
+    assert table.column_names == ["index", "label", "sample", "image"]
+    for k, cell in enumerate(table["image"].to_pylist()):
+        assert cell["path"] is None
+        image = Image.open(io.BytesIO(cell["bytes"]))
+        assert image.mode == ("L" if shape[0] == 1 else "RGB") and image.size == (shape[2], shape[1])
+        np.testing.assert_array_equal(np.asarray(image).reshape(shape[1], shape[2], -1).transpose(2, 0, 1), samples[k])
+    assert data == encode_shard(np.arange(6), None, samples, "parquet", META)
+    np.testing.assert_array_equal(decode_shard(data, "parquet").samples, samples)
+
+
+@pytest.mark.parametrize("dtype, shape", [("float32", (3, 4, 4)), ("uint8", (2, 4, 4)), ("uint8", (3, 4)), ("uint8", (1, 2, 4, 4))])
+def test_no_image_column_for_other_samples(dtype, shape):
+    samples = np.zeros((2, *shape), dtype)
+    table = pq.read_table(pa.BufferReader(encode_shard(np.arange(2), None, samples, "parquet", META)))
+    assert table.column_names == ["index", "label", "sample"]
+    assert pq.read_table(pa.BufferReader(encode_shard(np.arange(2), None, np.zeros((2, 1, 4, 4), np.uint8), "parquet",
+                                                      META, 1))).column_names == ["index", "label", "sample"]
 
 
 def test_parquet_unlabeled_has_null_labels():
@@ -155,17 +204,21 @@ def test_parquet_opens_with_pandas(tmp_path):
     path = tmp_path / "s.parquet"
     path.write_bytes(encode_shard(indices, labels, samples, "parquet", META))
     df = pd.read_parquet(path)
-    assert list(df.columns) == ["index", "label", "sample"] and len(df) == 6
+    assert list(df.columns) == ["index", "label", "sample", "image"] and len(df) == 6
     assert df["index"].tolist() == indices.tolist() and df["label"].tolist() == labels.tolist()
-    # pandas holds each tensor as a flat array; the shape lives in the Arrow schema.
-    np.testing.assert_array_equal(np.stack(df["sample"].to_list()).reshape(6, *SHAPE), samples)
+    # pandas holds each sample as nested object arrays (one level per axis).
+    np.testing.assert_array_equal(np.array([np.stack([np.stack(c) for c in s]) for s in df["sample"]]), samples)
 
 
-def test_parquet_opens_with_ray_data(tmp_path, ray_local):
+@pytest.mark.parametrize("version", [1, 2])
+def test_parquet_opens_with_ray_data(tmp_path, ray_local, version):
+    """Version 1: plain ray.data.read_parquet; version 2: the codec's reader, which makes the
+    nested lists an arrow.fixed_shape_tensor again."""
     indices, labels, samples = make_shard(0, 6, "float16")
     path = tmp_path / "s.parquet"
-    path.write_bytes(encode_shard(indices, labels, samples, "parquet", META))
-    ds = ray_local.data.read_parquet(str(path))
+    path.write_bytes(encode_shard(indices, labels, samples, "parquet", META, version))
+    ds = ray_local.data.read_parquet(str(path)) if version == 1 else read_ray([str(path)], None)
+    assert isinstance(ds.schema().base_schema.field("sample").type, pa.FixedShapeTensorType)
     row = ds.take(1)[0]
     assert row["sample"].shape == SHAPE and row["sample"].dtype == np.float16
     batch = next(iter(ds.iter_batches(batch_size=6, batch_format="numpy")))
@@ -181,7 +234,7 @@ def test_safetensors_metadata_is_readable_by_safetensors(tmp_path):
     path = tmp_path / "s.safetensors"
     path.write_bytes(encoded("safetensors", dtype="uint8"))
     with safe_open(path, framework="np") as f:
-        assert f.metadata() == {**META, "seedshard.format_version": "1"}
+        assert f.metadata() == {**META, "seedshard.format_version": "2"}
         assert sorted(f.keys()) == ["index", "label", "sample"]
         assert f.get_tensor("sample").shape == (6, *SHAPE)
 
@@ -214,7 +267,8 @@ def test_commit_verify_and_sidecars_on_every_backend(output, fmt):
     rec1, _ = commit(fs, root, 1, fmt)
     assert rec0 == ShardRecord(0, 0, 6, shard_name(0, fmt), 6, len(data), hashlib.sha256(data).hexdigest())
     assert fs.cat_file(f"{root}/{shard_name(0, fmt)}") == data
-    assert json.loads(fs.cat_file(f"{root}/shard-00000.json")) == dataclasses.asdict(rec0)
+    assert json.loads(fs.cat_file(f"{root}/{SIDE_DIR}/shard-00000.json")) == dataclasses.asdict(rec0)
+    assert not fs.exists(f"{root}/shard-00000.json")
     assert load_sidecars(fs, root) == {0: rec0, 1: rec1}
     assert verify_shard(fs, root, rec1) == [] and verify_shard(fs, root, rec1, deep=False) == []
     assert cleanup_temp(fs, root) == []
@@ -230,7 +284,7 @@ def test_crash_before_rename_leaves_no_final_file(tmp_path, monkeypatch):
     monkeypatch.setattr(output_fs.os, "replace", crash)
     with pytest.raises(OSError, match="disk gone"):
         commit(fs, root)
-    assert os.listdir(tmp_path) == []  # no final name, no sidecar, temp removed
+    assert os.listdir(tmp_path) in ([], [SIDE_DIR]) and not os.listdir(tmp_path / SIDE_DIR)  # no final name, no sidecar, temp removed
     assert load_sidecars(fs, root) == {}
 
 
@@ -247,7 +301,7 @@ def test_crash_before_sidecar_leaves_shard_unfinished(tmp_path, monkeypatch):
     monkeypatch.setattr(output_fs.os, "replace", replace_once)
     with pytest.raises(OSError):
         commit(fs, root)
-    assert sorted(os.listdir(tmp_path)) == ["shard-00000.parquet"]
+    assert sorted(os.listdir(tmp_path)) == [SIDE_DIR, "shard-00000.parquet"] and not os.listdir(tmp_path / SIDE_DIR)
     assert load_sidecars(fs, root) == {}
 
 
@@ -263,12 +317,13 @@ def test_hard_crash_leaves_only_a_temp_file_that_cleanup_removes(tmp_path):
     )
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     assert subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env).returncode == 3
-    (leftover,) = os.listdir(tmp_path)
+    assert os.listdir(tmp_path) == [SIDE_DIR]  # the dataset folder holds nothing a reader would see
+    (leftover,) = os.listdir(tmp_path / SIDE_DIR)
     assert leftover.startswith(".shard-00000.parquet.tmp-")
     fs, root = open_output(str(tmp_path))
     assert load_sidecars(fs, root) == {}
-    assert cleanup_temp(fs, root) == [leftover]
-    assert os.listdir(tmp_path) == []
+    assert cleanup_temp(fs, root) == [f"{SIDE_DIR}/{leftover}"]
+    assert os.listdir(tmp_path / SIDE_DIR) == []
 
 
 def test_verify_finds_damage(tmp_path):
@@ -307,8 +362,8 @@ def test_verify_finds_damage(tmp_path):
 def test_load_sidecars_skips_unreadable_ones(tmp_path):
     fs, root = open_output(str(tmp_path))
     rec, _ = commit(fs, root, 0)
-    (tmp_path / "shard-00001.json").write_text("{not json")
-    (tmp_path / "shard-00002.json").write_text(json.dumps({**dataclasses.asdict(rec), "index": 2}))  # names shard 0's file
+    (tmp_path / SIDE_DIR / "shard-00001.json").write_text("{not json")
+    (tmp_path / SIDE_DIR / "shard-00002.json").write_text(json.dumps({**dataclasses.asdict(rec), "index": 2}))  # names shard 0's file
     assert load_sidecars(fs, root) == {0: rec}
 
 
@@ -372,6 +427,7 @@ def test_encoding_a_shard_does_not_import_pandas():
         import numpy as np
         from pipeline.output.shards import encode_shard
         encode_shard(np.arange(3), np.arange(3), np.zeros((3, 2, 2), np.float32), "parquet", {})
+        encode_shard(np.arange(3), np.arange(3), np.zeros((3, 3, 2, 2), np.uint8), "parquet", {})  # with images
         assert "pandas" not in sys.modules, "pandas was imported"
     """)
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)

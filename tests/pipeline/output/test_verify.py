@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from pipeline.output.fs import open_output
+from pipeline.output.layout import side_path
 from pipeline.output.shards import commit_shard, decode_shard, encode_shard
 from pipeline.cli import main
 from pipeline.output.manifest import read_manifest, write_manifest
@@ -14,11 +15,11 @@ from pipeline.output.verify import verify_output
 from tests.pipeline.jobs import gaussian_job, write_output_in_process
 
 
-@pytest.fixture
-def written(tmp_path):
-    """(url, manifest) of a complete 4-shard output on local disk."""
+@pytest.fixture(params=[2, 1], ids=["v2", "v1"])
+def written(tmp_path, request):
+    """(url, manifest) of a complete 4-shard output on local disk, in both layouts."""
     cfg = gaussian_job(str(tmp_path / "out"), sampler={"steps": 2})
-    return cfg.run.output, write_output_in_process(cfg)
+    return cfg.run.output, write_output_in_process(cfg, request.param)
 
 
 def test_a_whole_output_verifies_and_the_cli_says_ok(written, capsys):
@@ -37,10 +38,14 @@ def test_every_kind_of_damage_is_reported_and_the_cli_exits_1(written, capsys):
     open(path("shard-00001.parquet"), "wb").write(data)                        # flipped byte
     os.remove(path("shard-00002.parquet"))                                      # missing file
     open(path("shard-00003.parquet"), "r+b").truncate(100)                      # truncated
-    side = json.load(open(path("shard-00000.json")))
-    open(path("shard-00000.json"), "w").write(json.dumps({**side, "rows": 19}))  # sidecar disagrees
+    sidecar = side_path(url, "shard-00000.json", manifest.format_version)
+    side = json.load(open(sidecar))
+    open(sidecar, "w").write(json.dumps({**side, "rows": 19}))                   # sidecar disagrees
     open(path(".shard-00002.parquet.tmp-0123"), "wb").write(b"partial")          # crashed writer
+    open(side_path(url, ".shard-00003.parquet.tmp-4567", manifest.format_version), "wb").write(b"partial")
     open(path("shard-00009.parquet"), "wb").write(b"stray")                      # not in the plan
+    open(side_path(url, "shard-00008.json", manifest.format_version), "w").write(json.dumps(
+        {**side, "index": 8, "path": "shard-00008.parquet"}))                  # a sidecar of no listed shard
     problems = verify_output(url)
     text = "\n".join(problems)
     assert "shard-00001.parquet: sha256" in text
@@ -49,10 +54,18 @@ def test_every_kind_of_damage_is_reported_and_the_cli_exits_1(written, capsys):
     assert "shard-00000.json: disagrees with the manifest on rows" in text
     assert ".shard-00002.parquet.tmp-0123: temp file" in text
     assert "shard-00009.parquet: not in the complete manifest" in text
+    assert "shard-00008.json: shard 8 is not in the complete manifest" in text
+    assert ".shard-00003.parquet.tmp-4567: temp file" in text
     assert main(["verify", url]) == 1
     captured = capsys.readouterr()
     assert captured.out.splitlines() == problems
     assert f"{len(problems)} problem(s)" in captured.err
+    if manifest.format_version == 2:  # side files beside the shards do not belong to a version-2 output
+        open(path("shard-00001.json"), "w").write(json.dumps(side))
+        open(path("__seedshard__/shard-00007.parquet"), "wb").write(b"stray")
+        text = "\n".join(verify_output(url))
+        assert "\nshard-00001.json: not in the complete manifest" in text
+        assert "__seedshard__/shard-00007.parquet: not in the complete manifest" in text
 
 
 def test_a_consistent_forgery_is_caught_by_indices_schema_and_metadata(written):

@@ -77,7 +77,7 @@ def test_a_shard_that_always_crashes_its_worker_fails_the_job_after_max_attempts
     assert [s.index for s in manifest.shards] == [0, 1, 2]  # every finished shard kept
     reference = reference_digests(probe_job(str(tmp_path / "ref")))
     assert digests(manifest) == {k: reference[k] for k in (0, 1, 2)}
-    assert not fs.exists(f"{root}/shard-00003.json")
+    assert not fs.exists(f"{root}/__seedshard__/shard-00003.json")
 
 
 
@@ -121,7 +121,8 @@ def test_samples_that_overflow_float16_storage_are_not_committed(ray2, tmp_path)
     with pytest.raises(NonFiniteSamplesError, match=r"indices \[3\] \(1 of 20\) .*overflow the stored dtype float16"):
         worker.run(Shard(0, 0, 20))
     assert worker.run(Shard(1, 20, 40)).record.rows == 20
-    assert sorted(os.listdir(cfg.run.output)) == ["shard-00001.json", "shard-00001.parquet"]
+    assert sorted(os.listdir(cfg.run.output)) == ["__seedshard__", "shard-00001.parquet"]
+    assert os.listdir(os.path.join(cfg.run.output, "__seedshard__")) == ["shard-00001.json"]
 
 
 # ---------------------------------------------------------------------------- driver death
@@ -199,7 +200,8 @@ def test_a_driver_killed_mid_job_resumes_to_the_same_bytes(ray2, tmp_path):
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and proc.poll() is None:
             tracked.update(_descendants(proc.pid))
-            if len([n for n in os.listdir(out) if n.endswith(".json") and n.startswith("shard-")] if os.path.isdir(out) else []) >= 3:
+            side = os.path.join(out, "__seedshard__")
+            if len([n for n in os.listdir(side) if n.endswith(".json") and n.startswith("shard-")] if os.path.isdir(side) else []) >= 3:
                 break
             time.sleep(0.02)
         assert proc.poll() is None, (tmp_path / "driver.log").read_text()[-2000:]
@@ -221,7 +223,8 @@ def test_a_driver_killed_mid_job_resumes_to_the_same_bytes(ray2, tmp_path):
     before = snapshot(out)
     rerun = run_job(gaussian_like(path))
     after = snapshot(out)
-    regenerated = sorted(int(n[6:11]) for n in after if n.endswith(".json") and n.startswith("shard-") and before.get(n) != after[n])
+    regenerated = sorted(int(n[20:25]) for n in after if n.endswith(".json") and n.startswith("__seedshard__/shard-")
+                         and before.get(n) != after[n])
     assert regenerated == sorted(set(range(8)) - set(finished))  # the finished shards were not redone
     assert rerun.status == "complete"
     assert digests(rerun) == reference_digests(gaussian_like(path, delay_s=0.0))

@@ -7,6 +7,7 @@ import os
 import pytest
 
 from pipeline.output.fs import open_output
+from pipeline.output.layout import side_path
 from pipeline.run.driver import JobError, run_job
 from pipeline.output.manifest import read_manifest
 from pipeline.output.verify import verify_output
@@ -15,7 +16,7 @@ from tests.pipeline.jobs import digests, gaussian_job, reference_digests, snapsh
 pytestmark = pytest.mark.slow
 
 
-def damage(url: str) -> None:
+def damage(url: str, version: int = 2) -> None:
     """Shard 1 deleted, 2 a flipped byte, 3 truncated, 4 a data file without its sidecar, plus a stray temp file."""
     path = lambda name: os.path.join(url, name)  # noqa: E731
     os.remove(path("shard-00001.parquet"))
@@ -26,7 +27,7 @@ def damage(url: str) -> None:
         f.write(bytes([byte[0] ^ 0x01]))
     with open(path("shard-00003.parquet"), "r+b") as f:
         f.truncate(os.path.getsize(path("shard-00003.parquet")) // 2)
-    os.remove(path("shard-00004.json"))
+    os.remove(side_path(url, "shard-00004.json", version))
     with open(path(".shard-00001.parquet.tmp-0badc0de"), "wb") as f:
         f.write(b"half a shard")
 
@@ -41,10 +42,11 @@ def test_resume_regenerates_exactly_the_damaged_shards_to_the_same_bytes(ray2, t
         second = run_job(cfg)
     after = snapshot(cfg.run.output)
     assert second.status == "complete" and digests(second) == digests(first)
-    kept = {"shard-00000.parquet", "shard-00000.json"}
+    kept = {"shard-00000.parquet", "__seedshard__/shard-00000.json"}
     assert {name: after[name] for name in kept} == {name: before[name] for name in kept}  # untouched: same mtime
     rewritten = {name for name in after if name in before and after[name] != before[name]} | (set(after) - set(before))
-    assert rewritten == {f"shard-0000{k}.{ext}" for k in (1, 2, 3, 4) for ext in ("parquet", "json")} | {"manifest.json"}
+    assert rewritten == ({f"shard-0000{k}.parquet" for k in (1, 2, 3, 4)} | {f"__seedshard__/shard-0000{k}.json" for k in (1, 2, 3, 4)}
+                         | {"__seedshard__/manifest.json"})
     assert not [name for name in after if ".tmp-" in name]
     warnings = "\n".join(r.getMessage() for r in caplog.records)
     assert "regenerating shard 2: shard-00002.parquet: sha256" in warnings
@@ -68,8 +70,27 @@ def test_another_job_is_refused_without_a_change_and_overwrite_replaces_it(ray2,
     replaced = run_job(gaussian_job(url, run={"seed": 7, "num_samples": 30, "overwrite": True}, sampler={"time_dist": "uniform"},
                                     cluster={"num_workers": 1}))
     assert digests(replaced) == reference_digests(other)
-    assert sorted(os.listdir(url)) == ["manifest.json", "shard-00000.json", "shard-00000.parquet",
-                                       "shard-00001.json", "shard-00001.parquet"]
+    assert sorted(os.listdir(url)) == ["__seedshard__", "shard-00000.parquet", "shard-00001.parquet"]
+    assert sorted(os.listdir(os.path.join(url, "__seedshard__"))) == ["manifest.json", "shard-00000.json", "shard-00001.json"]
+
+
+def test_a_format_version_1_output_is_resumed_in_its_layout_and_overwritten_as_version_2(ray2, tmp_path, caplog):
+    cfg = gaussian_job(str(tmp_path / "out"), run={"num_samples": 100}, cluster={"num_workers": 1})
+    first = write_output_in_process(cfg, version=1)
+    assert first.format_version == 1 and digests(first) != reference_digests(cfg)  # version 1 has other bytes
+    damage(cfg.run.output, version=1)
+    with caplog.at_level(logging.WARNING, logger="pipeline.driver"):
+        second = run_job(cfg)
+    assert second.status == "complete" and second.format_version == 1 and digests(second) == digests(first)
+    assert "regenerating shard 2: shard-00002.parquet: sha256" in "\n".join(r.getMessage() for r in caplog.records)
+    names = sorted(os.listdir(cfg.run.output))
+    assert "__seedshard__" not in names and "manifest.json" in names and "shard-00004.json" in names
+    assert verify_output(cfg.run.output) == []
+
+    third = run_job(gaussian_job(cfg.run.output, run={"num_samples": 100, "overwrite": True}, cluster={"num_workers": 1}))
+    assert third.format_version == 2 and digests(third) == reference_digests(cfg)
+    assert sorted(os.listdir(cfg.run.output)) == ["__seedshard__"] + [f"shard-0000{k}.parquet" for k in range(5)]
+    assert read_manifest(*open_output(cfg.run.output)) == third and verify_output(cfg.run.output) == []
 
 
 def test_shard_and_batch_sizes_above_num_samples_are_valid(ray2, tmp_path):

@@ -42,7 +42,7 @@ def test_round_trip(dtype, labeled, shape):
     np.testing.assert_array_equal(shard.samples, samples)
     assert shard.labels is None if not labeled else shard.labels.tolist() == [3, 0, 9, 1]
     assert shard.labels is None or shard.labels.dtype == np.int64
-    assert shard.metadata == {**META, "seedshard.format_version": "1"}
+    assert shard.metadata == {**META, "seedshard.format_version": "2"}
 
 
 def test_records_are_png_for_uint8_images_else_npy():

@@ -37,6 +37,7 @@ from ..output.record import ShardRecord
 from ..redact import scrub
 from .cluster import ray_session, wait_for_resources
 from .errors import JobError
+from .fingerprint import job_runtime
 from .plan import Shard, iter_shards
 from .progress import Progress
 from .result import ShardResult
@@ -80,9 +81,9 @@ class JobResults:
     seconds: float = 0.0
 
 
-def _checked_model(model_cfg: Any, storage_options: dict[str, Any]) -> tuple[dict[str, Any], Any, samplers.Field]:
+def _checked_model(model_cfg: Any, storage_options: dict[str, Any], seed: int) -> tuple[dict[str, Any], Any, samplers.Field]:
     """(identity, weights, field on the meta device); ModelError when factory, checkpoint and interface do not fit."""
-    identity, weights = model_identity(model_cfg, storage_options)
+    identity, weights = model_identity(model_cfg, storage_options, seed)
     return identity, weights, check_model(model_cfg, weights)
 
 
@@ -94,17 +95,19 @@ def prepare(cfg: JobConfig) -> JobPlan:
                        "use a local path or an object store (s3://, gs://)")
     sampler = build_sampler(cfg)
     sampler_state = sampler.save()
-    model, weights, net = _checked_model(cfg.model, cfg.run.storage_options)
+    model, weights, net = _checked_model(cfg.model, cfg.run.storage_options, cfg.run.seed)
     guide_weights = g_net = None
     if cfg.model.guide is not None:
-        model["guide"], guide_weights, g_net = _checked_model(cfg.model.guide, cfg.run.storage_options)
+        model["guide"], guide_weights, g_net = _checked_model(cfg.model.guide, cfg.run.storage_options, cfg.run.seed)
     check_sampler_fits(sampler, net, g_net if cfg.sampler.guidance_scale != 1.0 else None, cfg.model.interface)
     if cfg.metrics.fid is not None:  # a missing or malformed reference fails now, not after hours of sampling
         load_reference(reference_url(cfg.metrics.fid.extractor, cfg.metrics.fid.ref))
-    done = check_output(fs, root, cfg, model, sampler_state, samplers.NOISE_SCHEME)
+    runtime = job_runtime(cfg)
+    done, fingerprint = check_output(fs, root, cfg, model, sampler_state, samplers.NOISE_SCHEME, runtime)
     manifest = Manifest(
         status="running", config=manifest_config(cfg), sampler_state=sampler_state, model=model,
         schema=job_schema(cfg), noise_scheme=samplers.NOISE_SCHEME, num_samples=cfg.run.num_samples,
+        fingerprint=fingerprint, runtime=runtime,
         shards=list(done.values()),
     )
     todo = tuple(s for s in iter_shards(cfg.run.num_samples, cfg.run.shard_size) if s.index not in done)
@@ -131,7 +134,8 @@ def execute(plan: JobPlan, progress: str | None = None) -> JobResults:
         if plan.todo or (fid and resumed):
             with ray_session(cfg.cluster):
                 if plan.todo:
-                    actors, new_actor = start_workers(cfg, plan.sampler_state, plan.weights, plan.guide_weights)
+                    actors, new_actor = start_workers(cfg, plan.sampler_state, plan.weights, plan.guide_weights,
+                                                      worker_expectations(plan))
                 results.manifest = begin_output(cfg, plan.manifest)
                 if plan.todo:
                     results.skipped = dispatch(actors, new_actor, list(plan.todo), cfg, on_done)
@@ -180,9 +184,18 @@ def run_job(cfg: JobConfig, *, progress: str | None = None) -> Manifest:
     return finalize(plan, execute(plan, progress))
 
 
+def worker_expectations(plan: JobPlan) -> dict[str, Any]:
+    """What every worker must find true of itself before it samples (SamplerWorker checks it): the weights'
+    sha256 (model, guide), device type and torch version; and the fingerprint its shards carry."""
+    m = plan.manifest
+    return {"sha256": (m.model["sha256"], m.model.get("guide", {}).get("sha256")), "fingerprint": m.fingerprint,
+            **m.runtime}
+
+
 def start_workers(cfg: JobConfig, sampler_state: dict[str, Any], weights: Any,
-                  guide_weights: Any) -> tuple[list[Any], Callable[[], Any]]:
-    """num_workers SamplerWorker actors, ready (model built) before sampling starts, and their factory."""
+                  guide_weights: Any, expect: dict[str, Any] | None = None) -> tuple[list[Any], Callable[[], Any]]:
+    """num_workers SamplerWorker actors, ready (model built and checked against `expect`) before sampling
+    starts, and their factory."""
     import ray
 
     wait_for_resources(cfg.cluster)
@@ -195,7 +208,7 @@ def start_workers(cfg: JobConfig, sampler_state: dict[str, Any], weights: Any,
     config = cfg.resolved()
 
     def new_actor() -> Any:
-        return actor_cls.remote(config, sampler_state, weight_refs)
+        return actor_cls.remote(config, sampler_state, weight_refs, expect)
 
     actors = [new_actor() for _ in range(c.num_workers)]
     try:

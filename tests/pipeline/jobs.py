@@ -99,19 +99,34 @@ def probe_job(output: str, **hooks: Any) -> Any:
                         model={"factory": "tests.pipeline.jobs:probe_gaussian", "kwargs": hooks, "num_classes": 1000})
 
 
+def job_identity(cfg: Any) -> tuple[dict[str, Any], Any, Any, str]:
+    """(model identity with guide, weights, guide weights, fingerprint) of job `cfg`, as the driver finds them."""
+    import samplers
+    from pipeline.network import model_identity
+    from pipeline.run.fingerprint import fingerprint_fields, job_fingerprint, job_runtime
+    from pipeline.run.sampling import build_sampler
+
+    model, weights = model_identity(cfg.model, cfg.run.storage_options, cfg.run.seed)
+    guide_weights = None
+    if cfg.model.guide is not None:
+        model["guide"], guide_weights = model_identity(cfg.model.guide, cfg.run.storage_options, cfg.run.seed)
+    fields = fingerprint_fields(cfg, model, build_sampler(cfg).save(), samplers.NOISE_SCHEME, job_runtime(cfg))
+    return model, weights, guide_weights, job_fingerprint(fields)
+
+
 def shard_bytes(cfg: Any) -> Iterator[tuple[Any, bytes]]:
     """(shard, the bytes a job writes for it), computed in this process without Ray."""
     import samplers
-    from pipeline.network import build_fields, model_identity
+    from pipeline.network import build_fields
     from pipeline.output.dtypes import to_stored
     from pipeline.output.shards import encode_shard, shard_metadata
     from pipeline.run.plan import iter_shards
     from pipeline.run.sampling import SampleSpec, build_sampler, sample_shard
 
     sampler = build_sampler(cfg)
-    _, weights = model_identity(cfg.model, cfg.run.storage_options)
-    net, g_net = build_fields(cfg.model, cfg.sampler.guidance_scale, "cpu", weights)
-    meta = shard_metadata(cfg, sampler.save(), samplers.NOISE_SCHEME)
+    _, weights, guide_weights, fingerprint = job_identity(cfg)
+    net, g_net = build_fields(cfg.model, cfg.sampler.guidance_scale, "cpu", weights, guide_weights, seed=cfg.run.seed)
+    meta = shard_metadata(cfg, sampler.save(), samplers.NOISE_SCHEME, fingerprint)
     for shard in iter_shards(cfg.run.num_samples, cfg.run.shard_size):
         x, y = sample_shard(sampler, net, g_net, SampleSpec.from_config(cfg), shard, cfg.run.batch_size, "cpu")
         yield shard, encode_shard(np.arange(shard.start, shard.stop), y, to_stored(x, cfg.run.dtype),
@@ -131,21 +146,21 @@ def reference_digests(cfg: Any) -> dict[int, str]:
 def write_output_in_process(cfg: Any) -> Any:
     """Write the complete output of `cfg` (shards, sidecars, manifest) as run_job does, without Ray."""
     import samplers
-    from pipeline.network import model_identity
     from pipeline.output.fs import open_output
     from pipeline.output.manifest import Manifest, write_manifest
     from pipeline.output.shards import commit_shard, shard_name
+    from pipeline.run.fingerprint import job_runtime
     from pipeline.run.resume import job_schema, manifest_config
     from pipeline.run.sampling import build_sampler
 
     fs, root = open_output(cfg.run.output, cfg.run.storage_options)
+    model, _, _, fingerprint = job_identity(cfg)
     records = [commit_shard(fs, root, shard_name(shard.index, cfg.run.format), data,
-                            {"index": shard.index, "start": shard.start, "stop": shard.stop})
+                            {"index": shard.index, "start": shard.start, "stop": shard.stop, "fingerprint": fingerprint})
                for shard, data in shard_bytes(cfg)]
-    model, _ = model_identity(cfg.model, cfg.run.storage_options)
     manifest = Manifest(status="complete", config=manifest_config(cfg), sampler_state=build_sampler(cfg).save(),
                         model=model, schema=job_schema(cfg), noise_scheme=samplers.NOISE_SCHEME,
-                        num_samples=cfg.run.num_samples, shards=records)
+                        num_samples=cfg.run.num_samples, shards=records, fingerprint=fingerprint, runtime=job_runtime(cfg))
     return write_manifest(fs, root, manifest)
 
 

@@ -43,7 +43,7 @@ def test_round_trip(backend, tmp_path):
     assert [s.index for s in back.shards] == [0, 2] and isinstance(back.shards[0], ShardRecord)
     raw = json.loads(fs.cat_file(f"{root}/{MANIFEST_NAME}"))
     assert raw["format_version"] == FORMAT_VERSION and raw["schema"]["shape"] == [3, 8, 8]
-    assert raw["shards"][0] == {"index": 0, "start": 0, "stop": 5, "path": "shard-00000.parquet", "rows": 5, "bytes": 100, "sha256": "ab" * 32}
+    assert raw["shards"][0] == {"index": 0, "start": 0, "stop": 5, "path": "shard-00000.parquet", "rows": 5, "bytes": 100, "sha256": "ab" * 32, "fingerprint": None}
 
 
 def test_validation():

@@ -143,6 +143,32 @@ def reference_digests(cfg: Any) -> dict[int, str]:
     return {shard.index: hashlib.sha256(data).hexdigest() for shard, data in shard_bytes(cfg)}
 
 
+def payload_digest(data: bytes, fmt: str) -> str:
+    """sha256 of a shard's indices, labels and samples, not its metadata: the same for two jobs whose
+    samples are equal but whose fingerprints differ (say, a model kwarg that only adds a test hook)."""
+    from pipeline.output.shards import decode_shard
+
+    shard = decode_shard(data, fmt)
+    h = hashlib.sha256(shard.indices.tobytes())
+    h.update(b"" if shard.labels is None else shard.labels.tobytes())
+    h.update(shard.samples.dtype.str.encode() + str(shard.samples.shape).encode() + shard.samples.tobytes())
+    return h.hexdigest()
+
+
+def payload_digests(url: str, manifest: Any) -> dict[int, str]:
+    """{shard index: payload_digest} of the shards a manifest lists under `url`."""
+    from pipeline.output.codecs import format_of
+    from pipeline.output.fs import open_output
+
+    fs, root = open_output(url)
+    return {s.index: payload_digest(fs.cat_file(f"{root}/{s.path}"), format_of(s.path)) for s in manifest.shards}
+
+
+def reference_payload_digests(cfg: Any) -> dict[int, str]:
+    """payload_digest of every shard of the job computed in this process."""
+    return {shard.index: payload_digest(data, cfg.run.format) for shard, data in shard_bytes(cfg)}
+
+
 def write_output_in_process(cfg: Any) -> Any:
     """Write the complete output of `cfg` (shards, sidecars, manifest) as run_job does, without Ray."""
     import samplers

@@ -76,7 +76,11 @@ def _flatten(value: Any, prefix: str, out: dict[str, Any]) -> dict[str, Any]:
 def fingerprint_diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """'run.seed: 0 -> 1' for each leaf field that differs between two `fingerprint_fields` results."""
     a, b = _flatten(old, "", {}), _flatten(new, "", {})
-    missing = "(none)"
-    return [f"{k}: {json.dumps(a.get(k, missing))} -> {json.dumps(b.get(k, missing))}"
+    missing = object()
+
+    def show(value: Any) -> str:
+        return "(none)" if value is missing else json.dumps(value)
+
+    return [f"{k}: {show(a.get(k, missing))} -> {show(b.get(k, missing))}"
             for k in sorted(set(a) | set(b)) if a.get(k, missing) != b.get(k, missing)
             or isinstance(a.get(k), bool) != isinstance(b.get(k), bool)]

@@ -15,7 +15,7 @@ from typing import Any
 
 from ..config import JobConfig, config_diff
 from ..output.fs import cleanup_temp, join_path, list_names, open_output
-from ..output.manifest import MANIFEST_NAME, Manifest, ManifestError, read_manifest, write_manifest
+from ..output.manifest import MANIFEST_NAME, Manifest, read_manifest, write_manifest
 from ..output.shards import ShardRecord, load_sidecars, shard_metadata, shard_name, shard_schema, verify_shard
 from ..redact import redact_options, redact_url
 from .errors import JobError
@@ -59,10 +59,7 @@ def check_output(fs: Any, root: str, cfg: JobConfig, model: dict[str, Any], samp
     fingerprint = job_fingerprint(fields)
     if cfg.run.overwrite:
         return {}, fingerprint
-    try:
-        existing = read_manifest(fs, root)
-    except ManifestError as e:
-        raise JobError(f"{e}; set run.overwrite=true or choose a new run.output") from None
+    existing = read_manifest(fs, root)
     sidecars = load_sidecars(fs, root)
     if existing is None and not sidecars:
         return {}, fingerprint

@@ -166,3 +166,21 @@ def test_a_factory_whose_file_changes_between_driver_and_workers_fails_before_an
     with pytest.raises(JobError, match=r"a worker failed to start: .*differ from the driver's"):
         execute(plan)
     assert not os.path.exists(cfg.run.output) or not [n for n in os.listdir(cfg.run.output) if n.startswith("shard-")]
+
+
+def test_a_malformed_sidecar_or_manifest_is_a_one_line_refusal_or_a_regeneration_not_a_crash(tmp_path):
+    cfg = gaussian_job(str(tmp_path / "out"))
+    write_output_in_process(cfg)
+    side = os.path.join(cfg.run.output, "shard-00002.json")
+    json.dump({**json.load(open(side)), "index": "4"}, open(side, "w"))
+    assert [s.index for s in prepare(cfg).todo] == [2]
+    path = os.path.join(cfg.run.output, "manifest.json")
+    data = json.load(open(path))
+    data["sampler_state"].pop("name")
+    json.dump(data, open(path, "w"))
+    with pytest.raises(JobError, match=r"holds a different job \(sampler.name: \(none\) -> \"heun\"\); set run.overwrite=true"):
+        prepare(cfg)
+    data["config"]["run"] = [1, 2]
+    json.dump(data, open(path, "w"))
+    with pytest.raises(JobError, match=r"^\S+: its manifest cannot be read as a job \(.*\); set run.overwrite=true"):
+        prepare(cfg)

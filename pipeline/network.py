@@ -2,8 +2,11 @@
 
 A model is `factory` ('package.module:callable', called with `kwargs`) plus an optional
 checkpoint URL read through fsspec: `.safetensors`, or a torch file loaded with
-`weights_only=True`, so a checkpoint can never execute code. The driver reads the checkpoint
-once and ships the tensors to the actors through Ray's object store.
+`weights_only=True`, so a checkpoint can never execute code. The driver builds the network once
+(`model_identity`: the factory under torch's RNG seeded with the job's seed, then the checkpoint)
+and ships its full state (parameters and buffers) to the actors through Ray's object store; each
+actor builds the skeleton under the same seed, loads that state strictly and checks the sha256 of
+what it runs (`module_sha256`), so every shard of a job comes from one network.
 """
 
 from __future__ import annotations

@@ -3,8 +3,9 @@
 `run_job(cfg)` is `finalize(plan, execute(plan))` with `plan = prepare(cfg)`:
 
 * `prepare` validates and reads only: the output (refuse a different job there, verify what a
-  previous run committed), the sampler and its fit with the model's interface, the weights (read
-  once, checked against the model), the FID reference. It returns a frozen `JobPlan`.
+  previous run committed), the sampler and its fit with the model's interface, the network (built
+  once under a torch RNG seeded from run.seed, then the checkpoint), the job fingerprint
+  (fingerprint.py), the FID reference. It returns a frozen `JobPlan`.
 * `execute` starts or joins Ray and `num_workers` SamplerWorker actors with the sampler state and
   weights in the object store. Only then is anything under the output written or removed: the
   `running` manifest (and, with `run.overwrite`, the previous job's files go). A `ShardScheduler`

@@ -47,8 +47,9 @@ class _Decode(torch.nn.Module):
         return self.vae.decode(z)
 
 
-def build_decoder(model_cfg: Any, device: torch.device | str = "cpu") -> LatentDecoder | None:
-    """The decoder of `model_cfg.decoder` on `device` (None for a model without one)."""
+def build_decoder(model_cfg: Any, device: torch.device | str = "cpu", seed: int | None = None) -> LatentDecoder | None:
+    """The decoder of `model_cfg.decoder` on `device` (None for a model without one); a factory is called under
+    torch's RNG seeded with `seed`, so a randomly initialised one is the same in every process."""
     cfg = model_cfg.decoder
     if cfg is None:
         return None
@@ -61,9 +62,10 @@ def build_decoder(model_cfg: Any, device: torch.device | str = "cpu") -> LatentD
         shift = cfg.shift_factor if cfg.shift_factor is not None else (config.get("shift_factor") or 0.0)
         module: torch.nn.Module = _Decode(vae)
     else:
-        from .network import import_factory
+        from .network import import_factory, seeded
 
-        module = import_factory(cfg.factory)(**cfg.kwargs)
+        with seeded(seed):
+            module = import_factory(cfg.factory)(**cfg.kwargs)
         scaling = cfg.scaling_factor if cfg.scaling_factor is not None else 1.0
         shift = cfg.shift_factor if cfg.shift_factor is not None else 0.0
     if model_cfg.autocast:

@@ -19,7 +19,7 @@ import samplers
 from .conditioning import ConditioningTable, load_table
 from .config import JobConfig, load_config
 from .decoder import LatentDecoder, build_decoder
-from .network import build_fields, read_checkpoint
+from .network import build_fields, model_identity
 from .run.plan import Shard
 from .run.sampling import SampleSpec, build_sampler, sample_shard
 
@@ -52,17 +52,16 @@ class SamplingHandle:
                     device: torch.device | str = "cpu") -> "SamplingHandle":
         """The model, guide, sampler, labels, seed and batch size of a job config."""
         cfg = load_config(config, overrides) if isinstance(config, str) else config
-        options = cfg.run.storage_options
-        weights = read_checkpoint(cfg.model.checkpoint, options, cfg.model.max_checkpoint_bytes)[0] if cfg.model.checkpoint else None
-        guide = cfg.model.guide
-        guide_weights = (read_checkpoint(guide.checkpoint, options, guide.max_checkpoint_bytes)[0]
-                         if guide and guide.checkpoint else None)
-        net, g_net = build_fields(cfg.model, cfg.sampler.guidance_scale, device, weights, guide_weights)
+        options, seed, guide = cfg.run.storage_options, cfg.run.seed, cfg.model.guide
+        # as a job builds it: the factory under torch's RNG seeded with run.seed, then the checkpoint
+        weights = model_identity(cfg.model, options, seed)[1]
+        guide_weights = model_identity(guide, options, seed)[1] if guide is not None else None
+        net, g_net = build_fields(cfg.model, cfg.sampler.guidance_scale, device, weights, guide_weights, seed=seed)
         handle = cls(net, shape=cfg.model.shape, sampler=build_sampler(cfg), device=device, g_net=g_net,
                      num_classes=cfg.model.num_classes, null_label=cfg.model.null_label, batch_size=cfg.run.batch_size)
         handle.spec_defaults = dict(seed=cfg.run.seed, labels=cfg.run.labels, label=cfg.run.label,
                                     guidance_scale=cfg.sampler.guidance_scale)
-        handle.conditioning, handle.decoder = load_table(cfg), build_decoder(cfg.model, device)
+        handle.conditioning, handle.decoder = load_table(cfg), build_decoder(cfg.model, device, seed)
         return handle
 
     def set_sampler(self, sampler: samplers.Sampler) -> "SamplingHandle":

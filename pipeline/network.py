@@ -2,14 +2,19 @@
 
 A model is `factory` ('package.module:callable', called with `kwargs`) plus an optional
 checkpoint URL read through fsspec: `.safetensors`, or a torch file loaded with
-`weights_only=True`, so a checkpoint can never execute code. The driver reads the checkpoint
-once and ships the tensors to the actors through Ray's object store.
+`weights_only=True`, so a checkpoint can never execute code. The driver builds the network once
+(`model_identity`: the factory under torch's RNG seeded with the job's seed, then the checkpoint)
+and ships its full state (parameters and buffers) to the actors through Ray's object store; each
+actor builds the skeleton under the same seed, loads that state strictly and checks the sha256 of
+what it runs (`module_sha256`), so every shard of a job comes from one network.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -64,15 +69,33 @@ def state_dict_sha256(state: dict[str, torch.Tensor]) -> str:
     for name in sorted(state):
         t = state[name].detach().cpu().contiguous()
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")  # 0-dim too
     return h.hexdigest()
 
 
-def build_network(model_cfg: Any, device: torch.device | str, state: dict[str, torch.Tensor] | None = None) -> torch.nn.Module:
-    """factory(**kwargs), with `state` loaded strictly, in eval mode on `device` in the model dtype."""
+def module_sha256(net: torch.nn.Module) -> str:
+    """sha256 of what a module computes with: every parameter and every buffer (non-persistent ones too)."""
+    return state_dict_sha256({**dict(net.named_parameters()), **dict(net.named_buffers())})
+
+
+@contextlib.contextmanager
+def seeded(seed: int | None) -> Iterator[None]:
+    """Torch's CPU RNG seeded with `seed` inside, restored after (nothing done for None): a factory that
+    initialises randomly builds the same network in every process."""
+    if seed is None:
+        yield
+        return
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
+def load_network(model_cfg: Any, state: dict[str, torch.Tensor] | None = None, seed: int | None = None) -> torch.nn.Module:
+    """factory(**kwargs) under torch's RNG seeded with `seed`, with `state` loaded strictly (not moved or cast)."""
     factory = import_factory(model_cfg.factory)
     try:
-        net = factory(**model_cfg.kwargs)
+        with seeded(seed):
+            net = factory(**model_cfg.kwargs)
     except Exception as e:  # noqa: BLE001 - user code: report it as one line naming the factory
         raise ModelError(f"model.factory {model_cfg.factory!r} failed with model.kwargs={model_cfg.kwargs}: "
                          f"{type(e).__name__}: {e}") from None
@@ -89,13 +112,26 @@ def build_network(model_cfg: Any, device: torch.device | str, state: dict[str, t
                 f"model.checkpoint does not fit {model_cfg.factory!r}: missing {result.missing_keys[:5]}, "
                 f"unexpected {result.unexpected_keys[:5]}"
             )
+    return net
+
+
+def build_network(model_cfg: Any, device: torch.device | str, state: dict[str, torch.Tensor] | None = None, *,
+                  seed: int | None = None, sha256: str | None = None) -> torch.nn.Module:
+    """`load_network`, in eval mode on `device` in the model dtype; ModelError when `sha256` is given and the
+    loaded module's (module_sha256, before the cast) differs."""
+    net = load_network(model_cfg, state, seed)
+    if sha256 is not None and module_sha256(net) != sha256:
+        raise ModelError(f"model.factory {model_cfg.factory!r} built a network whose weights (sha256 {module_sha256(net)[:12]}) "
+                         f"differ from the driver's ({sha256[:12]}) after loading its state: the factory sets "
+                         "something the state does not hold (a non-persistent buffer read from a changing file?)")
     net = net.to(device=device, dtype=NET_DTYPES[model_cfg.dtype]).eval().requires_grad_(False)
     return torch.compile(net) if model_cfg.compile else net
 
 
-def build_field(model_cfg: Any, device: torch.device | str, state: dict[str, torch.Tensor] | None = None) -> samplers.Field:
-    """The network of `model_cfg` wrapped by its interface."""
-    net = build_network(model_cfg, device, state)
+def build_field(model_cfg: Any, device: torch.device | str, state: dict[str, torch.Tensor] | None = None,
+                **build: Any) -> samplers.Field:
+    """The network of `model_cfg` wrapped by its interface; `build`: build_network's seed and sha256."""
+    net = build_network(model_cfg, device, state, **build)
     if getattr(model_cfg, "autocast", None):
         net = AutocastNet(net, model_cfg.autocast)
     try:
@@ -110,13 +146,17 @@ def build_fields(
     device: torch.device | str,
     state: dict[str, torch.Tensor] | None = None,
     guide_state: dict[str, torch.Tensor] | None = None,
+    *,
+    seed: int | None = None,
+    sha256: tuple[str | None, str | None] = (None, None),
 ) -> tuple[samplers.Field, samplers.Field | None]:
-    """(net, g_net): the guide is model.guide (autoguidance), else the null class (classifier-free), else None."""
-    field = build_field(model_cfg, device, state)
+    """(net, g_net): the guide is model.guide (autoguidance), else the null class (classifier-free), else None.
+    Networks are built under torch's RNG seeded with `seed` and checked against `sha256` (model, guide)."""
+    field = build_field(model_cfg, device, state, seed=seed, sha256=sha256[0])
     if guidance_scale == 1.0:
         return field, None
     if model_cfg.guide is not None:
-        return field, build_field(model_cfg.guide, device, guide_state)
+        return field, build_field(model_cfg.guide, device, guide_state, seed=seed, sha256=sha256[1])
     if model_cfg.num_classes is not None:
         null = model_cfg.null_label if model_cfg.null_label is not None else model_cfg.num_classes
         return field, samplers.null_condition(field, null)
@@ -138,16 +178,19 @@ def check_model(model_cfg: Any, state: dict[str, torch.Tensor] | None = None) ->
         return build_field(cfg, "cpu", state)
 
 
-def model_identity(model_cfg: Any, storage_options: dict[str, Any]) -> tuple[dict[str, Any], Any]:
-    """({factory, kwargs, checkpoint, sha256}, state dict or None): what the samples are drawn from. The
-    sha256 is the checkpoint file's, or without a checkpoint that of the factory's initial state dict."""
+def model_identity(model_cfg: Any, storage_options: dict[str, Any], seed: int | None = None) -> tuple[dict[str, Any], Any]:
+    """({factory, kwargs, checkpoint, checkpoint_sha256, sha256}, state dict): what the samples are drawn from.
+    The network is built once here: the factory under torch's RNG seeded with `seed`, then the checkpoint;
+    its full state (parameters and buffers) is what every worker loads, and `sha256` its module_sha256."""
     identity = {"factory": model_cfg.factory, "kwargs": model_cfg.kwargs,
-                "checkpoint": redact_url(model_cfg.checkpoint) if model_cfg.checkpoint else None}
+                "checkpoint": redact_url(model_cfg.checkpoint) if model_cfg.checkpoint else None, "checkpoint_sha256": None}
+    checkpoint = None
     if model_cfg.checkpoint is not None:
-        state, identity["sha256"] = read_checkpoint(model_cfg.checkpoint, storage_options, model_cfg.max_checkpoint_bytes)
-        return identity, state
-    identity["sha256"] = state_dict_sha256(build_network(model_cfg, "cpu").state_dict())
-    return identity, None
+        checkpoint, identity["checkpoint_sha256"] = read_checkpoint(model_cfg.checkpoint, storage_options,
+                                                                    model_cfg.max_checkpoint_bytes)
+    net = load_network(model_cfg, checkpoint, seed)
+    identity["sha256"] = module_sha256(net)
+    return identity, {k: v.detach() for k, v in net.state_dict().items()}
 
 
 def coverage_warning(model_cfg: Any, sampler: samplers.Sampler) -> str | None:

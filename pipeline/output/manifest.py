@@ -4,7 +4,8 @@ It lies in ``__seedshard__/`` (format version 2) or, in outputs of format versio
 shards (see pipeline.output.layout).
 
 It holds the format version, the job's status, the resolved config, the sampler state,
-the model identity (factory, checkpoint sha256), the shard schema, the noise scheme and
+the model identity (factory, checkpoint sha256), the shard schema, the noise scheme, the job
+fingerprint (pipeline.run.fingerprint; absent in outputs written before it) and
 one ShardRecord per committed shard (sorted by index). Shards are committed with their
 own sidecars first (pipeline.output.shards); the manifest is written last, atomically, and is
 what readers use to find samples without knowing the shard layout.
@@ -46,6 +47,8 @@ class Manifest(BaseModel):
     model: dict[str, Any]
     schema_: dict[str, Any] = Field(alias="schema")
     noise_scheme: str
+    fingerprint: str | None = None  # None: written before fingerprints (pipeline.run.fingerprint)
+    runtime: dict[str, Any] = {}  # torch version and device type, part of the fingerprint
     num_samples: int = Field(ge=0)
     shards: list[ShardRecord] = []
     error: str | None = None

@@ -35,15 +35,21 @@ from .fs import join_path, list_names, put_atomic
 from .layout import FORMAT_VERSION, FORMAT_VERSIONS, VERSION_KEY, output_version, side_path, side_root
 from .record import ShardRecord
 
-__all__ = ["FORMAT_VERSION", "ShardRecord", "VERSION_KEY", "commit_shard", "decode_shard", "encode_shard",
+__all__ = ["FINGERPRINT_KEY", "FORMAT_VERSION", "ShardRecord", "VERSION_KEY", "commit_shard", "decode_shard", "encode_shard",
            "load_sidecars", "shard_metadata", "shard_name", "shard_schema", "sidecar_name", "verify_shard"]
 
 log = logging.getLogger(__name__)
 
 
-def shard_metadata(cfg: Any, sampler_state: dict[str, Any], noise_scheme: str) -> dict[str, str]:
-    """Key/value metadata of every shard of job ``cfg``: what a reader needs to know what the samples mean."""
-    return {
+FINGERPRINT_KEY = "seedshard.fingerprint"
+
+
+def shard_metadata(cfg: Any, sampler_state: dict[str, Any], noise_scheme: str,
+                   fingerprint: str | None = None) -> dict[str, str]:
+    """Key/value metadata of every shard of job ``cfg``: what a reader needs to know what the samples mean,
+    and the job's fingerprint (pipeline.run.fingerprint) when given."""
+    fingerprint_entry = {FINGERPRINT_KEY: fingerprint} if fingerprint is not None else {}
+    return {**fingerprint_entry,
         "seedshard.seed": str(cfg.run.seed),
         "seedshard.sampler": sampler_state["name"],
         "seedshard.sampler_state": json.dumps(sampler_state, sort_keys=True),
@@ -176,9 +182,9 @@ def _short(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def load_sidecars(fs: fsspec.AbstractFileSystem, root: str) -> dict[int, ShardRecord]:
-    """The ShardRecords of all sidecars of the output at ``root`` (in its layout), by shard index
-    (unreadable ones skipped)."""
+def load_sidecars(fs: fsspec.AbstractFileSystem, root: str, problems: list[str] | None = None) -> dict[int, ShardRecord]:
+    """The ShardRecords of all sidecars of the output at ``root`` (in its layout), by shard index (unreadable
+    ones skipped, and listed in ``problems`` when given)."""
     records = {}
     for name, path in list_names(fs, side_root(root, output_version(fs, root)), "shard-*.json").items():
         try:
@@ -187,6 +193,8 @@ def load_sidecars(fs: fsspec.AbstractFileSystem, root: str) -> dict[int, ShardRe
                 raise ValueError(f"describes {rec.path!r}")
         except (ValueError, TypeError) as e:
             log.warning("ignoring sidecar %s: %s", name, e)
+            if problems is not None:
+                problems.append(f"{name}: unreadable sidecar: {e}")
             continue
         records[rec.index] = rec
     return dict(sorted(records.items()))

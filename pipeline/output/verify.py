@@ -3,10 +3,15 @@
 For each shard the manifest lists: the file exists with the recorded size and sha256, decodes,
 has the manifest's schema (format, stored dtype, sample shape, labels), the recorded row count,
 indices exactly range(start, stop) at the place the shard plan puts them, and the seed,
-sampler state and noise scheme of the job in its metadata; its sidecar agrees with the manifest
-entry. For a `complete` manifest also: every shard of the plan is there, and no other shard,
-sidecar or temp file lies beside them (or in `__seedshard__/`). Both layouts (format version 1 and 2,
-see pipeline.output.layout) are checked, each by its own rules. A manifest that is not `complete` is itself a problem
+sampler state, noise scheme and fingerprint of the job in its metadata; its sidecar agrees with the
+manifest entry. The manifest's fingerprint is recomputed from its stored config, model, sampler state,
+runtime and format version, and the plan comes from the stored config (not the manifest's own
+num_samples). For a `complete` manifest also: every shard of the plan is there, and no other shard,
+sidecar, temp file or data file (any name a dataset reader would pick up) lies beside them (or in
+`__seedshard__/`). Both layouts (format version 1 and 2, see pipeline.output.layout) are checked, each
+by its own rules. Outputs written before fingerprints (no `fingerprint` in the manifest) are checked
+without them. Every problem is one line; nothing is written and nothing raises. Neither torch nor ray is
+imported. A manifest that is not `complete` is itself a problem
 (its job failed or is still running). Nothing is written.
 """
 
@@ -23,6 +28,7 @@ from ..redact import redact_url, scrub
 from .fs import list_names, list_temp, resolve_url
 from .layout import VERSION_KEY, side_root
 from .manifest import Manifest, ManifestError, read_manifest
+from .codecs import FORMATS
 from .shards import load_sidecars, shard_metadata, sidecar_name, verify_shard
 
 
@@ -39,12 +45,16 @@ def verify_output(url: str, storage_options: dict[str, Any] | None = None) -> li
     if manifest is None:
         return [f"{redact_url(url)}: no manifest.json (not a seedshard output, or its job never started)"]
     problems = _job_problems(manifest)
-    metadata = _expected_metadata(manifest, problems)
-    planned = _planned(manifest, problems)
+    cfg = _stored_config(manifest, problems)
+    metadata = _expected_metadata(manifest, cfg, problems)
+    planned = _planned(manifest, cfg, problems)
     for record in manifest.shards:
         if planned is not None and planned.get(record.index) != (record.start, record.stop):
             problems.append(f"{record.path}: shard {record.index} covers [{record.start}, {record.stop}), "
                             f"not where the shard plan puts it ({planned.get(record.index)})")
+        if manifest.fingerprint is not None and record.fingerprint != manifest.fingerprint:
+            problems.append(f"{record.path}: fingerprint {str(record.fingerprint)[:12]} in its manifest entry, "
+                            f"the job's is {manifest.fingerprint[:12]}")
         problems += verify_shard(fs, root, record, schema=manifest.schema_, metadata=metadata)
     problems += _sidecar_problems(fs, root, manifest)
     if manifest.status == "complete" and planned is not None:
@@ -52,6 +62,7 @@ def verify_output(url: str, storage_options: dict[str, Any] | None = None) -> li
         if missing:
             problems.append(f"{len(missing)} shard(s) of the plan missing from the complete manifest: {_indices(missing)}")
         problems += [f"{name}: temp file of an unfinished write" for name in list_temp(fs, root)]
+        problems += _foreign_data_files(fs, root, manifest)
     return [scrub(p, options) for p in problems]
 
 
@@ -78,31 +89,65 @@ def _job_problems(manifest: Manifest) -> list[str]:
     return problems
 
 
-def _expected_metadata(manifest: Manifest, problems: list[str]) -> dict[str, str] | None:
-    """The key/value metadata every shard of this job carries (None when the config cannot be read)."""
+def _stored_config(manifest: Manifest, problems: list[str]) -> JobConfig | None:
+    """The job config stored in the manifest (None, and a problem, when it is not a valid one)."""
     try:
-        cfg = JobConfig.model_validate(manifest.config)
+        return JobConfig.model_validate(manifest.config)
     except ValueError as e:
-        problems.append(f"manifest config is not a valid job config: {str(e).splitlines()[0]}")
+        lines = [line.strip() for line in str(e).splitlines()]
+        problems.append(f"manifest config is not a valid job config: {'; '.join(lines[:3])}")
         return None
-    metadata = shard_metadata(cfg, manifest.sampler_state, manifest.noise_scheme)  # the scheme the shards were written with
-    return {**metadata, VERSION_KEY: str(manifest.format_version)}
 
 
-def _planned(manifest: Manifest, problems: list[str]) -> dict[int, tuple[int, int]] | None:
-    """{shard index: (start, stop)} of the job's shard plan (None when the manifest does not say)."""
-    shard_size = manifest.config.get("run", {}).get("shard_size")
-    if not isinstance(shard_size, int) or shard_size <= 0 or manifest.num_samples <= 0:
-        problems.append(f"manifest has no usable run.shard_size ({shard_size!r}); shard placement not checked")
+def _expected_metadata(manifest: Manifest, cfg: JobConfig | None, problems: list[str]) -> dict[str, str] | None:
+    """The key/value metadata every shard of this job carries, fingerprint included (None when the manifest
+    cannot say); a problem when the manifest's fingerprint is not the one its own contents give."""
+    if cfg is None:
         return None
-    return {s.index: (s.start, s.stop) for s in iter_shards(manifest.num_samples, shard_size)}
+    from ..run.fingerprint import fingerprint_fields, job_fingerprint
+
+    try:
+        if manifest.fingerprint is not None:
+            fingerprint = job_fingerprint(fingerprint_fields(cfg, manifest.model, manifest.sampler_state,
+                                                             manifest.noise_scheme, manifest.runtime,
+                                                             manifest.format_version))
+            if fingerprint != manifest.fingerprint:
+                problems.append(f"manifest fingerprint {manifest.fingerprint[:12]} is not that of its own config, model, "
+                                f"sampler state and runtime ({fingerprint[:12]})")
+        # the scheme, fingerprint and format version the shards were written with
+        metadata = shard_metadata(cfg, manifest.sampler_state, manifest.noise_scheme, manifest.fingerprint)
+        return {**metadata, VERSION_KEY: str(manifest.format_version)}
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        problems.append(f"manifest model or sampler_state is malformed ({type(e).__name__}: {e}); shard metadata not checked")
+        return None
+
+
+def _planned(manifest: Manifest, cfg: JobConfig | None, problems: list[str]) -> dict[int, tuple[int, int]] | None:
+    """{shard index: (start, stop)} of the plan of the stored config (None when there is none); a problem
+    when the manifest's num_samples is not the config's."""
+    if cfg is None:
+        problems.append("manifest has no valid config; shard placement and coverage not checked")
+        return None
+    if manifest.num_samples != cfg.run.num_samples:
+        problems.append(f"manifest num_samples is {manifest.num_samples}, its config's run.num_samples {cfg.run.num_samples}")
+    return {s.index: (s.start, s.stop) for s in iter_shards(cfg.run.num_samples, cfg.run.shard_size)}
+
+
+def _foreign_data_files(fs: Any, root: str, manifest: Manifest) -> list[str]:
+    """Files beside the shards that dataset readers would take for data but the manifest does not list
+    (extra.parquet, Shard-00009.parquet); names starting with '.' are skipped by every reader."""
+    extensions = set(FORMATS.values()) | {"parquet", "arrow", "tar", "safetensors"}
+    listed = {r.path for r in manifest.shards}
+    return [f"{name}: a data file not in the complete manifest (readers of the output would pick it up)"
+            for name in list_names(fs, root, "*") if not name.startswith((".", "shard-"))
+            and name not in listed and name.rsplit(".", 1)[-1].lower() in extensions]
 
 
 def _sidecar_problems(fs: Any, root: str, manifest: Manifest) -> list[str]:
     """Sidecars that disagree with the manifest (and, for a complete output, files it does not list)."""
-    sidecars = load_sidecars(fs, root)
+    problems: list[str] = []
+    sidecars = load_sidecars(fs, root, problems)
     listed = {r.index: r for r in manifest.shards}
-    problems = []
     for index, record in listed.items():
         sidecar = sidecars.get(index)
         name = sidecar_name(record.path)

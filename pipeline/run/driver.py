@@ -3,8 +3,9 @@
 `run_job(cfg)` is `finalize(plan, execute(plan))` with `plan = prepare(cfg)`:
 
 * `prepare` validates and reads only: the output (refuse a different job there, verify what a
-  previous run committed), the sampler and its fit with the model's interface, the weights (read
-  once, checked against the model), the FID reference. It returns a frozen `JobPlan`.
+  previous run committed), the sampler and its fit with the model's interface, the network (built
+  once under a torch RNG seeded from run.seed, then the checkpoint), the job fingerprint
+  (fingerprint.py), the FID reference. It returns a frozen `JobPlan`.
 * `execute` starts or joins Ray and `num_workers` SamplerWorker actors with the sampler state and
   weights in the object store. Only then is anything under the output written or removed: the
   `running` manifest (and, with `run.overwrite`, the previous job's files go). A `ShardScheduler`
@@ -40,6 +41,7 @@ from ..output.record import ShardRecord
 from ..redact import scrub
 from .cluster import ray_session, wait_for_resources
 from .errors import JobError
+from .fingerprint import job_runtime
 from .plan import Shard, iter_shards
 from .preflight import check_forward, check_sampler
 from .progress import Progress
@@ -84,9 +86,10 @@ class JobResults:
     seconds: float = 0.0
 
 
-def _checked_model(model_cfg: Any, storage_options: dict[str, Any]) -> tuple[dict[str, Any], Any]:
-    """(identity, weights); ModelError when factory, checkpoint and interface do not fit."""
-    identity, weights = model_identity(model_cfg, storage_options)
+def _checked_model(model_cfg: Any, storage_options: dict[str, Any], seed: int) -> tuple[dict[str, Any], Any]:
+    """(identity, weights: the full state of the network built once under `seed`); ModelError when factory,
+    checkpoint and interface do not fit."""
+    identity, weights = model_identity(model_cfg, storage_options, seed)
     check_model(model_cfg, weights)
     return identity, weights
 
@@ -102,21 +105,23 @@ def prepare(cfg: JobConfig) -> JobPlan:
     check_sampler(cfg, sampler)  # before any model code runs
     if cfg.metrics.fid is not None:  # a missing or malformed reference fails now, not after hours of sampling
         load_reference(reference_url(cfg.metrics.fid.extractor, cfg.metrics.fid.ref))
-    model, weights = _checked_model(cfg.model, cfg.run.storage_options)
+    model, weights = _checked_model(cfg.model, cfg.run.storage_options, cfg.run.seed)
     if warning := coverage_warning(cfg.model, sampler):
         log.warning("sampler: %s", warning)
     if cfg.conditioning is not None:  # checked (columns, rows) before Ray starts; its sha256 is part of the model
         model["conditioning"] = table_identity(cfg)
     if cfg.model.decoder is not None:  # the decoder's weights are part of what the stored images depend on
-        model["decoder"] = {"sha256": state_dict_sha256(build_decoder(cfg.model).state_dict())}
+        model["decoder"] = {"sha256": state_dict_sha256(build_decoder(cfg.model, seed=cfg.run.seed).state_dict())}
     guide_weights = None
     if cfg.model.guide is not None:
-        model["guide"], guide_weights = _checked_model(cfg.model.guide, cfg.run.storage_options)
+        model["guide"], guide_weights = _checked_model(cfg.model.guide, cfg.run.storage_options, cfg.run.seed)
     check_forward(cfg, sampler, weights, guide_weights)
-    done = check_output(fs, root, cfg, model, sampler_state, samplers.NOISE_SCHEME)
+    runtime = job_runtime(cfg)
+    done, fingerprint = check_output(fs, root, cfg, model, sampler_state, samplers.NOISE_SCHEME, runtime)
     manifest = Manifest(
         status="running", config=manifest_config(cfg), sampler_state=sampler_state, model=model,
         schema=job_schema(cfg), noise_scheme=samplers.NOISE_SCHEME, num_samples=cfg.run.num_samples,
+        fingerprint=fingerprint, runtime=runtime,
         shards=list(done.values()), format_version=job_version(fs, root, cfg.run.overwrite),
     )
     todo = tuple(s for s in iter_shards(cfg.run.num_samples, cfg.run.shard_size) if s.index not in done)
@@ -143,7 +148,8 @@ def execute(plan: JobPlan, progress: str | None = None) -> JobResults:
         if plan.todo or (fid and resumed):
             with ray_session(cfg.cluster):
                 if plan.todo:
-                    actors, new_actor = start_workers(cfg, plan.sampler_state, plan.weights, plan.guide_weights)
+                    actors, new_actor = start_workers(cfg, plan.sampler_state, plan.weights, plan.guide_weights,
+                                                      worker_expectations(plan))
                 results.manifest = begin_output(cfg, plan.manifest)
                 if plan.todo:
                     results.skipped = dispatch(actors, new_actor, list(plan.todo), cfg, on_done)
@@ -192,9 +198,18 @@ def run_job(cfg: JobConfig, *, progress: str | None = None) -> Manifest:
     return finalize(plan, execute(plan, progress))
 
 
+def worker_expectations(plan: JobPlan) -> dict[str, Any]:
+    """What every worker must find true of itself before it samples (SamplerWorker checks it): the weights'
+    sha256 (model, guide), device type and torch version; and the fingerprint its shards carry."""
+    m = plan.manifest
+    return {"sha256": (m.model["sha256"], m.model.get("guide", {}).get("sha256")), "fingerprint": m.fingerprint,
+            **m.runtime}
+
+
 def start_workers(cfg: JobConfig, sampler_state: dict[str, Any], weights: Any,
-                  guide_weights: Any) -> tuple[list[Any], Callable[[], Any]]:
-    """num_workers SamplerWorker actors, ready (model built) before sampling starts, and their factory."""
+                  guide_weights: Any, expect: dict[str, Any] | None = None) -> tuple[list[Any], Callable[[], Any]]:
+    """num_workers SamplerWorker actors, ready (model built and checked against `expect`) before sampling
+    starts, and their factory."""
     import ray
 
     wait_for_resources(cfg.cluster)
@@ -207,7 +222,7 @@ def start_workers(cfg: JobConfig, sampler_state: dict[str, Any], weights: Any,
     config = cfg.resolved()
 
     def new_actor() -> Any:
-        return actor_cls.remote(config, sampler_state, weight_refs)
+        return actor_cls.remote(config, sampler_state, weight_refs, expect)
 
     actors = [new_actor() for _ in range(c.num_workers)]
     try:

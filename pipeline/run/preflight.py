@@ -90,7 +90,8 @@ def check_forward(cfg: JobConfig, sampler: samplers.Sampler, weights: Any = None
     gives a finite floating tensor shaped like the sample; skipped with model.preflight=false."""
     if not cfg.model.preflight or not isinstance(sampler, samplers.StepSampler):
         return
-    net, g_net = build_fields(_cpu_config(cfg.model), cfg.sampler.guidance_scale, "cpu", weights, guide_weights)
+    net, g_net = build_fields(_cpu_config(cfg.model), cfg.sampler.guidance_scale, "cpu", weights, guide_weights,
+                              seed=cfg.run.seed)
     t = float(sampler.sample_t()[0])
     shape = (1, *cfg.model.shape)
     x = torch.randn(shape, generator=torch.Generator().manual_seed(0), dtype=sampler.torch_dtype) * net.prior_scale(t)

@@ -1,8 +1,10 @@
 """What an existing output allows: resume the same job, refuse another, or start afresh.
 
 `check_output` only reads: it returns the shards a previous run of this same job committed that
-still verify, and refuses another job's output (JobError naming what differs: config fields via
-`config_diff`, model weights, sampler state, noise scheme). `begin_output` is the first write, called
+still verify and carry its fingerprint, and refuses another job's output (JobError naming each field
+of the fingerprint that differs, old -> new). What does not change bytes (resources, reporting,
+metrics, on_nonfinite, grid, a checkpoint's URL when its weights are the same) may change; a higher
+run.num_samples grows a job (the shards of the old plan that stay whole are kept), a lower one is refused. `begin_output` is the first write, called
 once every check passed and the workers are up.
 """
 
@@ -14,11 +16,12 @@ from typing import Any
 from ..config import JobConfig, config_diff
 from ..decoder import stored_shape
 from ..output.fs import cleanup_temp, join_path, list_names, open_output
-from ..output.layout import SIDE_DIR
+from ..output.layout import SIDE_DIR, job_version
 from ..output.manifest import MANIFEST_NAME, Manifest, read_manifest, write_manifest
 from ..output.shards import ShardRecord, load_sidecars, shard_metadata, shard_name, shard_schema, verify_shard
 from ..redact import redact_options, redact_url
 from .errors import JobError
+from .fingerprint import fingerprint_diff, fingerprint_fields, job_fingerprint, job_runtime
 from .plan import num_shards, shard_for
 
 log = logging.getLogger(__name__)
@@ -50,22 +53,71 @@ def _shard_plan_ok(record: ShardRecord, cfg: JobConfig) -> bool:
 
 
 def check_output(fs: Any, root: str, cfg: JobConfig, model: dict[str, Any], sampler_state: dict[str, Any],
-                 noise_scheme: str) -> dict[int, ShardRecord]:
-    """The shards a previous run of this same job committed that still verify ({} with run.overwrite);
-    refuses another job's output (JobError naming what differs). Reads only: see `begin_output`."""
+                 noise_scheme: str, runtime: dict[str, Any] | None = None) -> tuple[dict[int, ShardRecord], str | None]:
+    """(the shards a previous run of this same job committed that still verify, the fingerprint to write);
+    ({}, this job's fingerprint) with run.overwrite or a fresh output. Refuses another job's output (JobError
+    naming each differing field with its old and new value). An output written before fingerprints resumes
+    as such (fingerprint None). Reads only: see `begin_output`."""
     url = redact_url(cfg.run.output)
+    fields = fingerprint_fields(cfg, model, sampler_state, noise_scheme, runtime or job_runtime(cfg),
+                                job_version(fs, root, cfg.run.overwrite))
+    fingerprint = job_fingerprint(fields)
     if cfg.run.overwrite:
-        return {}
+        return {}, fingerprint
     existing = read_manifest(fs, root)
     sidecars = load_sidecars(fs, root)
     if existing is None and not sidecars:
-        return {}
+        return {}, fingerprint
     if existing is None:
         raise JobError(f"{url} holds shard files but no manifest; choose a new run.output or set run.overwrite=true")
+    if existing.fingerprint is None:
+        _check_same_legacy_job(url, existing, cfg, model, sampler_state, noise_scheme)
+        fingerprint = None
+    else:
+        _check_same_job(url, existing, cfg, fields)
+    if not cfg.run.resume:
+        raise JobError(f"{url} already holds this job and run.resume=false; set run.overwrite=true or choose a new run.output")
+    schema, metadata = job_schema(cfg), shard_metadata(cfg, sampler_state, noise_scheme, fingerprint)
+    done = {}
+    for index, record in sidecars.items():
+        if not _shard_plan_ok(record, cfg):
+            problems = ["not in this job's plan"]
+        elif record.fingerprint != fingerprint:
+            problems = [f"{record.path}: fingerprint {str(record.fingerprint)[:12]} in its sidecar, this job's is {str(fingerprint)[:12]}"]
+        else:
+            problems = verify_shard(fs, root, record, schema=schema, metadata=metadata)
+        if problems:
+            log.warning("regenerating shard %d: %s", index, "; ".join(problems))
+        else:
+            done[index] = record
+    return done, fingerprint
+
+
+def _check_same_job(url: str, existing: Manifest, cfg: JobConfig, fields: dict[str, Any]) -> None:
+    """JobError naming each field that changes bytes ('run.seed: 0 -> 1'), and a lower run.num_samples;
+    a higher one grows the job."""
+    try:
+        old = JobConfig.model_validate(existing.config)
+        diff = fingerprint_diff(fingerprint_fields(old, existing.model, existing.sampler_state, existing.noise_scheme,
+                                                   existing.runtime, existing.format_version), fields)
+    except (ValueError, TypeError, KeyError, AttributeError) as e:
+        raise JobError(f"{url}: its manifest cannot be read as a job ({str(e).splitlines()[0]}); "
+                       "set run.overwrite=true or choose a new run.output") from None
+    if job_fingerprint(fields) != existing.fingerprint and not diff:
+        diff.append(f"fingerprint: {existing.fingerprint[:12]} -> {job_fingerprint(fields)[:12]}")
+    if cfg.run.num_samples < existing.num_samples:
+        diff.append(f"run.num_samples: {existing.num_samples} -> {cfg.run.num_samples} (an output grows, never shrinks)")
+    if diff:
+        raise JobError(f"{url} holds a different job ({'; '.join(diff)}); set run.overwrite=true or choose a new run.output")
+
+
+def _check_same_legacy_job(url: str, existing: Manifest, cfg: JobConfig, model: dict[str, Any],
+                           sampler_state: dict[str, Any], noise_scheme: str) -> None:
+    """The check of outputs written before fingerprints: resolved configs, weights, sampler state, noise scheme."""
     diff = config_diff(existing.config, manifest_config(cfg))
     for part in ("model", "guide"):
         old, new = (m.get("guide", {}) if part == "guide" else m for m in (existing.model, model))
-        if old.get("sha256") != new.get("sha256"):
+        if old.get("sha256") != new.get("checkpoint_sha256" if new.get("checkpoint") else "sha256"):
             diff.append(f"{part} weights (sha256)")
     for part in ("conditioning", "decoder"):
         if existing.model.get(part) != model.get(part):
@@ -77,18 +129,6 @@ def check_output(fs: Any, root: str, cfg: JobConfig, model: dict[str, Any], samp
         diff.append(f"noise_scheme ({existing.noise_scheme!r} there, {noise_scheme!r} here)")
     if diff:
         raise JobError(f"{url} holds a different job ({', '.join(diff)} differ); set run.overwrite=true or choose a new run.output")
-    if not cfg.run.resume:
-        raise JobError(f"{url} already holds this job and run.resume=false; set run.overwrite=true or choose a new run.output")
-    schema, metadata = job_schema(cfg), shard_metadata(cfg, sampler_state, noise_scheme)
-    done = {}
-    for index, record in sidecars.items():
-        problems = (verify_shard(fs, root, record, schema=schema, metadata=metadata)
-                    if _shard_plan_ok(record, cfg) else ["not in this job's plan"])
-        if problems:
-            log.warning("regenerating shard %d: %s", index, "; ".join(problems))
-        else:
-            done[index] = record
-    return done
 
 
 def begin_output(cfg: JobConfig, manifest: Manifest) -> Manifest:

@@ -45,7 +45,7 @@ class SampleSpec:
         return cls(
             seed=cfg.run.seed, shape=tuple(cfg.model.shape), labels=cfg.run.labels, label=cfg.run.label,
             num_classes=cfg.model.num_classes, guidance_scale=cfg.sampler.guidance_scale,
-            conditioning=load_table(cfg), decoder=build_decoder(cfg.model, device),
+            conditioning=load_table(cfg), decoder=build_decoder(cfg.model, device, cfg.run.seed),
         )
 
 

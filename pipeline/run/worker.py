@@ -26,6 +26,7 @@ from ..output.dtypes import to_stored
 from ..output.fs import open_output
 from ..output.layout import output_version
 from ..output.shards import commit_shard, encode_shard, shard_metadata, shard_name
+from .fingerprint import torch_threads
 from .plan import Shard
 from .result import ShardResult
 from .sampling import SampleSpec, check_stored, sample_shard
@@ -40,23 +41,38 @@ from .sampling import SampleSpec, check_stored, sample_shard
 MALLOC_ENV = {"MALLOC_ARENA_MAX": "1", "MALLOC_MMAP_THRESHOLD_": str(1 << 30), "MALLOC_TRIM_THRESHOLD_": str(2**31 - 1)}
 
 
+def check_runtime(expect: dict[str, Any], found: dict[str, str]) -> None:
+    """RuntimeError naming what differs when this worker's device type or torch version is not the job's
+    (both are in its fingerprint: they change the bytes)."""
+    wrong = [f"{k} {found[k]!r} (the job's: {expect[k]!r})" for k in ("device", "torch") if k in expect and expect[k] != found[k]]
+    if wrong:
+        raise RuntimeError(f"this worker runs {', '.join(wrong)}; the job's fingerprint needs the same on every worker")
+
+
 class SamplerWorker:
     """Loads the model once; `run(shard)` samples, writes and commits one shard."""
 
-    def __init__(self, config: dict[str, Any], sampler_state: dict[str, Any], weight_refs: list[Any] | None = None):
+    def __init__(self, config: dict[str, Any], sampler_state: dict[str, Any], weight_refs: list[Any] | None = None,
+                 expect: dict[str, Any] | None = None):
         """`weight_refs`: [model weights ref or None, guide weights ref or None], fetched from the object store
-        here (nested, so Ray keeps them pinned by the driver and a restarted actor fetches them again)."""
+        here (nested, so Ray keeps them pinned by the driver and a restarted actor fetches them again).
+        `expect` (driver.worker_expectations): the weights' sha256, device type and torch version this worker
+        must have (ModelError otherwise, so the job fails before any shard is written), and the fingerprint."""
         import ray
 
+        expect = expect or {}
         weights, guide_weights = ray.get(weight_refs) if weight_refs else (None, None)
         self.cfg = JobConfig.model_validate(config)
-        torch.set_num_threads(max(1, int(self.cfg.cluster.cpus_per_worker)))
+        torch.set_num_threads(torch_threads(self.cfg))
         self.device = torch.device("cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu")
+        check_runtime(expect, {"device": self.device.type, "torch": torch.__version__})
         self.sampler = samplers.from_state(sampler_state)
-        self.net, self.g_net = build_fields(self.cfg.model, self.cfg.sampler.guidance_scale, self.device, weights, guide_weights)
+        self.net, self.g_net = build_fields(self.cfg.model, self.cfg.sampler.guidance_scale, self.device, weights, guide_weights,
+                                            seed=self.cfg.run.seed, sha256=expect.get("sha256", (None, None)))
         self.spec = SampleSpec.from_config(self.cfg, self.device)
         self.fs, self.root = open_output(self.cfg.run.output, self.cfg.run.storage_options)
-        self.metadata = shard_metadata(self.cfg, sampler_state, samplers.NOISE_SCHEME)
+        self.fingerprint = expect.get("fingerprint")
+        self.metadata = shard_metadata(self.cfg, sampler_state, samplers.NOISE_SCHEME, self.fingerprint)
         fid = self.cfg.metrics.fid
         self.extractor = build_extractor(fid.extractor, device=self.device, **fid.extractor_kwargs) if fid else None
         self._sampling = threading.Lock()
@@ -81,6 +97,7 @@ class SamplerWorker:
             version = output_version(self.fs, self.root)  # the driver wrote the manifest: its layout is settled
             data = encode_shard(indices, labels, stored, run.format, self.metadata, version)
             record = commit_shard(self.fs, self.root, shard_name(shard.index, run.format), data,
-                                  {"index": shard.index, "start": shard.start, "stop": shard.stop}, version)
+                                  {"index": shard.index, "start": shard.start, "stop": shard.stop,
+                                   "fingerprint": self.fingerprint}, version)
         return ShardResult(rows=shard.size, record=record, stats=stats, sample_s=t1 - t0,
                            write_s=time.perf_counter() - t1)

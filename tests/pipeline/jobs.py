@@ -105,11 +105,29 @@ def probe_job(output: str, **hooks: Any) -> Any:
                         model={"factory": "tests.pipeline.jobs:probe_gaussian", "kwargs": hooks, "num_classes": 1000})
 
 
+def job_identity(cfg: Any, version: int | None = None) -> tuple[dict[str, Any], Any, Any, str]:
+    """(model identity with guide, weights, guide weights, fingerprint) of job `cfg`, as the driver finds them
+    (``version``: the output format version; default: the current one)."""
+    import samplers
+    from pipeline.network import model_identity
+    from pipeline.output.layout import FORMAT_VERSION
+    from pipeline.run.fingerprint import fingerprint_fields, job_fingerprint, job_runtime
+    from pipeline.run.sampling import build_sampler
+
+    model, weights = model_identity(cfg.model, cfg.run.storage_options, cfg.run.seed)
+    guide_weights = None
+    if cfg.model.guide is not None:
+        model["guide"], guide_weights = model_identity(cfg.model.guide, cfg.run.storage_options, cfg.run.seed)
+    fields = fingerprint_fields(cfg, model, build_sampler(cfg).save(), samplers.NOISE_SCHEME, job_runtime(cfg),
+                                version or FORMAT_VERSION)
+    return model, weights, guide_weights, job_fingerprint(fields)
+
+
 def shard_bytes(cfg: Any, version: int | None = None) -> Iterator[tuple[Any, bytes]]:
     """(shard, the bytes a job writes for it), computed in this process without Ray (``version``: the
     output format version; default: the current one)."""
     import samplers
-    from pipeline.network import build_fields, model_identity
+    from pipeline.network import build_fields
     from pipeline.output.dtypes import to_stored
     from pipeline.output.layout import FORMAT_VERSION
     from pipeline.output.shards import encode_shard, shard_metadata
@@ -117,9 +135,9 @@ def shard_bytes(cfg: Any, version: int | None = None) -> Iterator[tuple[Any, byt
     from pipeline.run.sampling import SampleSpec, build_sampler, sample_shard
 
     sampler = build_sampler(cfg)
-    _, weights = model_identity(cfg.model, cfg.run.storage_options)
-    net, g_net = build_fields(cfg.model, cfg.sampler.guidance_scale, "cpu", weights)
-    meta = shard_metadata(cfg, sampler.save(), samplers.NOISE_SCHEME)
+    _, weights, guide_weights, fingerprint = job_identity(cfg, version)
+    net, g_net = build_fields(cfg.model, cfg.sampler.guidance_scale, "cpu", weights, guide_weights, seed=cfg.run.seed)
+    meta = shard_metadata(cfg, sampler.save(), samplers.NOISE_SCHEME, fingerprint)
     for shard in iter_shards(cfg.run.num_samples, cfg.run.shard_size):
         x, y = sample_shard(sampler, net, g_net, SampleSpec.from_config(cfg), shard, cfg.run.batch_size, "cpu")
         yield shard, encode_shard(np.arange(shard.start, shard.stop), y, to_stored(x, cfg.run.dtype),
@@ -136,14 +154,40 @@ def reference_digests(cfg: Any) -> dict[int, str]:
     return {shard.index: hashlib.sha256(data).hexdigest() for shard, data in shard_bytes(cfg)}
 
 
+def payload_digest(data: bytes, fmt: str) -> str:
+    """sha256 of a shard's indices, labels and samples, not its metadata: the same for two jobs whose
+    samples are equal but whose fingerprints differ (say, a model kwarg that only adds a test hook)."""
+    from pipeline.output.shards import decode_shard
+
+    shard = decode_shard(data, fmt)
+    h = hashlib.sha256(shard.indices.tobytes())
+    h.update(b"" if shard.labels is None else shard.labels.tobytes())
+    h.update(shard.samples.dtype.str.encode() + str(shard.samples.shape).encode() + shard.samples.tobytes())
+    return h.hexdigest()
+
+
+def payload_digests(url: str, manifest: Any) -> dict[int, str]:
+    """{shard index: payload_digest} of the shards a manifest lists under `url`."""
+    from pipeline.output.codecs import format_of
+    from pipeline.output.fs import open_output
+
+    fs, root = open_output(url)
+    return {s.index: payload_digest(fs.cat_file(f"{root}/{s.path}"), format_of(s.path)) for s in manifest.shards}
+
+
+def reference_payload_digests(cfg: Any) -> dict[int, str]:
+    """payload_digest of every shard of the job computed in this process."""
+    return {shard.index: payload_digest(data, cfg.run.format) for shard, data in shard_bytes(cfg)}
+
+
 def write_output_in_process(cfg: Any, version: int | None = None) -> Any:
     """Write the complete output of `cfg` (shards, sidecars, manifest) as run_job does, without Ray
     (``version``: the output format version; 1 writes the older layout)."""
     import samplers
-    from pipeline.network import model_identity
     from pipeline.output.fs import open_output
     from pipeline.output.manifest import Manifest, write_manifest
     from pipeline.output.shards import commit_shard, shard_name
+    from pipeline.run.fingerprint import job_runtime
     from pipeline.run.resume import job_schema, manifest_config
     from pipeline.run.sampling import build_sampler
 
@@ -151,13 +195,15 @@ def write_output_in_process(cfg: Any, version: int | None = None) -> Any:
 
     version = version or FORMAT_VERSION
     fs, root = open_output(cfg.run.output, cfg.run.storage_options)
+    model, _, _, fingerprint = job_identity(cfg, version)
     records = [commit_shard(fs, root, shard_name(shard.index, cfg.run.format), data,
-                            {"index": shard.index, "start": shard.start, "stop": shard.stop}, version)
+                            {"index": shard.index, "start": shard.start, "stop": shard.stop, "fingerprint": fingerprint},
+                            version)
                for shard, data in shard_bytes(cfg, version)]
-    model, _ = model_identity(cfg.model, cfg.run.storage_options)
     manifest = Manifest(status="complete", config=manifest_config(cfg), sampler_state=build_sampler(cfg).save(),
                         model=model, schema=job_schema(cfg), noise_scheme=samplers.NOISE_SCHEME,
-                        num_samples=cfg.run.num_samples, shards=records, format_version=version)
+                        num_samples=cfg.run.num_samples, shards=records, fingerprint=fingerprint, runtime=job_runtime(cfg),
+                        format_version=version)
     return write_manifest(fs, root, manifest)
 
 

@@ -33,6 +33,15 @@ def demo(tmp_path, *overrides):
     return load_config(DEMO, [f"run.output={tmp_path / 'out'}", "run.progress=none", *overrides])
 
 
+def assert_float32_close(stats: FeatureStats, expected: FeatureStats) -> None:
+    """mu and sigma of float32 features computed in other batches (chunks, workers) agree to float32
+    rounding, scaled by the statistics' magnitude: the extractor's kernels may round a batch of 40 and
+    chunks of 15 differently (CPU vector width), so float64-tight tolerances are not portable."""
+    tol = 64 * np.finfo(np.float32).eps
+    for ours, ref in ((stats.mu, expected.mu), (stats.sigma, expected.sigma)):
+        np.testing.assert_allclose(ours, ref, rtol=tol, atol=tol * np.abs(ref).max())
+
+
 def test_streaming_stats_equal_stats_of_the_stored_samples(ray_demo, tmp_path):
     cfg = demo(tmp_path, "run.num_samples=120", "run.shard_size=50", "run.batch_size=25", "run.dtype=uint8",
                "sampler.steps=4", "run.grid=0")
@@ -99,8 +108,7 @@ def test_reference_stats_of_datasets_equal_one_shot_stats(ray_demo, tmp_path, ki
     stats = dataset_stats(str(source), "digits", num_workers=2)
     one_shot = compute_stats(build_extractor("digits"), images)
     assert stats.n == 64
-    np.testing.assert_allclose(stats.mu, one_shot.mu, rtol=1e-10, atol=1e-12)
-    np.testing.assert_allclose(stats.sigma, one_shot.sigma, rtol=1e-9, atol=1e-12)
+    assert_float32_close(stats, one_shot)
 
 
 def test_dataset_stats_of_a_seedshard_output(ray_demo, tmp_path):
@@ -110,7 +118,7 @@ def test_dataset_stats_of_a_seedshard_output(ray_demo, tmp_path):
     # standard FID: the canonical uint8 images, featurised in the batches of the shards (15 rows)
     expected = compute_stats(build_extractor("digits"), to_uint8(read_samples(cfg.run.output)), batch_size=15)
     assert isinstance(stats, FeatureStats) and stats.n == 40
-    np.testing.assert_allclose(stats.sigma, expected.sigma, rtol=1e-9, atol=1e-12)
+    assert_float32_close(stats, expected)
 
 
 def test_unknown_dataset_is_a_clear_error(tmp_path):

@@ -45,7 +45,7 @@ def test_round_trip(backend, tmp_path):
     raw = json.loads(fs.cat_file(f"{root}/{SIDE_DIR}/{MANIFEST_NAME}"))
     assert FORMAT_VERSION == 2 and not fs.exists(f"{root}/{MANIFEST_NAME}")
     assert raw["format_version"] == FORMAT_VERSION and raw["schema"]["shape"] == [3, 8, 8]
-    assert raw["shards"][0] == {"index": 0, "start": 0, "stop": 5, "path": "shard-00000.parquet", "rows": 5, "bytes": 100, "sha256": "ab" * 32}
+    assert raw["shards"][0] == {"index": 0, "start": 0, "stop": 5, "path": "shard-00000.parquet", "rows": 5, "bytes": 100, "sha256": "ab" * 32, "fingerprint": None}
 
 
 def test_validation():

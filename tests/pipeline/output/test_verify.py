@@ -99,11 +99,12 @@ def test_incomplete_or_unloadable_manifests_are_problems(written):
 def test_a_sampler_state_edited_in_the_manifest_disagrees_with_every_shard(written):
     """verify checks the manifest's sampler state without torch (name and version only); a state that is
     well-formed but differs from the one the shards were written with (here a newer version) is caught by
-    every shard's metadata."""
+    every shard's metadata, and by the manifest's fingerprint, which is no longer that of its contents."""
     url, manifest = written
     fs, root = open_output(url)
     write_manifest(fs, root, manifest.model_copy(update={"sampler_state": {**manifest.sampler_state, "version": 99}}))
-    problems = verify_output(url)
+    fingerprint, *problems = verify_output(url)
+    assert fingerprint.startswith(f"manifest fingerprint {manifest.fingerprint[:12]} is not that of its own config")
     assert len(problems) == 4
     assert all(p.startswith(f"shard-0000{i}.parquet: metadata seedshard.sampler_state is ") for i, p in enumerate(problems))
 
@@ -133,3 +134,69 @@ def test_verify_on_s3_finds_a_corrupt_shard(s3, s3_secret, capsys):
     assert problems[1].startswith("shard-00002.parquet: sha256") and "cannot decode" in problems[2]
     assert main(["verify", url, "--storage-options", json.dumps(options)]) == 1
     assert s3_secret not in capsys.readouterr().out
+
+
+def _edit_json(path, edit):
+    data = json.load(open(path))
+    edit(data)
+    open(path, "w").write(json.dumps(data))
+
+
+def test_coverage_is_checked_against_the_stored_config_not_the_manifests_num_samples(written):
+    """Issue 14 case 7: shrink the manifest's num_samples and drop the shards past it."""
+    url, manifest = written
+    fs, root = open_output(url)
+    write_manifest(fs, root, manifest.model_copy(update={"num_samples": 40, "shards": manifest.shards[:2]}))
+    for name in ("shard-00002", "shard-00003"):
+        os.remove(os.path.join(url, f"{name}.parquet"))
+        os.remove(side_path(url, f"{name}.json", manifest.format_version))
+    problems = verify_output(url)
+    assert "manifest num_samples is 40, its config's run.num_samples 70" in problems
+    assert "2 shard(s) of the plan missing from the complete manifest: 2, 3" in problems
+
+
+def test_fingerprints_of_shards_and_of_the_manifest_are_checked(written, tmp_path):
+    url, manifest = written
+    fs, root = open_output(url)
+    other = gaussian_job(str(tmp_path / "other"), sampler={"steps": 2}, run={"batch_size": 5})
+    write_output_in_process(other, manifest.format_version)
+    # another job's shard 1, re-registered consistently in this manifest and sidecar: only the fingerprint tells
+    data = open(os.path.join(other.run.output, "shard-00001.parquet"), "rb").read()
+    record = commit_shard(fs, root, "shard-00001.parquet", data, {"index": 1, "start": 20, "stop": 40,
+                                                                  "fingerprint": manifest.fingerprint},
+                          manifest.format_version)
+    forged = manifest.model_copy(update={"shards": [record if s.index == 1 else s for s in manifest.shards]})
+    write_manifest(fs, root, forged)
+    problems = verify_output(url)
+    assert len(problems) == 1 and problems[0].startswith("shard-00001.parquet: metadata seedshard.fingerprint is "
+                                                         f"'{read_manifest(*open_output(other.run.output)).fingerprint[:40]}")
+    write_manifest(fs, root, manifest.model_copy(update={"config": {**manifest.config, "run": {**manifest.config["run"], "seed": 2}}}))
+    text = "\n".join(verify_output(url))
+    assert "manifest fingerprint" in text and "is not that of its own config" in text
+
+
+def test_malformed_sidecars_and_manifests_are_one_line_problems(written):
+    """Issue 14 case 7: a sidecar with "index": "4", a manifest without sampler_state.name or with a list
+    for config.run: reported, never a crash."""
+    url, manifest = written
+    _edit_json(side_path(url, "shard-00002.json", manifest.format_version), lambda d: d.update(index="4"))
+    problems = verify_output(url)
+    assert "shard-00002.json: unreadable sidecar: index must be int (got '4')" in problems
+    _edit_json(side_path(url, "manifest.json", manifest.format_version), lambda d: d["sampler_state"].pop("name"))
+    problems = verify_output(url)
+    assert any(p.startswith("manifest sampler_state cannot be loaded") for p in problems)
+    assert any(p.startswith("manifest model or sampler_state is malformed (KeyError") for p in problems)
+    _edit_json(side_path(url, "manifest.json", manifest.format_version), lambda d: d["config"].update(run=[1, 2]))
+    problems = verify_output(url)
+    assert any(p.startswith("manifest config is not a valid job config") for p in problems)
+    assert "manifest has no valid config; shard placement and coverage not checked" in problems
+    assert all("\n" not in p for p in problems)
+
+
+def test_every_unexpected_data_file_is_reported(written):
+    url, _ = written
+    for name in ("extra.parquet", "Shard-00009.parquet", "_hidden.parquet", "notes.txt", ".dotted.parquet"):
+        open(os.path.join(url, name), "wb").write(b"x")
+    problems = verify_output(url)
+    assert [p.split(":")[0] for p in problems] == ["Shard-00009.parquet", "_hidden.parquet", "extra.parquet"]
+    assert problems[0] == "Shard-00009.parquet: a data file not in the complete manifest (readers of the output would pick it up)"

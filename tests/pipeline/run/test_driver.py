@@ -14,7 +14,7 @@ from pipeline.output.manifest import read_manifest
 from pipeline.network import ModelError
 from pipeline.run.plan import iter_shards
 from pipeline.output.reader import read_samples
-from tests.pipeline.jobs import digests, gaussian_job, reference_digests
+from tests.pipeline.jobs import digests, gaussian_job, job_identity, reference_digests
 
 
 def test_two_workers_cover_every_index_once_with_single_process_bytes(ray2, tmp_path):
@@ -40,7 +40,7 @@ def test_shard_order_does_not_change_a_byte(ray2, tmp_path):
     from pipeline.run.worker import SamplerWorker
 
     cfg = gaussian_job(str(tmp_path / "rev"))
-    worker = SamplerWorker(cfg.resolved(), build_sampler(cfg).save())
+    worker = SamplerWorker(cfg.resolved(), build_sampler(cfg).save(), None, {"fingerprint": job_identity(cfg)[3]})
     records = {}
     for shard in reversed(list(iter_shards(cfg.run.num_samples, cfg.run.shard_size))):
         records[shard.index] = worker.run(shard).record.sha256
@@ -82,7 +82,7 @@ def test_rerun_resumes_and_a_different_job_is_refused(ray2, tmp_path):
     first = run_job(cfg)
     again = run_job(gaussian_job(str(tmp_path / "re"), cluster={"num_workers": 1}))  # cluster fields may differ
     assert digests(again) == digests(first)
-    with pytest.raises(JobError, match=r"holds a different job \(run.seed, sampler.steps differ\)"):
+    with pytest.raises(JobError, match=r"holds a different job \(run.seed: 1 -> 2; sampler.steps: 8 -> 4\)"):
         run_job(gaussian_job(str(tmp_path / "re"), run={"seed": 2}, sampler={"steps": 4}))
     assert digests(read_manifest(*open_output(cfg.run.output))) == digests(first)
 

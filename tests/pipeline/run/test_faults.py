@@ -20,7 +20,7 @@ from pipeline.output.shards import load_sidecars
 from pipeline.cli import main
 from pipeline.run.driver import JobError, run_job
 from pipeline.output.manifest import read_manifest
-from tests.pipeline.jobs import digests, probe_job, reference_digests, snapshot
+from tests.pipeline.jobs import payload_digests, probe_job, reference_payload_digests, snapshot
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[3]
@@ -56,7 +56,7 @@ def test_a_worker_killed_mid_shard_is_replaced_and_the_bytes_do_not_change(ray2,
     killer.join()
     assert killed and killed[0][0] != os.getpid()
     assert manifest.status == "complete"
-    assert digests(manifest) == reference_digests(probe_job(str(tmp_path / "ref")))
+    assert payload_digests(cfg.run.output, manifest) == reference_payload_digests(probe_job(str(tmp_path / "ref")))
     log = warnings_of(caplog)
     assert re.search(r"worker \d died; starting a replacement \(1 of 3\)", log)
     assert re.search(r"re-queueing shard \d \(attempt 2\): worker died \(ActorDiedError\)", log)
@@ -75,8 +75,8 @@ def test_a_shard_that_always_crashes_its_worker_fails_the_job_after_max_attempts
     manifest = read_manifest(fs, root)
     assert manifest.status == "failed" and manifest.error.startswith("shard 3 [60, 70) failed 3 times")
     assert [s.index for s in manifest.shards] == [0, 1, 2]  # every finished shard kept
-    reference = reference_digests(probe_job(str(tmp_path / "ref")))
-    assert digests(manifest) == {k: reference[k] for k in (0, 1, 2)}
+    reference = reference_payload_digests(probe_job(str(tmp_path / "ref")))  # the same samples, without the hook
+    assert payload_digests(cfg.run.output, manifest) == {k: reference[k] for k in (0, 1, 2)}
     assert not fs.exists(f"{root}/__seedshard__/shard-00003.json")
 
 
@@ -227,7 +227,7 @@ def test_a_driver_killed_mid_job_resumes_to_the_same_bytes(ray2, tmp_path):
                          and before.get(n) != after[n])
     assert regenerated == sorted(set(range(8)) - set(finished))  # the finished shards were not redone
     assert rerun.status == "complete"
-    assert digests(rerun) == reference_digests(gaussian_like(path, delay_s=0.0))
+    assert payload_digests(out, rerun) == reference_payload_digests(gaussian_like(path, delay_s=0.0))
     assert not [n for n in after if ".tmp-" in n]
 
 

@@ -61,7 +61,8 @@ def test_another_job_is_refused_without_a_change_and_overwrite_replaces_it(ray2,
         f.write(b"a crashed writer's temp file")
     before = snapshot(url)
     other = gaussian_job(url, run={"seed": 7, "num_samples": 30}, sampler={"time_dist": "uniform"})
-    with pytest.raises(JobError, match=r"holds a different job \(run.num_samples, run.seed, sampler.time_dist differ\); "
+    with pytest.raises(JobError, match=r"holds a different job \(run.seed: 1 -> 7; sampler.time_dist: \"karras\" -> \"uniform\"; .*"
+                                       r"run.num_samples: 70 -> 30 \(an output grows, never shrinks\)\); "
                                        r"set run.overwrite=true or choose a new run.output"):
         run_job(other)
     with pytest.raises(JobError, match=r"already holds this job and run.resume=false"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 
@@ -42,3 +43,22 @@ def test_sample_time_excludes_waiting_for_the_other_call(ray_local, tmp_path):
     assert [r.rows for r in results] == [200, 200]
     assert all(r.record is not None and r.write_s >= 0 for r in results)
     assert sum(r.sample_s for r in results) <= wall
+
+
+def test_a_worker_runs_the_jobs_thread_count_and_refuses_another_torch_or_device(ray_local, tmp_path):
+    """Threads, torch version and device type are in the job's fingerprint: they change bytes."""
+    import pytest
+    import torch
+
+    from pipeline.run.fingerprint import torch_threads
+
+    cfg = gaussian_job(str(tmp_path / "out"), cluster={"cpus_per_worker": 2})
+    before = torch.get_num_threads()
+    try:
+        SamplerWorker(cfg.resolved(), driver.build_sampler(cfg).save())
+        assert torch.get_num_threads() == torch_threads(cfg) == 2
+        with pytest.raises(RuntimeError, match=rf"this worker runs device 'cpu' \(the job's: 'cuda'\), torch '{re.escape(torch.__version__)}' "
+                                               r"\(the job's: '0.0'\); the job's fingerprint needs the same on every worker"):
+            SamplerWorker(cfg.resolved(), driver.build_sampler(cfg).save(), None, {"device": "cuda", "torch": "0.0"})
+    finally:
+        torch.set_num_threads(before)

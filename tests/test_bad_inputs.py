@@ -239,7 +239,8 @@ CASES = [
          edit={"model.factory": "tests.test_bad_inputs:wrong_shape", "model.kwargs": {}}),
     Case("network-non-finite", 2, r"^model: the network's output on one sample at t=80 is not finite",
          edit={"model.factory": "tests.test_bad_inputs:nan_output", "model.kwargs": {}}),
-    Case("preflight-off-is-explicit", 1, r"holds a different job \(model.factory, model.kwargs.interface differ\)",
+    Case("preflight-off-is-explicit", 1, r'holds a different job \(model.factory: "pipeline.models.gaussian:build_gaussian" -> '
+         r'"tests.test_bad_inputs:wrong_shape"; model.kwargs.interface: "edm" -> \(none\)\)',
          edit={"model.factory": "tests.test_bad_inputs:wrong_shape", "model.kwargs": {}, "model.preflight": False}),
     Case("factory-not-run-when-the-sampler-is-rejected", 2, r"^sampler.name='euler_jump' cannot run",
          edit={"sampler.name": "euler_jump"}, prepare=_subprocess_factory),

@@ -75,12 +75,13 @@ def fingerprint_fields(cfg: Any, model: dict[str, Any], sampler_state: dict[str,
 
 def job_fingerprint(fields: dict[str, Any]) -> str:
     """sha256 (hex) of the canonical JSON of `fingerprint_fields(...)`."""
-    text = json.dumps(fields, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    text = json.dumps(fields, sort_keys=True, separators=(",", ":"))  # -Infinity: a diffusers scheduler_config (lambda_min_clipped)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _flatten(value: Any, prefix: str, out: dict[str, Any]) -> dict[str, Any]:
-    if isinstance(value, dict) and value:
+    """Leaves of `value` by dotted name; an empty dict has none (kwargs {} -> {"a": 1} shows as "kwargs.a")."""
+    if isinstance(value, dict):
         for k in sorted(value, key=str):
             _flatten(value[k], f"{prefix}.{k}" if prefix else str(k), out)
     else:

@@ -119,7 +119,7 @@ def test_ray_job_checks_the_table_first_and_refuses_another_on_resume(ray_local,
     assert torch.allclose(torch.as_tensor(read_samples(cfg.run.output)), SamplingHandle.from_config(cfg).sample(N),
                           rtol=0, atol=1e-6)
     write_table(tmp_path / "cond.parquet", rows=N + 1)  # same URL, other bytes
-    with pytest.raises(JobError, match=r"conditioning \(sha256\)"):
+    with pytest.raises(JobError, match=r'\(conditioning.sha256: "[0-9a-f]{64}" -> "[0-9a-f]{64}"\)'):
         run_job(cfg)
 
 

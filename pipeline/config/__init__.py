@@ -1,4 +1,5 @@
-"""Job configuration: a pydantic v2 schema (`schema`), a YAML loader with `key.path=value`
+"""Job configuration: a pydantic v2 schema (`schema`, with the `model` section in `model` and its
+building blocks in `fields`), a YAML loader with `key.path=value`
 overrides (`load`), one-line-per-problem error messages (`errors`), and the resume comparison (`diff`).
 
 User errors raise `ConfigError` whose text has one line per problem:
@@ -10,10 +11,8 @@ on resume, ignoring the fields in `RESUME_IGNORED`.
 from .diff import RESUME_IGNORED, config_diff
 from .errors import ConfigError, format_validation_error
 from .load import load_config
-from .schema import (
-    ClusterConfig, FIDConfig, GuideConfig, JobConfig, MetricsConfig, ModelConfig, RunConfig, SamplerConfig,
-    validate_config,
-)
+from .model import GuideConfig, ModelConfig
+from .schema import ClusterConfig, FIDConfig, JobConfig, MetricsConfig, RunConfig, SamplerConfig, validate_config
 
 __all__ = [
     "ClusterConfig",

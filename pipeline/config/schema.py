@@ -1,124 +1,24 @@
-"""The job config schema: pydantic v2 models for the five sections `run`, `model`, `sampler`,
-`cluster`, `metrics`, and `validate_config`.
+"""The job config schema: pydantic v2 models for the sections `run`, `model`, `sampler`, `cluster`,
+`metrics` and `conditioning`, and `validate_config`.
 
 Every model is strict (no string-to-number coercion; ints are accepted where floats are expected)
-and forbids unknown keys. A name chosen from a list (sampler, interface, time_dist, format, stored
-dtype, network dtypes, FID extractor) is checked against the registry of the module that uses it,
-so the lists are never copied here; the registries are imported only when a name is checked.
+and forbids unknown keys. The limits, name registries and field types are in `fields`; the `model`
+and `conditioning` sections in `model`.
 """
 
 from __future__ import annotations
 
 import math
-import re
-import typing
-from collections.abc import Callable, Iterable
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
-from pydantic import (
-    BaseModel, ConfigDict, Field, PlainValidator, ValidationError, field_validator, model_validator,
-)
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError, fmt_value, format_validation_error
-
-_FACTORY_RE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
-_CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth", ".ckpt")
-_PICKLE_FACTORY = "pipeline.models.trusted_pickle:load"  # the one factory that unpickles (model.trust_pickle)
-
-# Stated limits (README, "Limits"): what one job may ask for, so that a typo fails here instead of
-# allocating a time grid of 10^12 points or a plan of 10^9 shards.
-MAX_STEPS = 100_000
-MAX_SHARDS = 100_000
-MAX_SAMPLE_ELEMENTS = 2**28  # one sample of model.shape: 1 GiB in float32
-MAX_CHECKPOINT_BYTES = 64 * 2**30  # default of model.max_checkpoint_bytes: read and unpacked size of a checkpoint
-
-
-# --------------------------------------------------------------------------- registries
-# One function per registry: the names a config field may take, as the owning module defines them.
-
-
-def sampler_names() -> Iterable[str]:
-    """Integrators, `samplers.names.SAMPLERS` (the keys of `samplers.SAMPLERS`)."""
-    from samplers.names import SAMPLERS
-    return SAMPLERS
-
-
-def interface_names() -> Iterable[str]:
-    """Model interfaces, `samplers.names.INTERFACES` (the keys of `samplers.INTERFACES`)."""
-    from samplers.names import INTERFACES
-    return INTERFACES
-
-
-def time_dists() -> dict[str, dict[str, float]]:
-    """Time grid schedules and their keyword defaults, `samplers.names.DEFAULT_SAMPLING_TIME_KWARGS`."""
-    from samplers.names import DEFAULT_SAMPLING_TIME_KWARGS
-    return DEFAULT_SAMPLING_TIME_KWARGS
-
-
-def sampler_dtypes() -> Iterable[str]:
-    """Dtypes of the integrator's state, `samplers.names.STATE_DTYPES` (the keys of `samplers.step.DTYPES`)."""
-    from samplers.names import STATE_DTYPES
-    return STATE_DTYPES
-
-
-def formats() -> Iterable[str]:
-    """Shard file formats, `pipeline.output.codecs.CODECS`."""
-    from ..output.codecs import FORMATS
-    return FORMATS
-
-
-def stored_dtypes() -> Iterable[str]:
-    """Dtypes of stored samples, `pipeline.output.dtypes.SAMPLE_DTYPES`."""
-    from ..output.dtypes import SAMPLE_DTYPES
-    return SAMPLE_DTYPES
-
-
-def network_dtypes() -> Iterable[str]:
-    """Dtypes a network runs in, `samplers.names.NET_DTYPES` (the keys of `pipeline.network.NET_DTYPES`)."""
-    from samplers.names import NET_DTYPES
-    return NET_DTYPES
-
-
-def autocast_dtypes() -> Iterable[str]:
-    """Mixed-precision dtypes of the network call, `pipeline.autocast.AUTOCAST_DTYPES`."""
-    from ..autocast import AUTOCAST_DTYPES
-    return AUTOCAST_DTYPES
-
-
-def extractor_names() -> Iterable[str]:
-    """FID feature extractors, `pipeline.fid.extractors.EXTRACTORS`."""
-    from ..fid.extractors import EXTRACTORS
-    return EXTRACTORS
-
-
-def _choice(registry: Callable[[], Iterable[str]]) -> Any:
-    """A string field whose value must be one of `registry()`'s names (looked up when checked)."""
-
-    def check(value: Any) -> str:
-        names = tuple(registry())
-        if not (isinstance(value, str) and value in names):
-            raise ValueError(f"unknown {fmt_value(value)}; allowed: {', '.join(names)}")
-        return value
-
-    return typing.Annotated[str, PlainValidator(check, json_schema_input_type=str)]
-
-
-SamplerName = _choice(sampler_names)
-Interface = _choice(interface_names)
-TimeDist = _choice(time_dists)
-SamplerDtype = _choice(sampler_dtypes)
-Format = _choice(formats)
-StoredDtype = _choice(stored_dtypes)
-NetworkDtype = _choice(network_dtypes)
-Extractor = _choice(extractor_names)
-AutocastDtype = _choice(autocast_dtypes)
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)  # numbers are finite
-
-
+from .fields import (
+    MAX_SAMPLE_ELEMENTS, MAX_SHARDS, MAX_STEPS, Extractor, Format, SamplerDtype, SamplerName, StoredDtype, TimeDist,
+    _Strict, time_dists,
+)
+from .model import ConditioningConfig, ModelConfig
 # --------------------------------------------------------------------------- sections
 
 
@@ -147,96 +47,6 @@ class RunConfig(_Strict):
         if not v.strip():
             raise ValueError(f"must be a non-empty URL or path (got {v!r})")
         return v
-
-
-class _NetworkConfig(_Strict):
-    """A network: how to build it, load its weights, and read its output."""
-
-    factory: str
-    kwargs: dict[str, Any] = {}
-    diffusers: DiffusersFolderConfig | None = None  # fills factory, interface (+ kwargs) when they are left out
-    checkpoint: str | None = None
-    interface: Interface
-    interface_kwargs: dict[str, Any] = {}
-    shape: list[typing.Annotated[int, Field(gt=0)]] = Field(min_length=1)
-    num_classes: int | None = Field(default=None, gt=0)
-    null_label: int | None = Field(default=None, ge=0)
-    dtype: NetworkDtype = "float32"
-    autocast: AutocastDtype | None = None  # the network call under torch.autocast; weights keep `dtype`
-    compile: bool = False
-    max_checkpoint_bytes: int = Field(default=MAX_CHECKPOINT_BYTES, gt=0)  # file size, and unpacked size of a torch zip
-    trust_pickle: bool = False  # allow pipeline.models.trusted_pickle (unpickling runs the file's code)
-
-    @field_validator("factory")
-    @classmethod
-    def _factory_format(cls, v: str) -> str:
-        if not _FACTORY_RE.match(v):
-            raise ValueError(f"must be 'package.module:callable' (got {v!r})")
-        return v
-
-    @field_validator("checkpoint")
-    @classmethod
-    def _checkpoint_suffix(cls, v: str | None) -> str | None:
-        if v is not None and not urlsplit(v).path.lower().endswith(_CHECKPOINT_SUFFIXES):
-            allowed = ", ".join(_CHECKPOINT_SUFFIXES)
-            raise ValueError(f"must be a {allowed} file (got {v!r})")
-        return v
-
-    @model_validator(mode="after")
-    def _pickles_need_trust(self) -> "_NetworkConfig":
-        if self.factory == _PICKLE_FACTORY and not self.trust_pickle:
-            raise ValueError(f"trust_pickle: must be true to load a network pickle with {_PICKLE_FACTORY} "
-                             "(unpickling runs code from the file; set it only for files you trust) (got false)")
-        return self
-
-    @model_validator(mode="after")
-    def _default_null_label(self) -> "_NetworkConfig":
-        if self.num_classes is None and self.null_label is not None:
-            raise ValueError(f"null_label: needs num_classes (got {self.null_label})")
-        if self.num_classes is not None and self.null_label is None:
-            self.null_label = self.num_classes
-        return self
-
-
-class DiffusersFolderConfig(_Strict):
-    """A diffusers `save_pretrained` folder (`pipeline.models.diffusers_folder`): the model in `subfolder`, the
-    interface and grid from the scheduler config in `scheduler` (a subfolder or a .json path under `path`)."""
-
-    path: str = Field(min_length=1)
-    subfolder: str | None = None
-    scheduler: str = "scheduler"
-
-
-class DecoderConfig(_Strict):
-    """Latents -> images before storage (`pipeline.decoder`): a diffusers AutoencoderKL folder, or a factory."""
-
-    diffusers: DiffusersFolderConfig | None = None
-    factory: str | None = None
-    kwargs: dict[str, Any] = {}
-    shape: list[typing.Annotated[int, Field(gt=0)]] = Field(min_length=1)  # one decoded sample
-    scaling_factor: float | None = Field(default=None, gt=0)  # default: the folder's config, else 1
-    shift_factor: float | None = None  # default: the folder's config, else 0
-
-    @model_validator(mode="after")
-    def _one_source(self) -> "DecoderConfig":
-        if (self.diffusers is None) == (self.factory is None):
-            raise ValueError("needs exactly one of diffusers (a folder) or factory (got "
-                             f"{'both' if self.factory else 'neither'})")
-        if self.factory is not None and not _FACTORY_RE.match(self.factory):
-            raise ValueError(f"factory: must be 'package.module:callable' (got {self.factory!r})")
-        return self
-
-
-class GuideConfig(_NetworkConfig):
-    """A weaker network that guides the main one (autoguidance, Karras et al. 2024)."""
-
-
-class ModelConfig(_NetworkConfig):
-    """The network to sample from, and optionally a guide network."""
-
-    guide: GuideConfig | None = None
-    preflight: bool = True  # one forward pass of the network (and guide) on the driver's CPU before the job starts
-    decoder: DecoderConfig | None = None
 
 
 class SamplerConfig(_Strict):
@@ -318,14 +128,6 @@ class FIDConfig(_Strict):
     ref: str | None = None
     batch_size: int = Field(default=250, gt=0)
     store_samples: bool = True
-
-
-class ConditioningConfig(_Strict):
-    """Row i of a Parquet table conditions sample i (`pipeline.conditioning`)."""
-
-    table: str = Field(min_length=1)
-    columns: dict[str, str] = Field(min_length=1)  # network keyword -> column
-
 
 class MetricsConfig(_Strict):
     """Metrics computed while sampling."""

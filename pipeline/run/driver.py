@@ -42,6 +42,7 @@ from .progress import Progress
 from .result import ShardResult
 from .resume import begin_output, check_output, job_schema, manifest_config
 from .sampling import build_sampler, check_sampler_fits
+from .submission import check_output_location
 from .scheduler import ShardScheduler
 from .worker import MALLOC_ENV, SamplerWorker
 
@@ -88,6 +89,7 @@ def _checked_model(model_cfg: Any, storage_options: dict[str, Any]) -> tuple[dic
 
 def prepare(cfg: JobConfig) -> JobPlan:
     """Check everything that can be checked before Ray starts and before anything is written."""
+    check_output_location(cfg.run.output)
     fs, root = open_output(cfg.run.output, cfg.run.storage_options, create=False)  # checked, not written
     if "memory" in protocols(fs):
         raise JobError(f"run.output={cfg.run.output!r}: memory:// lives in one process and Ray workers cannot share it; "

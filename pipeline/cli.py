@@ -198,12 +198,11 @@ _OVERRIDES_HELP = "key.path=value overrides of the config, value parsed as YAML 
 
 def parser() -> argparse.ArgumentParser:
     """The argument parser; global options (--debug) are accepted before or after the subcommand."""
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
-                        help="show tracebacks and info logs (exit statuses stay the same)")
-    p = argparse.ArgumentParser(prog="seedshard", parents=[common],
-                                description="Reproducible, Ray-distributed sampling of diffusion models.")
-    p.set_defaults(debug=False)
+    debug_help = "show tracebacks and info logs (exit statuses stay the same)"
+    common = argparse.ArgumentParser(add_help=False)  # after the command; SUPPRESS keeps a --debug given before it
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=debug_help)
+    p = argparse.ArgumentParser(prog="seedshard", description="Reproducible, Ray-distributed sampling of diffusion models.")
+    p.add_argument("--debug", action="store_true", help=debug_help)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, help: str, func: Callable[[argparse.Namespace], int], **kwargs: object) -> argparse.ArgumentParser:

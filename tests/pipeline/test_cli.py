@@ -106,7 +106,8 @@ def test_global_options_are_accepted_after_the_command_and_usage_errors_exit_2_w
     assert main(["generate", "configs/demo.yaml", "run.num_samples=0", "--debug"]) == 2
     err = capsys.readouterr().err
     assert "Traceback" in err and "run.num_samples: " in err
-    assert main(["--debug", "inspect", "/nonexistent/output"]) == 1
+    assert main(["--debug", "inspect", "/nonexistent/output"]) == 1  # before the command too
+    assert "Traceback" in capsys.readouterr().err
 
 
 def test_a_bare_generate_asks_only_for_the_config(capsys):

@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> None:
         if getattr(args, k) is None:
             setattr(args, k, v)
     args.shard_size = args.shard_size or 2 * args.batch
-    args.num_samples = args.num_samples or (4 if args.quick else 16) * args.batch
+    args.num_samples = args.num_samples or (2 if args.quick else 16) * args.batch
     device = torch.device("cuda" if cuda else "cpu")
     if not cuda:
         torch.set_num_threads(max(1, int(args.cpus_per_worker)))  # as in the actor

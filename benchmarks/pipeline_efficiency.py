@@ -57,7 +57,7 @@ MODELS: dict[str, tuple[dict[str, Any], dict[str, Any], tuple[int, int, int], tu
     "demo": (
         {"factory": "pipeline.models.digits:build_demo", "interface": "flow", "shape": [1, 8, 8], "num_classes": 10},
         {"name": "heun", "steps": 16, "guidance_scale": 2.0},
-        (2000, 250, 125), (500, 125, 125),
+        (2000, 250, 125), (100, 50, 50),
     ),
     "unet": (
         {"factory": "benchmarks.nets:build_unet", "kwargs": {"size": "small"}, "interface": "edm",

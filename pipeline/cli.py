@@ -11,6 +11,7 @@ import argparse
 import json
 import logging
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 
 EXIT_RUNTIME, EXIT_USAGE = 1, 2
@@ -18,15 +19,24 @@ EXIT_RUNTIME, EXIT_USAGE = 1, 2
 
 def _generate(args: argparse.Namespace) -> int:
     from .config import load_config
-    from .run.driver import run_job
+    from .run.summary import run_job_with_summary
 
     cfg = load_config(args.config, args.overrides)
-    manifest = run_job(cfg)
+    manifest, summary = run_job_with_summary(cfg)
     print(f"seedshard: wrote {manifest.num_samples} samples in {len(manifest.shards)} shards to {cfg.run.output}")
     if cfg.run.grid and manifest.shards:
         from .output.layout import side_path
 
         print(f"seedshard: grid of the first {cfg.run.grid} samples: {side_path(cfg.run.output, 'grid.png', manifest.format_version)}")
+    print(summary.line())
+    return 0
+
+
+def _config(args: argparse.Namespace) -> int:
+    """Print the job config schema: every section and field with its type and default."""
+    from .config.describe import describe_schema
+
+    print(describe_schema())
     return 0
 
 
@@ -41,9 +51,11 @@ def _fid(args: argparse.Namespace) -> int:
         if cfg.metrics.fid is None:
             raise ConfigError("metrics.fid: required by `seedshard fid` (e.g. metrics: {fid: {extractor: inception, "
                               "extractor_kwargs: {weights: ...}, ref: ref.npz}})")
-        from .run.driver import run_job
+        from .run.summary import run_job_with_summary
 
-        report = run_job(cfg).metrics["fid"]
+        manifest, summary = run_job_with_summary(cfg)
+        report = manifest.metrics["fid"]
+        print(summary.line(), file=sys.stderr)
     else:
         if args.config is not None:
             raise ConfigError("seedshard fid: give either a job CONFIG or --samples URL, not both")
@@ -109,8 +121,26 @@ def _inspect(args: argparse.Namespace) -> int:
     print(f"model      {m.model.get('factory')} sha256={str(m.model.get('sha256'))[:16]}...")
     print(f"seed       {m.config['run']['seed']}, labels {m.config['run']['labels']}, "
           f"guidance_scale {m.config['sampler']['guidance_scale']}")
-    print(f"updated    {m.updated}")
+    fingerprint = getattr(m, "fingerprint", None)  # recorded by newer versions
+    if fingerprint:
+        print(f"fingerprint {fingerprint}")
+    fid = m.metrics.get("fid")
+    if fid:
+        print(f"fid        {fid['fid']:.4f} ({fid.get('extractor')} features, {fid.get('num_samples', '?')} samples "
+              f"vs {fid.get('reference')})")
+    print(f"timings    created {m.created}, updated {m.updated}{_elapsed(m.created, m.updated)}")
     return 0
+
+
+def _elapsed(start: str, end: str) -> str:
+    """', 12 s apart' for two ISO timestamps ('' when they do not parse)."""
+    import datetime
+
+    try:
+        seconds = (datetime.datetime.fromisoformat(end) - datetime.datetime.fromisoformat(start)).total_seconds()
+    except (TypeError, ValueError):
+        return ""
+    return f" ({seconds:.0f} s apart)"
 
 
 def _verify(args: argparse.Namespace) -> int:
@@ -160,60 +190,82 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+_GENERATE_HELP = """\
+Run a sampling job. CONFIG is a YAML file with five sections:
+  run      what to generate and where: num_samples, seed, shard_size, batch_size, output (path or URL), format,
+           dtype, labels, overwrite/resume, storage_options, progress, grid
+  model    the network: factory (module:callable) + kwargs, checkpoint, interface, shape, num_classes, dtype,
+           optional guide network
+  sampler  the integrator: name, steps, time_dist, time_kwargs, guidance_scale, kwargs
+  cluster  where: Ray address, num_workers, gpus_per_worker, cpus_per_worker, restarts, attempts,
+           wait_for_workers_s
+  metrics  FID while sampling (metrics.fid)
+`seedshard config` prints every field with its type and default. A rerun on the same output resumes it."""
+
+_URL_HELP = "a seedshard output: local path or fsspec URL (s3://bucket/run, gs://...)"
+_STORAGE_HELP = "fsspec options as a YAML mapping, e.g. '{endpoint_url: http://host:9000}'"
+_OVERRIDES_HELP = "key.path=value overrides of the config, value parsed as YAML (e.g. run.num_samples=5000)"
+
+
 def parser() -> argparse.ArgumentParser:
+    """The argument parser; global options (--debug) are accepted before or after the subcommand."""
+    debug_help = "show tracebacks and info logs (exit statuses stay the same)"
+    common = argparse.ArgumentParser(add_help=False)  # after the command; SUPPRESS keeps a --debug given before it
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=debug_help)
     p = argparse.ArgumentParser(prog="seedshard", description="Reproducible, Ray-distributed sampling of diffusion models.")
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
-    sub = p.add_subparsers(dest="command", required=True)
-    g = sub.add_parser("generate", help="run a job: CONFIG [key.path=value ...]")
-    g.add_argument("config")
-    g.add_argument("overrides", nargs="*", help="key.path=value (value parsed as YAML)")
-    g.set_defaults(func=_generate)
-    f = sub.add_parser("fid", help="FID of a job (CONFIG with metrics.fid) or of --samples URL against --ref")
-    f.add_argument("config", nargs="?")
-    f.add_argument("overrides", nargs="*", help="key.path=value (value parsed as YAML)")
+    p.add_argument("--debug", action="store_true", help=debug_help)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, help: str, func: Callable[[argparse.Namespace], int], **kwargs: object) -> argparse.ArgumentParser:
+        c = sub.add_parser(name, help=help, description=kwargs.pop("description", help), parents=[common], **kwargs)
+        c.set_defaults(func=func)
+        return c
+
+    g = command("generate", "run a job: CONFIG [key.path=value ...]", _generate, description=_GENERATE_HELP,
+                formatter_class=argparse.RawDescriptionHelpFormatter)
+    g.add_argument("config", help="the job's YAML file (see configs/demo.yaml; `seedshard config` lists every field)")
+    g.add_argument("overrides", nargs="*", default=[], help=_OVERRIDES_HELP)
+    f = command("fid", "FID of a job (CONFIG with metrics.fid) or of --samples URL against --ref", _fid)
+    f.add_argument("config", nargs="?", help="a job's YAML file with metrics.fid (generates, then scores)")
+    f.add_argument("overrides", nargs="*", default=[], help=_OVERRIDES_HELP)
     f.add_argument("--samples", help="an existing sample set (seedshard output, image dir/zip, array file)")
     f.add_argument("--ref", help="reference .npz with mu, sigma (default: the one shipped for the extractor)")
-    f.add_argument("--report", help="also write the JSON report here")
+    f.add_argument("--report", help="also write the JSON report here (path or fsspec URL)")
     _dataset_args(f)
-    f.set_defaults(func=_fid)
-    s = sub.add_parser("ref-stats", help="reference statistics (.npz: mu, sigma) of a dataset")
+    s = command("ref-stats", "reference statistics (.npz: mu, sigma) of a dataset", _ref_stats)
     s.add_argument("source", help="image directory or .zip, .npy/.npz/.pt array file, or a seedshard output")
     s.add_argument("--out", required=True, help="the .npz to write (path or fsspec URL)")
     _dataset_args(s)
-    s.set_defaults(func=_ref_stats)
-    i = sub.add_parser("inspect", help="summarise an output's manifest")
-    i.add_argument("url")
+    i = command("inspect", "summarise an output's manifest: status, samples, fingerprint, FID, timings", _inspect)
+    i.add_argument("url", help=_URL_HELP)
     i.add_argument("--json", action="store_true", help="print the whole manifest")
-    i.add_argument("--storage-options", default=None, help="fsspec options as a YAML mapping, e.g. '{endpoint_url: ...}'")
-    i.set_defaults(func=_inspect)
-    v = sub.add_parser("verify", help="check every shard of an output against its manifest (exit 1 on any problem)")
-    v.add_argument("url")
-    v.add_argument("--storage-options", default=None, help="fsspec options as a YAML mapping, e.g. '{endpoint_url: ...}'")
-    v.set_defaults(func=_verify)
-    r = sub.add_parser("grid", help="PNG grid of the first samples")
-    r.add_argument("url")
-    r.add_argument("--out", required=True)
-    r.add_argument("--n", type=int, default=100)
-    r.add_argument("--nrow", type=int, default=None)
-    r.set_defaults(func=_grid)
-    x = sub.add_parser("export", help="write a complete output's samples as PNGs, a .zip, an ADM .npz or WebDataset tars")
-    x.add_argument("url", help="the seedshard output to read (path or fsspec URL)")
+    i.add_argument("--storage-options", default=None, help=_STORAGE_HELP)
+    v = command("verify", "check every shard of an output against its manifest (exit 1 on any problem)", _verify)
+    v.add_argument("url", help=_URL_HELP)
+    v.add_argument("--storage-options", default=None, help=_STORAGE_HELP)
+    r = command("grid", "PNG grid of the first samples of an output", _grid)
+    r.add_argument("url", help=_URL_HELP)
+    r.add_argument("--out", required=True, help="the PNG file to write")
+    r.add_argument("--n", type=int, default=100, help="how many samples (default: 100)")
+    r.add_argument("--nrow", type=int, default=None, help="samples per row (default: about sqrt(n))")
+    command("config", "print the job config schema: every section and field with its type and default", _config)
+    x = command("export", "write a complete output's samples as PNGs, a .zip, an ADM .npz or WebDataset tars", _export)
+    x.add_argument("url", help=_URL_HELP)
     x.add_argument("--to", required=True, choices=["png", "zip", "npz", "webdataset"],
                    help="png: DEST/000000/000000.png ...; zip: the same names in DEST.zip; npz: arr_0 uint8 NHWC "
                         "(+ arr_1 labels); webdataset: DEST/shard-00000.tar ...")
     x.add_argument("dest", help="local path to create: a directory (png, webdataset) or a file (zip, npz)")
-    x.add_argument("--storage-options", default=None, help="fsspec options of URL as a YAML mapping, e.g. '{endpoint_url: ...}'")
+    x.add_argument("--storage-options", default=None, help=_STORAGE_HELP)
     x.add_argument("--no-progress", action="store_true", help="no progress bar")
-    x.set_defaults(func=_export)
     return p
 
 
 def _dataset_args(p: argparse.ArgumentParser) -> None:
     from .fid.extractors import EXTRACTORS  # the registry's names; builds nothing, imports no torch
 
-    p.add_argument("--extractor", default="digits", choices=list(EXTRACTORS))
+    p.add_argument("--extractor", default="digits", choices=list(EXTRACTORS), help="feature extractor (default: digits)")
     p.add_argument("--extractor-kwargs", help="YAML mapping, e.g. '{weights: pt_inception-2015-12-05.pth}'")
-    p.add_argument("--workers", type=int, default=2, help="parallel Ray tasks")
+    p.add_argument("--workers", type=int, default=2, help="parallel Ray tasks (default: 2)")
     p.add_argument("--address", default=None, help="Ray cluster to join (default: a local one)")
 
 
@@ -235,7 +287,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except Exception as e:  # noqa: BLE001 - the one place user-facing errors become exit codes
         if args.debug:
-            raise
+            traceback.print_exc()
+            return _exit_code(e)
         from .redact import scrub
 
         lines = scrub(str(e)).strip().splitlines() or [type(e).__name__]  # no secret of the environment, no URL's

@@ -379,12 +379,13 @@ def test_the_subprocess_factory_really_runs_its_command(base, tmp_path, capsys):
     assert (tmp_path / "MARKER").exists() and not (tmp_path / "fresh").exists()
 
 
-def test_debug_shows_the_traceback(base, tmp_path):
+def test_debug_shows_the_traceback_and_keeps_the_exit_status(base, tmp_path, capsys):
     data, _ = base
     path = tmp_path / "job.yaml"
     path.write_text(yaml.safe_dump(data))
-    with pytest.raises(ConfigError, match=r"run.seed: must be >= 0"):
-        main(["--debug", "generate", str(path), "run.seed=-1"])
+    assert main(["--debug", "generate", str(path), "run.seed=-1"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err and "ConfigError: run.seed: must be >= 0" in err, err
 
 
 def test_real_processes_exit_with_the_documented_statuses(base, tmp_path):

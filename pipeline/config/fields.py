@@ -95,6 +95,7 @@ def _choice(registry: Callable[[], Iterable[str]]) -> Any:
             raise ValueError(f"unknown {fmt_value(value)}; allowed: {', '.join(names)}")
         return value
 
+    check.registry = registry  # type: ignore[attr-defined]  # `seedshard config` lists the names (config/describe.py)
     return typing.Annotated[str, PlainValidator(check, json_schema_input_type=str)]
 
 

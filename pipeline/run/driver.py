@@ -49,6 +49,7 @@ from .result import ShardResult
 from .resume import begin_output, check_output, job_schema, manifest_config
 from .sampling import build_sampler
 from .scheduler import ShardScheduler
+from .submission import check_output_location
 from .worker import MALLOC_ENV, SamplerWorker
 
 __all__ = ["JobError", "JobPlan", "build_sampler", "execute", "finalize", "prepare", "run_job"]
@@ -96,6 +97,7 @@ def _checked_model(model_cfg: Any, storage_options: dict[str, Any], seed: int) -
 
 def prepare(cfg: JobConfig) -> JobPlan:
     """Check everything that can be checked before Ray starts and before anything is written."""
+    check_output_location(cfg.run.output)
     fs, root = open_output(cfg.run.output, cfg.run.storage_options, create=False)  # checked, not written
     if "memory" in protocols(fs):
         raise JobError(f"run.output={cfg.run.output!r}: memory:// lives in one process and Ray workers cannot share it; "

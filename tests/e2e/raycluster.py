@@ -33,6 +33,32 @@ def ray_env() -> dict[str, str]:
     return env
 
 
+def pids_naming(text: str) -> list[int]:
+    """PIDs of processes (other than this one) whose command line contains `text`, e.g. a private temp dir."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            try:
+                if text.encode() in (entry / "cmdline").read_bytes():
+                    pids.append(int(entry.name))
+            except OSError:
+                pass
+    return pids
+
+
+def kill_pids_naming(text: str) -> None:
+    """SIGTERM, then SIGKILL, the processes whose command line contains `text`."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        pids = pids_naming(text)
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        if pids:
+            time.sleep(2)
+
+
 class RayHead:
     """`ray start --head --block` in its own session; `dashboard_url` takes `ray job submit`."""
 
@@ -72,15 +98,7 @@ class RayHead:
 
     def own_pids(self) -> list[int]:
         """PIDs of processes whose command line names this cluster's temp dir (raylet, gcs, workers...)."""
-        pids = []
-        for entry in Path("/proc").iterdir():
-            if entry.name.isdigit() and int(entry.name) != os.getpid():
-                try:
-                    if self.temp_dir.encode() in (entry / "cmdline").read_bytes():
-                        pids.append(int(entry.name))
-                except OSError:
-                    pass
-        return pids
+        return pids_naming(self.temp_dir)
 
     def stop(self) -> None:
         """SIGTERM the `ray start --block` session (it stops what it started), then SIGKILL leftovers by PID."""
@@ -89,15 +107,7 @@ class RayHead:
             self.proc.wait(timeout=30)
         except (ProcessLookupError, subprocess.TimeoutExpired):
             pass
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            pids = self.own_pids()
-            for pid in pids:
-                try:
-                    os.kill(pid, sig)
-                except ProcessLookupError:
-                    pass
-            if pids:
-                time.sleep(2)
+        kill_pids_naming(self.temp_dir)
         self.log.close()
         if not self.own_pids():
             shutil.rmtree(self.temp_dir, ignore_errors=True)

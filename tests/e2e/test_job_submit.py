@@ -62,3 +62,17 @@ def test_job_submit_reports_a_bad_config_as_a_failed_job(head, tmp_path):
     result = submit(head, str(path))
     assert result.returncode != 0
     assert "run.num_samples: " in result.stdout + result.stderr
+
+
+def test_job_submit_refuses_a_relative_output_with_one_line(head, tmp_path):
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump({
+        "run": {"num_samples": 4, "seed": 0, "shard_size": 4, "batch_size": 4, "output": "out/relative"},
+        "model": {"factory": "pipeline.models.gaussian:build_gaussian", "interface": "flow", "shape": [2]},
+        "sampler": {"name": "euler", "steps": 2},
+    }))
+    result = submit(head, str(path))
+    assert result.returncode != 0
+    errors = {line for line in (result.stdout + result.stderr).splitlines() if "seedshard: error:" in line}
+    assert len(errors) == 1 and "run.output: " in min(errors) and "absolute path or a URL" in min(errors), errors
+    assert not (ROOT / "out" / "relative").exists()

@@ -30,10 +30,17 @@ def test_generate_inspect_grid_fid_as_a_user_would(tmp_path):
                   "sampler.steps=4", "run.grid=20")
     assert gen.returncode == 0, gen.stderr
     assert "wrote 60 samples in 2 shards" in gen.stdout and "seedshard: FID " in gen.stdout
+    assert "seedshard: shards 0 kept, 0 regenerated, 2 new; 60 samples generated, " in gen.stdout
     assert Image.open(out / "__seedshard__" / "grid.png").size[0] >= 5 * 32
     assert f"grid of the first 20 samples: {out}/__seedshard__/grid.png" in gen.stdout
     inspect = run_cli("inspect", str(out))
     assert inspect.returncode == 0 and "samples    60/60 in 2 shards" in inspect.stdout and "status     complete" in inspect.stdout
+    assert "fid        " in inspect.stdout and "timings    created " in inspect.stdout
+    (out / "shard-00001.parquet").unlink()  # the rerun keeps shard 0 and regenerates shard 1
+    rerun = run_cli("--debug", "generate", "configs/demo.yaml", f"run.output={out}", "run.num_samples=60",
+                    "run.shard_size=30", "sampler.steps=4", "run.grid=20")
+    assert rerun.returncode == 0, rerun.stderr
+    assert "seedshard: shards 1 kept, 1 regenerated, 0 new; 30 samples generated, " in rerun.stdout
     grid = run_cli("grid", str(out), "--out", str(tmp_path / "g.png"), "--n", "9")
     assert grid.returncode == 0 and "3x3 grid" in grid.stdout
     fid = run_cli("fid", "--samples", str(out), "--report", str(tmp_path / "fid.json"))
@@ -110,3 +117,56 @@ def test_verify_of_a_real_output_imports_neither_torch_nor_ray(tmp_path):
     """)
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "0 []", out.stdout + out.stderr
+
+
+def test_global_options_are_accepted_after_the_command_and_usage_errors_exit_2_with_debug(capsys):
+    assert main(["generate", "configs/demo.yaml", "run.num_samples=0", "--debug"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "run.num_samples: " in err
+    assert main(["--debug", "inspect", "/nonexistent/output"]) == 1  # before the command too
+    assert "Traceback" in capsys.readouterr().err
+
+
+def test_a_bare_generate_asks_only_for_the_config(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["generate"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "required: config" in err and "overrides" not in err.splitlines()[-1]
+
+
+def _actions(p):
+    for action in p._actions:
+        if action.choices and hasattr(action, "_name_parser_map"):
+            for sub in action._name_parser_map.values():
+                yield from _actions(sub)
+        else:
+            yield p.prog, action
+
+
+def test_every_argument_has_help_text():
+    from pipeline.cli import parser
+
+    missing = [(prog, action.dest) for prog, action in _actions(parser()) if not action.help]
+    assert missing == []
+
+
+def test_generate_help_lists_the_sections_and_points_to_seedshard_config(capsys):
+    with pytest.raises(SystemExit):
+        main(["generate", "--help"])
+    out = capsys.readouterr().out
+    assert all(f"\n  {section} " in out for section in ("run", "model", "sampler", "cluster", "metrics")), out
+    assert "`seedshard config`" in out
+
+
+def test_config_prints_every_field_with_its_default(capsys):
+    from pipeline.config import JobConfig
+
+    assert main(["config"]) == 0
+    out = capsys.readouterr().out
+    for section, info in JobConfig.model_fields.items():
+        assert f"{section}:  # " in out
+        for name in info.annotation.model_fields if isinstance(info.annotation, type) else ():
+            assert f"\n  {name}: " in out, (section, name)
+    assert "\n  max_in_flight: 2  # int (>= 1)" in out and "\n  num_samples: (required)  # int (> 0)" in out
+    assert "\n  name: (required)  # one of " in out and "heun" in out

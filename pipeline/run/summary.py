@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import dataclass
 
 from ..config import JobConfig
+from ..output.fs import list_names
+from ..output.layout import output_version, side_root
 from ..output.manifest import Manifest
 from .driver import execute, finalize, prepare
-from ..output.fs import list_names
 
 
 @dataclass(frozen=True)
@@ -31,8 +31,9 @@ class RunSummary:
 
 
 def _shard_files(fs: object, root: str) -> set[int]:
-    """Indices of the shards with any file (data or sidecar) under the output: what a previous run left."""
-    return {int(m.group(1)) for name in list_names(fs, root, "shard-*") if (m := re.match(r"shard-(\d+)\.", name))}
+    """Indices of the shards with any file (data or sidecar, in the output's layout): what a previous run left."""
+    names = set(list_names(fs, root, "shard-*")) | set(list_names(fs, side_root(root, output_version(fs, root)), "shard-*"))
+    return {int(num) for name in names if (num := name[len("shard-"):].split(".")[0]).isdigit()}
 
 
 def run_job_with_summary(cfg: JobConfig, *, progress: str | None = None) -> tuple[Manifest, RunSummary]:

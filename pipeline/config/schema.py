@@ -118,6 +118,9 @@ class ClusterConfig(_Strict):
     max_shard_attempts: int = Field(default=3, ge=1)
     max_in_flight: int = Field(default=2, ge=1)
     wait_for_workers_s: float = Field(default=0.0, ge=0)  # 0: fail at once if the cluster lacks the resources
+    # where each worker samples: auto = cuda when gpus_per_worker > 0, else cpu; cpu on GPU nodes keeps the GPU
+    # reservation but samples on the CPU (what the fake GPU nodes of an autoscaling test can run)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
 
 
 class FIDConfig(_Strict):

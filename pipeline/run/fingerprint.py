@@ -32,7 +32,14 @@ def job_runtime(cfg: Any) -> dict[str, str]:
     """What the workers run on besides the config: {torch version, device type}."""
     import torch
 
-    return {"torch": torch.__version__, "device": "cuda" if cfg.cluster.gpus_per_worker > 0 else "cpu"}
+    return {"torch": torch.__version__, "device": worker_device(cfg)}
+
+
+def worker_device(cfg: Any) -> str:
+    """The device type every worker samples on: cluster.device, where `auto` is cuda with GPUs, else cpu."""
+    if cfg.cluster.device != "auto":
+        return cfg.cluster.device
+    return "cuda" if cfg.cluster.gpus_per_worker > 0 else "cpu"
 
 
 def _network(net_cfg: Any, identity: dict[str, Any]) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from ..output.dtypes import to_stored
 from ..output.fs import open_output
 from ..output.layout import output_version
 from ..output.shards import commit_shard, encode_shard, shard_metadata, shard_name
-from .fingerprint import torch_threads
+from .fingerprint import torch_threads, worker_device
 from .plan import Shard
 from .result import ShardResult
 from .sampling import SampleSpec, check_stored, sample_shard
@@ -64,7 +64,8 @@ class SamplerWorker:
         weights, guide_weights = ray.get(weight_refs) if weight_refs else (None, None)
         self.cfg = JobConfig.model_validate(config)
         torch.set_num_threads(torch_threads(self.cfg))
-        self.device = torch.device("cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu")
+        wanted = worker_device(self.cfg)  # a cuda job on a worker without CUDA fails the check below
+        self.device = torch.device("cuda" if wanted == "cuda" and ray.get_gpu_ids() and torch.cuda.is_available() else "cpu")
         check_runtime(expect, {"device": self.device.type, "torch": torch.__version__})
         self.sampler = samplers.from_state(sampler_state)
         self.net, self.g_net = build_fields(self.cfg.model, self.cfg.sampler.guidance_scale, self.device, weights, guide_weights,

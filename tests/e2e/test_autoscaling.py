@@ -72,7 +72,7 @@ def test_gpu_job_scales_the_fake_cluster_up_and_completes(autoscaling_head, tmp_
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     cfg = gaussian_job(str(tmp_path / "out"), cluster={"address": autoscaling_head.gcs_address, "num_workers": 2,
-                                                        "gpus_per_worker": 1, "wait_for_workers_s": 300})
+                                                        "gpus_per_worker": 1, "wait_for_workers_s": 300, "device": "cpu"})
     with caplog.at_level(logging.INFO):
         manifest = run_job(cfg)
     lines = [r.getMessage() for r in caplog.records]

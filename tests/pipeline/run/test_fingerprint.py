@@ -42,6 +42,15 @@ def test_the_fingerprint_changes_with_what_changes_bytes_and_only_with_that(tmp_
         fingerprint(url, model={"guide": GUIDE}, sampler={"guidance_scale": 3.0})
 
 
+def test_the_device_type_workers_sample_on_is_in_the_fingerprint(tmp_path):
+    """cluster.device: auto means cuda with GPUs (a worker without CUDA then refuses to start), cpu keeps the GPU
+    reservation but samples on the CPU: a different device type, a different fingerprint."""
+    url = str(tmp_path / "out")
+    gpu_auto = fingerprint(url, cluster={"gpus_per_worker": 1})
+    assert gpu_auto == fingerprint(url, cluster={"gpus_per_worker": 1, "device": "cuda"}) != fingerprint(url)
+    assert fingerprint(url, cluster={"gpus_per_worker": 1, "device": "cpu"}) == fingerprint(url)
+
+
 def test_manifest_shards_and_sidecars_carry_the_fingerprint(tmp_path):
     cfg = gaussian_job(str(tmp_path / "out"))
     manifest = write_output_in_process(cfg)

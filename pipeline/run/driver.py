@@ -31,12 +31,15 @@ from ..fid.sources import split
 from ..fid.stats import FeatureStats
 from ..grid import GRID_NAME, save_grid
 from ..network import check_model, model_identity
+from ..output.committed import missing_shards
 from ..output.fs import join_path, open_output, protocols
+from ..output.lease import Lease, check_lease
 from ..output.manifest import Manifest, write_manifest
 from ..output.record import ShardRecord
 from ..redact import scrub
 from .cluster import ray_session, wait_for_resources
 from .errors import JobError
+from .interrupt import interrupts_raise
 from .plan import Shard, iter_shards
 from .progress import Progress
 from .result import ShardResult
@@ -78,6 +81,7 @@ class JobResults:
     metrics: dict[str, Any] = field(default_factory=dict)
     manifest: Manifest | None = None
     seconds: float = 0.0
+    lease: Lease | None = None  # held from the first write under the output until finalize
 
 
 def _checked_model(model_cfg: Any, storage_options: dict[str, Any]) -> tuple[dict[str, Any], Any, samplers.Field]:
@@ -101,6 +105,7 @@ def prepare(cfg: JobConfig) -> JobPlan:
     check_sampler_fits(sampler, net, g_net if cfg.sampler.guidance_scale != 1.0 else None, cfg.model.interface)
     if cfg.metrics.fid is not None:  # a missing or malformed reference fails now, not after hours of sampling
         load_reference(reference_url(cfg.metrics.fid.extractor, cfg.metrics.fid.ref))
+    check_lease(fs, root, cfg.run.output, cfg.run.take_over_lease)  # another driver writing there: fail now
     done = check_output(fs, root, cfg, model, sampler_state, samplers.NOISE_SCHEME)
     manifest = Manifest(
         status="running", config=manifest_config(cfg), sampler_state=sampler_state, model=model,
@@ -126,27 +131,33 @@ def execute(plan: JobPlan, progress: str | None = None) -> JobResults:
         bar.update(result.rows)
 
     resumed = [r.path for r in plan.done]  # their feature statistics are recomputed from the files
+    def begin() -> Manifest:
+        fs, root = open_output(cfg.run.output, cfg.run.storage_options)
+        results.lease = Lease.acquire(fs, root, cfg.run.output, cfg.run.take_over_lease).start()
+        return begin_output(cfg, plan.manifest)
+
     t0 = time.monotonic()
     try:
-        if plan.todo or (fid and resumed):
-            with ray_session(cfg.cluster):
-                if plan.todo:
-                    actors, new_actor = start_workers(cfg, plan.sampler_state, plan.weights, plan.guide_weights)
-                results.manifest = begin_output(cfg, plan.manifest)
-                if plan.todo:
-                    results.skipped = dispatch(actors, new_actor, list(plan.todo), cfg, on_done)
-                if fid and resumed:
-                    results.stats.merge(shard_stats(cfg, resumed))
-        else:
-            results.manifest = begin_output(cfg, plan.manifest)
-        if fid is not None and not results.skipped:
-            results.metrics = {"fid": fid_report(results.stats, fid.extractor, fid.ref)}
+        with interrupts_raise():
+            if plan.todo or (fid and resumed):
+                with ray_session(cfg.cluster), interrupts_raise():  # ray.init installs its own SIGTERM handler
+                    if plan.todo:
+                        actors, new_actor = start_workers(cfg, plan.sampler_state, plan.weights, plan.guide_weights)
+                    results.manifest = begin()
+                    if plan.todo:
+                        results.skipped = dispatch(actors, new_actor, list(plan.todo), cfg, on_done)
+                    if fid and resumed:
+                        results.stats.merge(shard_stats(cfg, resumed))
+            else:
+                results.manifest = begin()
+            if fid is not None and not results.skipped:
+                results.metrics = {"fid": fid_report(results.stats, fid.extractor, fid.ref)}
     except (Exception, KeyboardInterrupt) as e:
         bar.close()
         if results.manifest is not None:  # nothing under the output is written before the job is sure to start
-            write_manifest(plan.fs, plan.root, results.manifest.model_copy(update={
-                "status": "failed", "shards": sorted(results.records.values(), key=lambda r: r.index),
-                "error": scrub(str(e) or type(e).__name__, cfg.run.storage_options)}))
+            end_failed(plan, results, e)
+        if results.lease is not None:
+            results.lease.release()
         raise
     bar.close()
     results.seconds = time.monotonic() - t0
@@ -162,9 +173,23 @@ def finalize(plan: JobPlan, results: JobResults) -> Manifest:
         print(f"seedshard: FID {metrics['fid']['fid']:.4f} ({fid.extractor} features, {results.stats.n} samples "
               f"vs {metrics['fid']['reference']})", flush=True)
     skipped = results.skipped
-    manifest = write_manifest(plan.fs, plan.root, results.manifest.model_copy(update={
-        "status": "failed" if skipped else "complete", "shards": sorted(results.records.values(), key=lambda r: r.index),
-        "error": ("; ".join(skipped) if skipped else None), "metrics": metrics}))
+    try:
+        missing = missing_shards(plan.fs, plan.root, results.records.values())
+        if missing:  # lost by the storage after their commit: not listed, so a rerun regenerates them
+            for index in missing:
+                del results.records[index]
+            error = JobError(f"{len(missing)} committed shard(s) are missing or changed in storage: "
+                             f"{', '.join(missing.values())}; rerun to regenerate them")
+            end_failed(plan, results, error)
+            raise error
+        if not skipped and results.lease is not None:
+            results.lease.confirm()  # another driver took the output over: do not declare it complete
+        manifest = write_manifest(plan.fs, plan.root, results.manifest.model_copy(update={
+            "status": "failed" if skipped else "complete", "shards": sorted(results.records.values(), key=lambda r: r.index),
+            "error": ("; ".join(skipped) if skipped else None), "metrics": metrics}))
+    finally:
+        if results.lease is not None:
+            results.lease.release()
     if cfg.run.grid and manifest.shards:
         save_grid(cfg.run.output, join_path(cfg.run.output, GRID_NAME), n=cfg.run.grid,
                   storage_options=cfg.run.storage_options)
@@ -178,6 +203,19 @@ def run_job(cfg: JobConfig, *, progress: str | None = None) -> Manifest:
     """Generate the job's samples; returns the final manifest (status complete), raises JobError otherwise."""
     plan = prepare(cfg)
     return finalize(plan, execute(plan, progress))
+
+
+def end_failed(plan: JobPlan, results: JobResults, error: BaseException) -> None:
+    """Write the `failed` (or, after a signal, `interrupted`) manifest with every finished shard. A manifest that
+    cannot be written does not hide `error`: its own failure is logged and `error` goes on."""
+    status = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
+    try:
+        results.manifest = write_manifest(plan.fs, plan.root, results.manifest.model_copy(update={
+            "status": status, "shards": sorted(results.records.values(), key=lambda r: r.index),
+            "error": scrub(str(error) or type(error).__name__, plan.cfg.run.storage_options)}))
+    except Exception as e:  # noqa: BLE001 - e.g. the output folder was removed: the cause is `error`
+        log.warning("could not write the %s manifest: %s", status, scrub(str(e) or type(e).__name__,
+                                                                          plan.cfg.run.storage_options))
 
 
 def start_workers(cfg: JobConfig, sampler_state: dict[str, Any], weights: Any,
@@ -213,7 +251,8 @@ def dispatch(actors: list[Any], new_actor: Callable[[], Any], shards: list[Shard
     of skipped shards (run.on_nonfinite=skip), raises JobError on failure."""
     c = cfg.cluster
     scheduler = ShardScheduler(actors, new_actor, shards, max_in_flight=c.max_in_flight, max_restarts=c.max_restarts,
-                               max_shard_attempts=c.max_shard_attempts, skip_nonfinite=cfg.run.on_nonfinite == "skip")
+                               max_shard_attempts=c.max_shard_attempts, skip_nonfinite=cfg.run.on_nonfinite == "skip",
+                               shard_timeout_s=c.shard_timeout_s, retry_backoff_s=c.retry_backoff_s)
     return scheduler.run(on_done)
 
 

@@ -12,11 +12,12 @@ import logging
 from typing import Any
 
 from ..config import JobConfig, config_diff
-from ..output.fs import cleanup_temp, join_path, list_names, open_output
-from ..output.manifest import MANIFEST_NAME, Manifest, read_manifest, write_manifest
+from ..output.fs import cleanup_temp, open_output
+from ..output.manifest import Manifest, read_manifest, write_manifest
 from ..output.shards import ShardRecord, load_sidecars, shard_metadata, shard_name, shard_schema, verify_shard
 from ..redact import redact_options, redact_url
 from .errors import JobError
+from .owned import refuse_foreign_shards, remove_owned
 from .plan import num_shards, shard_for
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,7 @@ def check_output(fs: Any, root: str, cfg: JobConfig, model: dict[str, Any], samp
     """The shards a previous run of this same job committed that still verify ({} with run.overwrite);
     refuses another job's output (JobError naming what differs). Reads only: see `begin_output`."""
     url = redact_url(cfg.run.output)
+    refuse_foreign_shards(fs, root, cfg.run.output)
     if cfg.run.overwrite:
         return {}
     existing = read_manifest(fs, root)
@@ -86,12 +88,10 @@ def check_output(fs: Any, root: str, cfg: JobConfig, model: dict[str, Any], samp
 
 def begin_output(cfg: JobConfig, manifest: Manifest) -> Manifest:
     """Called once every check passed and the workers are up: create the output, remove temp files of
-    crashed writers (and, with run.overwrite, every shard, sidecar and manifest of the previous job),
+    crashed writers (and, with run.overwrite, every file the previous seedshard run wrote: `owned`),
     and write the `running` manifest. Returns what was written."""
     fs, root = open_output(cfg.run.output, cfg.run.storage_options)
     if cfg.run.overwrite:
-        for path in list(list_names(fs, root, "shard-*").values()) + [join_path(root, MANIFEST_NAME)]:
-            if fs.exists(path):
-                fs.rm_file(path)
+        remove_owned(fs, root)
     cleanup_temp(fs, root)
     return write_manifest(fs, root, manifest)

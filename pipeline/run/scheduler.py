@@ -219,6 +219,12 @@ class ShardScheduler:
         self.busy_since.pop(a, None)
         log.warning("worker %d died; starting a replacement (%d of %d)", a, self.restarts[a], self.max_restarts)
         self.actors[a] = self.new_actor()
+        try:  # wait until it has built its model, so that its shard clock does not count the start
+            ray.get(self.actors[a].ready.remote(), timeout=self.timeout_s())
+        except (ray.exceptions.RayError, TimeoutError) as e:  # GetTimeoutError is a TimeoutError
+            ray.kill(self.actors[a], no_restart=True)
+            self.alive.discard(a)
+            log.warning("worker %d's replacement did not start (%s); continuing without it", a, type(e).__name__)
 
     def _retry(self, shard: Shard, reason: str, suspect: bool = False) -> None:
         """Run `shard` again (next, or as a suspect after the suspects before it), or raise JobError when it is

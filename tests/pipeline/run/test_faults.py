@@ -235,3 +235,47 @@ def gaussian_like(path: Path, **kwargs) -> object:
     data = yaml.safe_load(path.read_text())
     data["model"]["kwargs"].update(kwargs)
     return validate_config(data)
+
+
+# ---------------------------------------------------------------------------- storage losing files, output removed
+
+
+def _when_sidecars(out: str, count: int, action) -> threading.Thread:
+    """A thread that runs `action()` once `count` shard sidecars exist under `out`."""
+    def watch() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if os.path.isdir(out) and len([n for n in os.listdir(out) if n.startswith("shard-") and n.endswith(".json")]) >= count:
+                action()
+                return
+            time.sleep(0.01)
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_a_shard_lost_by_the_storage_mid_job_is_not_declared_complete(ray2, tmp_path):
+    cfg = probe_job(str(tmp_path / "out"), delay_s=0.02)
+    out = cfg.run.output
+    watcher = _when_sidecars(out, 2, lambda: os.remove(os.path.join(out, "shard-00000.parquet")))
+    with pytest.raises(JobError, match=r"^1 committed shard\(s\) are missing or changed in storage: "
+                                       r"shard-00000.parquet \(gone\); rerun to regenerate them$"):
+        run_job(cfg)
+    watcher.join()
+    manifest = read_manifest(*open_output(out))
+    assert manifest.status == "failed" and 0 not in [s.index for s in manifest.shards]
+    rerun = run_job(cfg)
+    assert rerun.status == "complete" and digests(rerun) == reference_digests(probe_job(str(tmp_path / "ref")))
+
+
+def test_removing_the_output_mid_run_reports_the_real_cause(ray2, tmp_path, caplog):
+    cfg = probe_job(str(tmp_path / "out"), delay_s=0.02)
+    out = cfg.run.output
+    watcher = _when_sidecars(out, 1, lambda: shutil.rmtree(out))
+    with caplog.at_level(logging.WARNING, logger="pipeline.run"), \
+            pytest.raises(JobError, match=r"^shard \d \[\d+, \d+\): FileNotFoundError: .*No such file or directory") as e:
+        run_job(cfg)
+    watcher.join()
+    assert "manifest" not in str(e.value)
+    assert "could not write the failed manifest" in caplog.text

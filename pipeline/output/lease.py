@@ -5,8 +5,9 @@ job ends. The lease holds the run id, host, pid, start time and a heartbeat (uni
 the driver renews every `HEARTBEAT_S` seconds from a background thread. It is created exclusively:
 `O_EXCL` on a local disk, a conditional PUT (`If-None-Match: *`) on object stores that support it
 (S3); elsewhere it is written, then re-read by every heartbeat. A second driver finds a live lease
-and fails at once naming the run that holds it. A lease whose heartbeat is older than `EXPIRES_S`
-(its driver was killed) is taken over, with a warning; a live one only with `run.take_over_lease`.
+and fails at once naming the run that holds it. A lease whose heartbeat is older than `EXPIRES_S`,
+or whose driver ran on this host and no longer exists (killed), is taken over with a warning; a live
+one only with `run.take_over_lease`.
 Before writing a `complete` manifest the driver confirms it still holds the lease (`Lease.confirm`).
 """
 
@@ -79,6 +80,20 @@ def read_lease(fs: Any, root: str) -> LeaseInfo | None:
         return LeaseInfo("unknown", "unknown", 0, 0.0, 0.0)
 
 
+def _expired(other: LeaseInfo) -> str | None:
+    """Why the run holding a lease is gone ("heartbeat expired", "its driver is gone"), or None while it may live."""
+    if time.time() - other.heartbeat >= EXPIRES_S:
+        return "heartbeat expired"
+    if other.host == socket.gethostname() and other.pid > 0:
+        try:
+            os.kill(other.pid, 0)
+        except ProcessLookupError:
+            return f"its driver (pid {other.pid}) is gone"
+        except PermissionError:  # another user's live process
+            pass
+    return None
+
+
 def _in_use(url: str, other: LeaseInfo) -> str:
     return (f"{redact_url(url)} is in use by {other.describe()}; wait for it to end, or if it is dead take "
             f"the output over (after {EXPIRES_S:.0f}s without heartbeat, or at once with run.take_over_lease=true)")
@@ -87,7 +102,7 @@ def _in_use(url: str, other: LeaseInfo) -> str:
 def check_lease(fs: Any, root: str, url: str, take_over: bool = False) -> None:
     """LeaseError when a live lease of another run holds the output (reads only)."""
     other = read_lease(fs, root)
-    if other is not None and not take_over and time.time() - other.heartbeat < EXPIRES_S:
+    if other is not None and not take_over and _expired(other) is None:
         raise LeaseError(_in_use(url, other))
 
 
@@ -111,11 +126,10 @@ class Lease:
             return lease
         other = read_lease(fs, root)
         if other is not None:
-            stale = time.time() - other.heartbeat >= EXPIRES_S
-            if not (stale or take_over):
+            why = _expired(other)
+            if not (why or take_over):
                 raise LeaseError(_in_use(url, other))
-            log.warning("taking over %s from %s (%s)", redact_url(url), other.describe(),
-                        "heartbeat expired" if stale else "run.take_over_lease=true")
+            log.warning("taking over %s from %s (%s)", redact_url(url), other.describe(), why or "run.take_over_lease=true")
         put_atomic(fs, lease_path(root), lease.info.encode())
         holder = read_lease(fs, root)
         if holder is None or holder.run_id != lease.info.run_id:  # another driver took it over at the same time

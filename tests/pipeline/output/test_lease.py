@@ -78,3 +78,19 @@ def test_the_heartbeat_thread_renews_the_lease(out, monkeypatch):
     assert read_lease(fs, root).heartbeat > first
     lease.release()
     assert read_lease(fs, root) is None
+
+
+def test_a_lease_of_a_dead_driver_on_this_host_is_taken_over_at_once(out, caplog):
+    import subprocess
+    import sys
+
+    fs, root, url = out
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = Lease.acquire(fs, root, url)
+    info = json.loads(fs.cat_file(lease_path(root)))
+    fs.pipe_file(lease_path(root), json.dumps({**info, "pid": int(gone.stdout)}).encode())
+    check_lease(fs, root, url)
+    new = Lease.acquire(fs, root, url)
+    assert f"its driver (pid {int(gone.stdout)}) is gone" in caplog.text
+    assert not dead.renew()
+    new.release()

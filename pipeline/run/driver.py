@@ -131,6 +131,7 @@ def execute(plan: JobPlan, progress: str | None = None) -> JobResults:
         bar.update(result.rows)
 
     resumed = [r.path for r in plan.done]  # their feature statistics are recomputed from the files
+
     def begin() -> Manifest:
         fs, root = open_output(cfg.run.output, cfg.run.storage_options)
         results.lease = Lease.acquire(fs, root, cfg.run.output, cfg.run.take_over_lease).start()
@@ -187,12 +188,12 @@ def finalize(plan: JobPlan, results: JobResults) -> Manifest:
         manifest = write_manifest(plan.fs, plan.root, results.manifest.model_copy(update={
             "status": "failed" if skipped else "complete", "shards": sorted(results.records.values(), key=lambda r: r.index),
             "error": ("; ".join(skipped) if skipped else None), "metrics": metrics}))
+        if cfg.run.grid and manifest.shards:
+            save_grid(cfg.run.output, join_path(cfg.run.output, GRID_NAME), n=cfg.run.grid,
+                      storage_options=cfg.run.storage_options)
     finally:
         if results.lease is not None:
             results.lease.release()
-    if cfg.run.grid and manifest.shards:
-        save_grid(cfg.run.output, join_path(cfg.run.output, GRID_NAME), n=cfg.run.grid,
-                  storage_options=cfg.run.storage_options)
     log.info("%d samples in %.1fs", cfg.run.num_samples, results.seconds)
     if skipped:
         raise JobError(f"{len(skipped)} shard(s) skipped (run.on_nonfinite=skip); the rest is written: {skipped[0]}")

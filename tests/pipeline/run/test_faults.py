@@ -182,7 +182,8 @@ def _stop_ray_of(tracked: dict[int, tuple[str, str]]) -> set[str]:
     return temp_dirs
 
 
-def test_a_driver_killed_mid_job_resumes_to_the_same_bytes(ray2, tmp_path):
+def slow_job(tmp_path: Path) -> tuple[object, Path]:
+    """A job of 8 one-worker shards slow enough to be caught mid-run, and its YAML file."""
     cfg = probe_job(str(tmp_path / "out"), delay_s=0.05)
     data = cfg.resolved()
     data["run"].update(num_samples=80, shard_size=10, batch_size=10)
@@ -190,6 +191,11 @@ def test_a_driver_killed_mid_job_resumes_to_the_same_bytes(ray2, tmp_path):
     data["cluster"].update(num_workers=1, max_in_flight=1)
     path = tmp_path / "job.yaml"
     path.write_text(yaml.safe_dump(data))
+    return cfg, path
+
+
+def test_a_driver_killed_mid_job_resumes_to_the_same_bytes(ray2, tmp_path):
+    cfg, path = slow_job(tmp_path)
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"RAY_AUTH_MODE": "disabled"}
     out = cfg.run.output
     proc = subprocess.Popen([sys.executable, "-m", "jobs.generate", str(path)], cwd=REPO, env=env,

@@ -9,29 +9,16 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
 from pipeline.output.fs import open_output
 from pipeline.output.manifest import read_manifest
 from pipeline.output.shards import load_sidecars
-from tests.pipeline.jobs import digests, probe_job, reference_digests
-from tests.pipeline.run.test_faults import _descendants, _stat, _stop_ray_of, gaussian_like
+from tests.pipeline.jobs import digests, reference_digests
+from tests.pipeline.run.test_faults import _descendants, _stat, _stop_ray_of, gaussian_like, slow_job
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[3]
 ENV = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"RAY_AUTH_MODE": "disabled"}
-
-
-def slow_job(tmp_path: Path) -> tuple[object, Path]:
-    """A job of 8 one-worker shards slow enough to be caught mid-run, and its YAML file."""
-    cfg = probe_job(str(tmp_path / "out"), delay_s=0.05)
-    data = cfg.resolved()
-    data["run"].update(num_samples=80, shard_size=10, batch_size=10)
-    data["sampler"]["steps"] = 4
-    data["cluster"].update(num_workers=1, max_in_flight=1)
-    path = tmp_path / "job.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return cfg, path
 
 
 def start_driver(path: Path, log: Path, *overrides: str) -> subprocess.Popen:

@@ -12,8 +12,8 @@ from pipeline.output.fs import open_output
 from pipeline.output.lease import lease_path, read_lease
 from pipeline.output.manifest import read_manifest
 from tests.pipeline.jobs import digests, reference_digests
-from tests.pipeline.run.test_faults import _descendants, _stop_ray_of, gaussian_like
-from tests.pipeline.run.test_interrupt import ENV, REPO, slow_job, start_driver
+from tests.pipeline.run.test_faults import _descendants, _stop_ray_of, gaussian_like, slow_job
+from tests.pipeline.run.test_interrupt import ENV, REPO, start_driver
 
 pytestmark = pytest.mark.slow
 

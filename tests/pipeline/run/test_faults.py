@@ -285,9 +285,22 @@ def test_a_shard_lost_by_the_storage_mid_job_is_not_declared_complete(ray2, tmp_
 def test_removing_the_output_mid_run_reports_the_real_cause(ray2, tmp_path, caplog):
     cfg = probe_job(str(tmp_path / "out"), delay_s=0.02)
     out = cfg.run.output
-    watcher = _when_sidecars(out, 1, lambda: shutil.rmtree(out))
+    blocker = tmp_path / "blocker"
+    blocker.write_text("")
+
+    def replace_output_by_a_file() -> None:  # removed, and not recreated by the next write (makedirs)
+        while True:
+            shutil.rmtree(out, ignore_errors=True)
+            try:
+                os.rename(blocker, out)
+                return
+            except OSError:  # a writer recreated the folder meanwhile
+                continue
+
+    watcher = _when_sidecars(out, 1, replace_output_by_a_file)
     with caplog.at_level(logging.WARNING, logger="pipeline.run"), \
-            pytest.raises(JobError, match=r"^shard \d \[\d+, \d+\): FileNotFoundError: .*No such file or directory") as e:
+            pytest.raises(JobError, match=r"^shard \d \[\d+, \d+\): (FileNotFoundError|NotADirectoryError): "
+                                          r".*(No such file or directory|Not a directory)") as e:
         run_job(cfg)
     watcher.join()
     assert "manifest" not in str(e.value)

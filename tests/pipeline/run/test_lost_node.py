@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.output.layout import SIDE_DIR
 from pipeline.run.driver import run_job
 from tests.e2e.raycluster import RayHead, free_ports, ray_env
 from tests.pipeline.jobs import payload_digests, probe_job, reference_payload_digests
@@ -76,7 +75,9 @@ def two_nodes(monkeypatch):
 
 def test_killing_the_worker_node_mid_job_finishes_on_the_head_with_the_same_bytes(two_nodes, tmp_path, caplog):
     worker = two_nodes
-    cfg = probe_job(str(tmp_path / "out"), delay_s=0.05)
+    markers = tmp_path / "markers"  # a file per Ray worker process that has started sampling
+    markers.mkdir()
+    cfg = probe_job(str(tmp_path / "out"), delay_s=0.05, marker_dir=str(markers))
     cfg = cfg.model_copy(update={"cluster": cfg.cluster.model_copy(update={"shard_timeout_s": 15.0})})
     out = cfg.run.output
     killed = []
@@ -84,8 +85,7 @@ def test_killing_the_worker_node_mid_job_finishes_on_the_head_with_the_same_byte
     def kill_worker_node() -> None:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
-            side = os.path.join(out, SIDE_DIR)
-            if os.path.isdir(side) and any(n.endswith(".json") and n.startswith("shard-") for n in os.listdir(side)):
+            if len(os.listdir(markers)) >= 2:  # the workers on both nodes sample: the one on the node is mid-shard
                 worker.kill()
                 killed.append(time.monotonic())
                 return
@@ -98,4 +98,4 @@ def test_killing_the_worker_node_mid_job_finishes_on_the_head_with_the_same_byte
     killer.join()
     assert killed and manifest.status == "complete"
     assert payload_digests(out, manifest) == reference_payload_digests(probe_job(str(tmp_path / "ref")))
-    assert "died" in caplog.text  # the worker on the lost node
+    assert "died" in "\n".join(r.getMessage() for r in caplog.records)  # the worker on the lost node

@@ -252,13 +252,14 @@ def gaussian_like(path: Path, **kwargs) -> object:
 # ---------------------------------------------------------------------------- storage losing files, output removed
 
 
-def _when_sidecars(out: str, count: int, action) -> threading.Thread:
-    """A thread that runs `action()` once `count` shard sidecars exist under `out`."""
+def _when_sidecars(out: str, count: int, action, including: str | None = None) -> threading.Thread:
+    """A thread that runs `action()` once `count` shard sidecars (among them `including`) exist under `out`."""
     def watch() -> None:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             side = os.path.join(out, SIDE_DIR)
-            if os.path.isdir(side) and len([n for n in os.listdir(side) if n.startswith("shard-") and n.endswith(".json")]) >= count:
+            names = [n for n in os.listdir(side) if n.startswith("shard-") and n.endswith(".json")] if os.path.isdir(side) else []
+            if len(names) >= count and (including is None or including in names):
                 action()
                 return
             time.sleep(0.01)
@@ -271,7 +272,8 @@ def _when_sidecars(out: str, count: int, action) -> threading.Thread:
 def test_a_shard_lost_by_the_storage_mid_job_is_not_declared_complete(ray2, tmp_path):
     cfg = probe_job(str(tmp_path / "out"), delay_s=0.02)
     out = cfg.run.output
-    watcher = _when_sidecars(out, 2, lambda: os.remove(os.path.join(out, "shard-00000.parquet")))
+    watcher = _when_sidecars(out, 2, lambda: os.remove(os.path.join(out, "shard-00000.parquet")),
+                             including="shard-00000.json")
     with pytest.raises(JobError, match=r"^1 committed shard\(s\) are missing or changed in storage: "
                                        r"shard-00000.parquet \(gone\); rerun to regenerate them$"):
         run_job(cfg)

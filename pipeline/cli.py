@@ -282,9 +282,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)
-    except KeyboardInterrupt:
-        print("seedshard: interrupted; finished shards are kept, rerun to resume", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:  # Ctrl-C, or a JobInterrupted (SIGTERM/SIGINT) carrying its exit code
+        reason = f"{e}; " if str(e) else ""
+        print(f"seedshard: interrupted: {reason}finished shards are kept, rerun to resume", file=sys.stderr)
+        return getattr(e, "exit_code", 130)
     except Exception as e:  # noqa: BLE001 - the one place user-facing errors become exit codes
         if args.debug:
             traceback.print_exc()

@@ -15,6 +15,7 @@ RESUME_IGNORED: tuple[str, ...] = (
     "run.progress",
     "run.overwrite",
     "run.resume",
+    "run.take_over_lease",
     "run.storage_options",
     "metrics",
     "model.preflight",

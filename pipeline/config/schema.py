@@ -40,6 +40,7 @@ class RunConfig(_Strict):
     progress: Literal["auto", "bar", "log", "none"] = "auto"
     on_nonfinite: Literal["fail", "skip"] = "fail"
     grid: int = Field(default=0, ge=0)  # > 0: also write grid.png of the first `grid` samples (image shapes)
+    take_over_lease: bool = False  # take the output from a live lease (another driver); expired ones are taken anyway
 
     @field_validator("output")
     @classmethod
@@ -118,6 +119,8 @@ class ClusterConfig(_Strict):
     max_shard_attempts: int = Field(default=3, ge=1)
     max_in_flight: int = Field(default=2, ge=1)
     wait_for_workers_s: float = Field(default=0.0, ge=0)  # 0: fail at once if the cluster lacks the resources
+    shard_timeout_s: float | None = Field(default=None, gt=0)  # None: derived from observed shard times (see run/scheduler.py)
+    retry_backoff_s: float = Field(default=1.0, ge=0)  # first retry's delay; doubles per attempt, with jitter
     # where each worker samples: auto = cuda when gpus_per_worker > 0, else cpu; cpu on GPU nodes keeps the GPU
     # reservation but samples on the CPU (what the fake GPU nodes of an autoscaling test can run)
     device: Literal["auto", "cpu", "cuda"] = "auto"

@@ -6,6 +6,11 @@ onto the final name (``os.replace``). On object stores (s3://, gs://, memory://,
 file is one ``pipe`` (a single PUT or a multipart upload, both of which appear all at once).
 No partial file ever has a final name; temp files of a crashed writer may remain until
 ``cleanup_temp``.
+
+Storage calls time out: on S3 (s3fs) a connection must open within ``connect_timeout`` seconds
+and an answer arrive within ``read_timeout`` (``S3_TIMEOUTS``, overridable through
+``storage_options.config_kwargs``), with ``S3_RETRIES`` tries, so an endpoint that accepts
+connections and never answers fails in well under a minute, saying so.
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ from ..redact import redact_url, scrub
 from .layout import SIDE_DIR
 
 TEMP_PATTERN = ".*.tmp-*"
+S3_TIMEOUTS = {"connect_timeout": 10, "read_timeout": 10, "retries": {"max_attempts": 1}}  # s3fs retries
+S3_RETRIES = 2  # tries of s3fs's own retry loop (with backoff) around botocore
 
 
 class StorageError(ValueError):
@@ -49,12 +56,28 @@ def open_output(url: str, storage_options: dict | None = None, create: bool = Tr
     elif hasattr(fs, "split_path"):  # s3fs, gcsfs, adlfs: bucket/key paths
         bucket = root.split("/", 1)[0]
         try:
-            found = fs.exists(bucket)
+            found = _s3_bucket_exists(fs, bucket) if _is_s3(fs) else fs.exists(bucket)
         except Exception as e:  # noqa: BLE001 - any backend error becomes one clean line
             raise StorageError(_error_message(url, e, options)) from None
         if not found:
             raise StorageError(f"{redact_url(url)}: bucket {bucket!r} does not exist or is not accessible")
     return fs, root
+
+
+def _is_s3(fs: fsspec.AbstractFileSystem) -> bool:
+    return bool({"s3", "s3a"} & set(protocols(fs)))
+
+
+def _s3_bucket_exists(fs: fsspec.AbstractFileSystem, bucket: str) -> bool:
+    """HEAD the bucket: False for 404, True for an answer; raises a timeout or connection error (which
+    ``fs.exists`` would swallow into False, reporting an unanswered endpoint as a missing bucket)."""
+    try:
+        fs.call_s3("head_bucket", Bucket=bucket)
+    except FileNotFoundError:
+        return False
+    except PermissionError:
+        return True  # a bucket we may not HEAD but may write into
+    return True
 
 
 def _check_local_dir(url: str, root: str) -> None:
@@ -74,10 +97,14 @@ def _check_local_dir(url: str, root: str) -> None:
 def resolve_url(url: str, storage_options: dict | None = None) -> tuple[fsspec.AbstractFileSystem, str]:
     """``(fs, root)`` for ``url`` without touching storage; StorageError for an unknown protocol."""
     options = storage_options or {}
+    if fsspec.core.split_protocol(url)[0] in ("s3", "s3a"):  # timeouts unless the options set them
+        options = {**options, "config_kwargs": {**S3_TIMEOUTS, **options.get("config_kwargs", {})}}
     try:
         fs, root = fsspec.core.url_to_fs(url, **options)
     except Exception as e:  # noqa: BLE001 - unknown protocol, missing package, bad options, ...
-        raise StorageError(_error_message(url, e, options)) from None
+        raise StorageError(_error_message(url, e, storage_options or {})) from None
+    if _is_s3(fs):
+        fs.retries = min(fs.retries, S3_RETRIES)
     return fs, root.rstrip("/") or "/"
 
 

@@ -41,7 +41,7 @@ class Manifest(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_by_name=True, validate_by_alias=True, serialize_by_alias=True)
 
     format_version: int = FORMAT_VERSION
-    status: Literal["running", "complete", "failed"]
+    status: Literal["running", "complete", "failed", "interrupted"]
     config: dict[str, Any]
     sampler_state: dict[str, Any]
     model: dict[str, Any]

@@ -34,14 +34,17 @@ from ..grid import GRID_NAME, save_grid
 from ..conditioning import table_identity
 from ..decoder import build_decoder
 from ..network import check_model, coverage_warning, model_identity, state_dict_sha256
+from ..output.committed import missing_shards
 from ..output.fs import open_output, protocols
 from ..output.layout import job_version, side_path
+from ..output.lease import Lease, check_lease
 from ..output.manifest import Manifest, write_manifest
 from ..output.record import ShardRecord
 from ..redact import scrub
 from .cluster import ray_session, wait_for_resources
 from .errors import JobError
 from .fingerprint import job_runtime
+from .interrupt import interrupts_raise
 from .plan import Shard, iter_shards
 from .preflight import check_forward, check_sampler
 from .progress import Progress
@@ -85,6 +88,7 @@ class JobResults:
     metrics: dict[str, Any] = field(default_factory=dict)
     manifest: Manifest | None = None
     seconds: float = 0.0
+    lease: Lease | None = None  # held from the first write under the output until finalize
 
 
 def _checked_model(model_cfg: Any, storage_options: dict[str, Any], seed: int) -> tuple[dict[str, Any], Any]:
@@ -118,6 +122,7 @@ def prepare(cfg: JobConfig) -> JobPlan:
     if cfg.model.guide is not None:
         model["guide"], guide_weights = _checked_model(cfg.model.guide, cfg.run.storage_options, cfg.run.seed)
     check_forward(cfg, sampler, weights, guide_weights)
+    check_lease(fs, root, cfg.run.output, cfg.run.take_over_lease)  # another driver writing there: fail now
     runtime = job_runtime(cfg)
     done, fingerprint = check_output(fs, root, cfg, model, sampler_state, samplers.NOISE_SCHEME, runtime)
     manifest = Manifest(
@@ -145,28 +150,35 @@ def execute(plan: JobPlan, progress: str | None = None) -> JobResults:
         bar.update(result.rows)
 
     resumed = [r.path for r in plan.done]  # their feature statistics are recomputed from the files
+
+    def begin() -> Manifest:
+        fs, root = open_output(cfg.run.output, cfg.run.storage_options)
+        results.lease = Lease.acquire(fs, root, cfg.run.output, cfg.run.take_over_lease).start()
+        return begin_output(cfg, plan.manifest)
+
     t0 = time.monotonic()
     try:
-        if plan.todo or (fid and resumed):
-            with ray_session(cfg.cluster):
-                if plan.todo:
-                    actors, new_actor = start_workers(cfg, plan.sampler_state, plan.weights, plan.guide_weights,
-                                                      worker_expectations(plan))
-                results.manifest = begin_output(cfg, plan.manifest)
-                if plan.todo:
-                    results.skipped = dispatch(actors, new_actor, list(plan.todo), cfg, on_done)
-                if fid and resumed:
-                    results.stats.merge(shard_stats(cfg, resumed))
-        else:
-            results.manifest = begin_output(cfg, plan.manifest)
-        if fid is not None and not results.skipped:
-            results.metrics = {"fid": fid_report(results.stats, fid.extractor, fid.ref)}
+        with interrupts_raise():
+            if plan.todo or (fid and resumed):
+                with ray_session(cfg.cluster), interrupts_raise():  # ray.init installs its own SIGTERM handler
+                    if plan.todo:
+                        actors, new_actor = start_workers(cfg, plan.sampler_state, plan.weights, plan.guide_weights,
+                                                          worker_expectations(plan))
+                    results.manifest = begin()
+                    if plan.todo:
+                        results.skipped = dispatch(actors, new_actor, list(plan.todo), cfg, on_done)
+                    if fid and resumed:
+                        results.stats.merge(shard_stats(cfg, resumed))
+            else:
+                results.manifest = begin()
+            if fid is not None and not results.skipped:
+                results.metrics = {"fid": fid_report(results.stats, fid.extractor, fid.ref)}
     except (Exception, KeyboardInterrupt) as e:
         bar.close()
         if results.manifest is not None:  # nothing under the output is written before the job is sure to start
-            write_manifest(plan.fs, plan.root, results.manifest.model_copy(update={
-                "status": "failed", "shards": sorted(results.records.values(), key=lambda r: r.index),
-                "error": scrub(str(e) or type(e).__name__, cfg.run.storage_options)}))
+            end_failed(plan, results, e)
+        if results.lease is not None:
+            results.lease.release()
         raise
     bar.close()
     results.seconds = time.monotonic() - t0
@@ -182,12 +194,26 @@ def finalize(plan: JobPlan, results: JobResults) -> Manifest:
         print(f"seedshard: FID {metrics['fid']['fid']:.4f} ({fid.extractor} features, {results.stats.n} samples "
               f"vs {metrics['fid']['reference']})", flush=True)
     skipped = results.skipped
-    manifest = write_manifest(plan.fs, plan.root, results.manifest.model_copy(update={
-        "status": "failed" if skipped else "complete", "shards": sorted(results.records.values(), key=lambda r: r.index),
-        "error": ("; ".join(skipped) if skipped else None), "metrics": metrics}))
-    if cfg.run.grid and manifest.shards:
-        save_grid(cfg.run.output, side_path(cfg.run.output, GRID_NAME, manifest.format_version), n=cfg.run.grid,
-                  storage_options=cfg.run.storage_options)
+    try:
+        missing = missing_shards(plan.fs, plan.root, results.records.values(), results.manifest.format_version)
+        if missing:  # lost by the storage after their commit: not listed, so a rerun regenerates them
+            for index in missing:
+                del results.records[index]
+            error = JobError(f"{len(missing)} committed shard(s) are missing or changed in storage: "
+                             f"{', '.join(missing.values())}; rerun to regenerate them")
+            end_failed(plan, results, error)
+            raise error
+        if not skipped and results.lease is not None:
+            results.lease.confirm()  # another driver took the output over: do not declare it complete
+        manifest = write_manifest(plan.fs, plan.root, results.manifest.model_copy(update={
+            "status": "failed" if skipped else "complete", "shards": sorted(results.records.values(), key=lambda r: r.index),
+            "error": ("; ".join(skipped) if skipped else None), "metrics": metrics}))
+        if cfg.run.grid and manifest.shards:
+            save_grid(cfg.run.output, side_path(cfg.run.output, GRID_NAME, manifest.format_version), n=cfg.run.grid,
+                      storage_options=cfg.run.storage_options)
+    finally:
+        if results.lease is not None:
+            results.lease.release()
     log.info("%d samples in %.1fs", cfg.run.num_samples, results.seconds)
     if skipped:
         raise JobError(f"{len(skipped)} shard(s) skipped (run.on_nonfinite=skip); the rest is written: {skipped[0]}")
@@ -206,6 +232,19 @@ def worker_expectations(plan: JobPlan) -> dict[str, Any]:
     m = plan.manifest
     return {"sha256": (m.model["sha256"], m.model.get("guide", {}).get("sha256")), "fingerprint": m.fingerprint,
             **m.runtime}
+
+
+def end_failed(plan: JobPlan, results: JobResults, error: BaseException) -> None:
+    """Write the `failed` (or, after a signal, `interrupted`) manifest with every finished shard. A manifest that
+    cannot be written does not hide `error`: its own failure is logged and `error` goes on."""
+    status = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
+    try:
+        results.manifest = write_manifest(plan.fs, plan.root, results.manifest.model_copy(update={
+            "status": status, "shards": sorted(results.records.values(), key=lambda r: r.index),
+            "error": scrub(str(error) or type(error).__name__, plan.cfg.run.storage_options)}))
+    except Exception as e:  # noqa: BLE001 - e.g. the output folder was removed: the cause is `error`
+        log.warning("could not write the %s manifest: %s", status, scrub(str(e) or type(e).__name__,
+                                                                          plan.cfg.run.storage_options))
 
 
 def start_workers(cfg: JobConfig, sampler_state: dict[str, Any], weights: Any,
@@ -242,7 +281,8 @@ def dispatch(actors: list[Any], new_actor: Callable[[], Any], shards: list[Shard
     of skipped shards (run.on_nonfinite=skip), raises JobError on failure."""
     c = cfg.cluster
     scheduler = ShardScheduler(actors, new_actor, shards, max_in_flight=c.max_in_flight, max_restarts=c.max_restarts,
-                               max_shard_attempts=c.max_shard_attempts, skip_nonfinite=cfg.run.on_nonfinite == "skip")
+                               max_shard_attempts=c.max_shard_attempts, skip_nonfinite=cfg.run.on_nonfinite == "skip",
+                               shard_timeout_s=c.shard_timeout_s, retry_backoff_s=c.retry_backoff_s)
     return scheduler.run(on_done)
 
 

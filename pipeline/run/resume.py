@@ -15,13 +15,14 @@ from typing import Any
 
 from ..config import JobConfig, config_diff
 from ..decoder import stored_shape
-from ..output.fs import cleanup_temp, join_path, list_names, open_output
-from ..output.layout import SIDE_DIR, job_version
-from ..output.manifest import MANIFEST_NAME, Manifest, read_manifest, write_manifest
+from ..output.fs import cleanup_temp, open_output
+from ..output.layout import job_version
+from ..output.manifest import Manifest, read_manifest, write_manifest
 from ..output.shards import ShardRecord, load_sidecars, shard_metadata, shard_name, shard_schema, verify_shard
 from ..redact import redact_options, redact_url
 from .errors import JobError
 from .fingerprint import fingerprint_diff, fingerprint_fields, job_fingerprint, job_runtime
+from .owned import refuse_foreign_shards, remove_owned
 from .plan import num_shards, shard_for
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,7 @@ def check_output(fs: Any, root: str, cfg: JobConfig, model: dict[str, Any], samp
     naming each differing field with its old and new value). An output written before fingerprints resumes
     as such (fingerprint None). Reads only: see `begin_output`."""
     url = redact_url(cfg.run.output)
+    refuse_foreign_shards(fs, root, cfg.run.output)
     fields = fingerprint_fields(cfg, model, sampler_state, noise_scheme, runtime or job_runtime(cfg),
                                 job_version(fs, root, cfg.run.overwrite))
     fingerprint = job_fingerprint(fields)
@@ -133,13 +135,10 @@ def _check_same_legacy_job(url: str, existing: Manifest, cfg: JobConfig, model: 
 
 def begin_output(cfg: JobConfig, manifest: Manifest) -> Manifest:
     """Called once every check passed and the workers are up: create the output, remove temp files of
-    crashed writers (and, with run.overwrite, every shard, sidecar and manifest of the previous job),
+    crashed writers (and, with run.overwrite, every file the previous seedshard run wrote: `owned`),
     and write the `running` manifest. Returns what was written."""
     fs, root = open_output(cfg.run.output, cfg.run.storage_options)
     if cfg.run.overwrite:
-        owned = list(list_names(fs, root, "shard-*").values()) + list(list_names(fs, join_path(root, SIDE_DIR), "*").values())
-        for path in owned + [join_path(root, MANIFEST_NAME)]:
-            if fs.exists(path):
-                fs.rm_file(path)
+        remove_owned(fs, root)
     cleanup_temp(fs, root)
     return write_manifest(fs, root, manifest)

@@ -63,12 +63,14 @@ class ProbeNet(torch.nn.Module):
     """The exact Gaussian network with test hooks. With `run.labels: balanced` and `model.num_classes`
     above num_samples, a sample's class label is its index, so hooks can pick samples: NaN output for
     `nan_indices`, a constant 1e5 (finite, too big for float16) for `huge_indices`, the worker process exits (os._exit) on
-    `exit_indices`. `delay_s` sleeps per call;
+    `exit_indices`, raises RuntimeError on `raise_indices` and, once per index (a marker file in `flaky_dir`),
+    ConnectionResetError on `flaky_indices` (a transient storage-like error). `delay_s` sleeps per call;
     `marker_dir` gets an empty file named after the pid of each Ray worker process that runs the network (not the
     driver's, whose preflight runs it once)."""
 
     def __init__(self, interface: str = "edm", delay_s: float = 0.0, marker_dir: str | None = None,
-                 nan_indices: list[int] = (), exit_indices: list[int] = (), huge_indices: list[int] = ()) -> None:
+                 nan_indices: list[int] = (), exit_indices: list[int] = (), huge_indices: list[int] = (),
+                 raise_indices: list[int] = (), flaky_indices: list[int] = (), flaky_dir: str | None = None) -> None:
         super().__init__()
         from pipeline.models.gaussian import build_gaussian
 
@@ -76,6 +78,7 @@ class ProbeNet(torch.nn.Module):
         self.delay_s, self.marker_dir = delay_s, marker_dir
         self.nan_indices, self.exit_indices, self.huge_indices = list(nan_indices), list(exit_indices), list(huge_indices)
         self.marked = False
+        self.raise_indices, self.flaky_indices, self.flaky_dir = list(raise_indices), list(flaky_indices), flaky_dir
 
     def forward(self, x: torch.Tensor, *times: torch.Tensor, class_labels: torch.Tensor | None = None) -> torch.Tensor:
         if self.marker_dir and not self.marked and _in_actor():
@@ -85,6 +88,13 @@ class ProbeNet(torch.nn.Module):
         out = self.net(x, *times)
         if class_labels is not None and self.exit_indices and torch.isin(class_labels, torch.tensor(self.exit_indices)).any():
             os._exit(3)  # a crash that takes the whole worker process down
+        if class_labels is not None and self.raise_indices and torch.isin(class_labels, torch.tensor(self.raise_indices)).any():
+            raise RuntimeError("the network refuses these samples")
+        for i in self.flaky_indices if class_labels is not None else ():
+            marker = pathlib.Path(self.flaky_dir, f"flaky-{i}")
+            if (class_labels == i).any() and not marker.exists():
+                marker.touch()
+                raise ConnectionResetError(f"connection reset while sampling index {i}")
         if class_labels is not None and self.nan_indices:
             bad = torch.isin(class_labels, torch.tensor(self.nan_indices)).reshape(-1, *[1] * (x.ndim - 1))
             out = torch.where(bad, torch.full_like(out, float("nan")), out)

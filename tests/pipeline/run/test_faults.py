@@ -15,11 +15,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.output.fs import open_output
-from pipeline.output.shards import load_sidecars
 from pipeline.cli import main
-from pipeline.run.driver import JobError, run_job
+from pipeline.output.fs import open_output
+from pipeline.output.layout import SIDE_DIR
 from pipeline.output.manifest import read_manifest
+from pipeline.output.shards import load_sidecars
+from pipeline.run.driver import JobError, run_job
 from tests.pipeline.jobs import payload_digests, probe_job, reference_payload_digests, snapshot
 
 pytestmark = pytest.mark.slow
@@ -185,7 +186,8 @@ def _stop_ray_of(tracked: dict[int, tuple[str, str]]) -> set[str]:
     return temp_dirs
 
 
-def test_a_driver_killed_mid_job_resumes_to_the_same_bytes(ray2, tmp_path):
+def slow_job(tmp_path: Path) -> tuple[object, Path]:
+    """A job of 8 one-worker shards slow enough to be caught mid-run, and its YAML file."""
     cfg = probe_job(str(tmp_path / "out"), delay_s=0.05)
     data = cfg.resolved()
     data["run"].update(num_samples=80, shard_size=10, batch_size=10)
@@ -193,6 +195,11 @@ def test_a_driver_killed_mid_job_resumes_to_the_same_bytes(ray2, tmp_path):
     data["cluster"].update(num_workers=1, max_in_flight=1)
     path = tmp_path / "job.yaml"
     path.write_text(yaml.safe_dump(data))
+    return cfg, path
+
+
+def test_a_driver_killed_mid_job_resumes_to_the_same_bytes(ray2, tmp_path):
+    cfg, path = slow_job(tmp_path)
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"RAY_AUTH_MODE": "disabled"}
     out = cfg.run.output
     proc = subprocess.Popen([sys.executable, "-m", "jobs.generate", str(path)], cwd=REPO, env=env,
@@ -240,3 +247,63 @@ def gaussian_like(path: Path, **kwargs) -> object:
     data = yaml.safe_load(path.read_text())
     data["model"]["kwargs"].update(kwargs)
     return validate_config(data)
+
+
+# ---------------------------------------------------------------------------- storage losing files, output removed
+
+
+def _when_sidecars(out: str, count: int, action, including: str | None = None) -> threading.Thread:
+    """A thread that runs `action()` once `count` shard sidecars (among them `including`) exist under `out`."""
+    def watch() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            side = os.path.join(out, SIDE_DIR)
+            names = [n for n in os.listdir(side) if n.startswith("shard-") and n.endswith(".json")] if os.path.isdir(side) else []
+            if len(names) >= count and (including is None or including in names):
+                action()
+                return
+            time.sleep(0.01)
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_a_shard_lost_by_the_storage_mid_job_is_not_declared_complete(ray2, tmp_path):
+    cfg = probe_job(str(tmp_path / "out"), delay_s=0.02)
+    out = cfg.run.output
+    watcher = _when_sidecars(out, 2, lambda: os.remove(os.path.join(out, "shard-00000.parquet")),
+                             including="shard-00000.json")
+    with pytest.raises(JobError, match=r"^1 committed shard\(s\) are missing or changed in storage: "
+                                       r"shard-00000.parquet \(gone\); rerun to regenerate them$"):
+        run_job(cfg)
+    watcher.join()
+    manifest = read_manifest(*open_output(out))
+    assert manifest.status == "failed" and 0 not in [s.index for s in manifest.shards]
+    rerun = run_job(cfg)
+    assert rerun.status == "complete" and payload_digests(out, rerun) == reference_payload_digests(probe_job(str(tmp_path / "ref")))
+
+
+def test_removing_the_output_mid_run_reports_the_real_cause(ray2, tmp_path, caplog):
+    cfg = probe_job(str(tmp_path / "out"), delay_s=0.02)
+    out = cfg.run.output
+    blocker = tmp_path / "blocker"
+    blocker.write_text("")
+
+    def replace_output_by_a_file() -> None:  # removed, and not recreated by the next write (makedirs)
+        while True:
+            shutil.rmtree(out, ignore_errors=True)
+            try:
+                os.rename(blocker, out)
+                return
+            except OSError:  # a writer recreated the folder meanwhile
+                continue
+
+    watcher = _when_sidecars(out, 1, replace_output_by_a_file)
+    with caplog.at_level(logging.WARNING, logger="pipeline.run"), \
+            pytest.raises(JobError, match=r"^shard \d \[\d+, \d+\): (FileNotFoundError|NotADirectoryError): "
+                                          r".*(No such file or directory|Not a directory)") as e:
+        run_job(cfg)
+    watcher.join()
+    assert "manifest" not in str(e.value)
+    assert "could not write the failed manifest" in caplog.text

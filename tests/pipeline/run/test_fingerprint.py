@@ -109,8 +109,10 @@ def test_resume_ignores_what_does_not_change_bytes(tmp_path):
     moved = tmp_path / "b" / "copy.safetensors"
     moved.parent.mkdir()
     shutil.copy(ckpt, moved)
-    resumed = gaussian_job(url, model={**model, "checkpoint": str(moved)}, run={"on_nonfinite": "skip", "grid": 4, "progress": "log"},
-                           cluster={"num_workers": 1, "max_restarts": 0, "max_shard_attempts": 1})
+    resumed = gaussian_job(url, model={**model, "checkpoint": str(moved)},
+                           run={"on_nonfinite": "skip", "grid": 4, "progress": "log", "take_over_lease": True},
+                           cluster={"num_workers": 1, "max_restarts": 0, "max_shard_attempts": 1,
+                                    "shard_timeout_s": 30.0, "retry_backoff_s": 0.5})
     plan = prepare(resumed)
     assert plan.todo == () and [r.index for r in plan.done] == [0, 1, 2, 3]
 

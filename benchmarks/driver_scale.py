@@ -98,6 +98,7 @@ def child(shards: int, shard_size: int, actors: int, in_flight: int, sleep_s: fl
                 timings["dispatch_cpu"] = time.process_time() - c
 
         real_start, driver.start_workers, driver.dispatch = driver.start_workers, start_workers, timed_dispatch
+        real_missing, driver.missing_shards = driver.missing_shards, lambda *args: {}  # null workers write no files
         try:
             if trace:
                 import tracemalloc
@@ -113,7 +114,7 @@ def child(shards: int, shard_size: int, actors: int, in_flight: int, sleep_s: fl
                 timings["py_peak"] = tracemalloc.get_traced_memory()[1]
                 tracemalloc.stop()
         finally:
-            driver.start_workers, driver.dispatch = real_start, dispatch
+            driver.start_workers, driver.dispatch, driver.missing_shards = real_start, dispatch, real_missing
         assert manifest.status == "complete" and len(manifest.shards) == shards, manifest.status
         timings["manifest_bytes"] = os.path.getsize(os.path.join(out_dir, "__seedshard__", "manifest.json"))
         timings["actor_start"] = actor_start

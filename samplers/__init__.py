@@ -28,7 +28,7 @@ _EXPORTS = {  # name -> module (relative to this package) that defines it
     "LangevinSampler": ".langevin",
     **dict.fromkeys(["INTERFACES", "EDMField", "Field", "FlowField", "MeanFlowField", "VPEpsField", "VPVField",
                      "VPX0Field", "grid_coverage_warning", "wrap"], ".interfaces"),
-    **dict.fromkeys(["NOISE_SCHEME", "NOISE_SCHEMES", "NoiseProducer", "SampleNoise"], ".noise"),
+    **dict.fromkeys(["DEFAULT_NOISE_SCHEME", "NOISE_SCHEMES", "NoiseProducer", "SampleNoise", "scheme_named"], ".noise"),
     **dict.fromkeys(["SAMPLER_NAMES", "SAMPLERS", "build", "from_state", "sampler_class"], ".registry"),
     **dict.fromkeys(["DEFAULT_SAMPLING_TIME_KWARGS", "TIME_DISTS", "time_grid"], ".schedules"),
     "StepSampler": ".step",
@@ -52,7 +52,7 @@ if TYPE_CHECKING:
         wrap,
     )
     from .langevin import LangevinSampler
-    from .noise import NOISE_SCHEME, NOISE_SCHEMES, NoiseProducer, SampleNoise
+    from .noise import DEFAULT_NOISE_SCHEME, NOISE_SCHEMES, NoiseProducer, SampleNoise, scheme_named
     from .registry import SAMPLER_NAMES, SAMPLERS, build, from_state, sampler_class
     from .schedules import DEFAULT_SAMPLING_TIME_KWARGS, TIME_DISTS, time_grid
     from .step import StepSampler

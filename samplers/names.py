@@ -31,6 +31,11 @@ INTERFACES: dict[str, str] = {  # model interface -> "module:Class" of its field
     "meanflow": "interfaces.meanflow:MeanFlowField",
 }
 
+# How noise is made (samplers/noise/): each name a scheme module; new work uses the default, and an output
+# keeps the scheme it was written with (its manifest's noise_scheme).
+NOISE_SCHEME_NAMES = ("v1", "v2")
+DEFAULT_NOISE_SCHEME = "v2"
+
 STATE_DTYPES = ("float32", "float64")  # torch dtype names the integrator's state x may be kept in
 NET_DTYPES = ("float32", "float16", "bfloat16")  # torch dtype names a wrapped network may run in (`wrap(dtype=)`)
 

@@ -21,7 +21,7 @@ import torch
 from .base import Sampler, SamplerStateError
 from .guidance import GuidedField
 from .interfaces import Field
-from .names import STATE_DTYPES
+from .names import DEFAULT_NOISE_SCHEME, STATE_DTYPES
 from .noise import NoiseProducer, SampleNoise
 from .schedules import resolve_time_kwargs, time_grid
 
@@ -119,7 +119,7 @@ class StepSampler(Sampler):
     def sample(self, N: int, device: torch.device | str, *, net: Field, shape: tuple[int, ...] | list[int],
                seed: int = 0, start_index: int = 0, labels: torch.Tensor | None = None, g_net: Field | None = None,
                guidance_scale: float = 1.0, net_kwargs: dict[str, Any] | None = None,
-               noise_scheme: str = "v1") -> torch.Tensor:
+               noise_scheme: str = DEFAULT_NOISE_SCHEME) -> torch.Tensor:
         """Samples for indices start_index .. start_index + N - 1 under `seed`: (N, *shape) in `dtype`.
         `labels` (N,) are passed to the network as `class_labels`; `noise_scheme` names how every draw is made
         (a key of `NOISE_SCHEMES`; the one a job's outputs were written with)."""

@@ -16,6 +16,7 @@ RESUME_IGNORED: tuple[str, ...] = (
     "run.overwrite",
     "run.resume",
     "run.take_over_lease",
+    "run.noise_scheme",  # "auto" resolves to the manifest's scheme; the scheme itself is in the fingerprint
     "run.storage_options",
     "metrics",
     "model.preflight",

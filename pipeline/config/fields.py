@@ -68,6 +68,12 @@ def stored_dtypes() -> Iterable[str]:
     return SAMPLE_DTYPES
 
 
+def noise_schemes() -> Iterable[str]:
+    """`auto` (the output's own scheme on resume, else the default) and `samplers.names.NOISE_SCHEME_NAMES`."""
+    from samplers.names import NOISE_SCHEME_NAMES
+    return ("auto", *NOISE_SCHEME_NAMES)
+
+
 def network_dtypes() -> Iterable[str]:
     """Dtypes a network runs in, `samplers.names.NET_DTYPES` (the keys of `pipeline.network.NET_DTYPES`)."""
     from samplers.names import NET_DTYPES
@@ -108,6 +114,7 @@ StoredDtype = _choice(stored_dtypes)
 NetworkDtype = _choice(network_dtypes)
 Extractor = _choice(extractor_names)
 AutocastDtype = _choice(autocast_dtypes)
+NoiseScheme = _choice(noise_schemes)
 
 
 class _Strict(BaseModel):

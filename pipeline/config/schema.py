@@ -15,7 +15,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError, fmt_value, format_validation_error
 from .fields import (
-    MAX_SAMPLE_ELEMENTS, MAX_SHARDS, MAX_STEPS, Extractor, Format, SamplerDtype, SamplerName, StoredDtype, TimeDist,
+    MAX_SAMPLE_ELEMENTS, MAX_SHARDS, MAX_STEPS, Extractor, Format, NoiseScheme, SamplerDtype, SamplerName, StoredDtype, TimeDist,
     _Strict, time_dists,
 )
 from .model import ConditioningConfig, ModelConfig
@@ -41,6 +41,8 @@ class RunConfig(_Strict):
     on_nonfinite: Literal["fail", "skip"] = "fail"
     grid: int = Field(default=0, ge=0)  # > 0: also write grid.png of the first `grid` samples (image shapes)
     take_over_lease: bool = False  # take the output from a live lease (another driver); expired ones are taken anyway
+    # how noise is made (samplers/noise): auto = the output's own scheme when it resumes one, else the newest
+    noise_scheme: NoiseScheme = "auto"
 
     @field_validator("output")
     @classmethod

@@ -49,7 +49,7 @@ from .plan import Shard, iter_shards
 from .preflight import check_forward, check_sampler
 from .progress import Progress
 from .result import ShardResult
-from .resume import begin_output, check_output, job_schema, manifest_config
+from .resume import begin_output, check_output, job_schema, manifest_config, resolve_noise_scheme
 from .sampling import build_sampler
 from .scheduler import ShardScheduler
 from .submission import check_output_location
@@ -106,6 +106,8 @@ def prepare(cfg: JobConfig) -> JobPlan:
     if "memory" in protocols(fs):
         raise JobError(f"run.output={cfg.run.output!r}: memory:// lives in one process and Ray workers cannot share it; "
                        "use a local path or an object store (s3://, gs://)")
+    cfg = resolve_noise_scheme(fs, root, cfg)
+    noise_scheme = samplers.NOISE_SCHEMES[cfg.run.noise_scheme].description
     sampler = build_sampler(cfg)
     sampler_state = sampler.save()
     check_sampler(cfg, sampler)  # before any model code runs
@@ -124,10 +126,10 @@ def prepare(cfg: JobConfig) -> JobPlan:
     check_forward(cfg, sampler, weights, guide_weights)
     check_lease(fs, root, cfg.run.output, cfg.run.take_over_lease)  # another driver writing there: fail now
     runtime = job_runtime(cfg)
-    done, fingerprint = check_output(fs, root, cfg, model, sampler_state, samplers.NOISE_SCHEME, runtime)
+    done, fingerprint = check_output(fs, root, cfg, model, sampler_state, noise_scheme, runtime)
     manifest = Manifest(
         status="running", config=manifest_config(cfg), sampler_state=sampler_state, model=model,
-        schema=job_schema(cfg), noise_scheme=samplers.NOISE_SCHEME, num_samples=cfg.run.num_samples,
+        schema=job_schema(cfg), noise_scheme=noise_scheme, num_samples=cfg.run.num_samples,
         fingerprint=fingerprint, runtime=runtime,
         shards=list(done.values()), format_version=job_version(fs, root, cfg.run.overwrite),
     )

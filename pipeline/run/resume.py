@@ -41,6 +41,22 @@ def manifest_config(cfg: JobConfig) -> dict[str, Any]:
     return config
 
 
+def resolve_noise_scheme(fs: Any, root: str, cfg: JobConfig) -> JobConfig:
+    """`cfg` with run.noise_scheme `auto` made a name: the scheme of the output's manifest when a run resumes it
+    (an output keeps the noise it was written with), else the default (new outputs get the newest scheme)."""
+    if cfg.run.noise_scheme != "auto":
+        return cfg
+    from samplers.names import DEFAULT_NOISE_SCHEME
+    from samplers.noise import scheme_named
+
+    existing = None if cfg.run.overwrite else read_manifest(fs, root)
+    try:
+        name = scheme_named(existing.noise_scheme) if existing is not None else DEFAULT_NOISE_SCHEME
+    except ValueError as e:
+        raise JobError(f"{redact_url(cfg.run.output)}: {e}") from None
+    return cfg.model_copy(update={"run": cfg.run.model_copy(update={"noise_scheme": name})})
+
+
 def job_schema(cfg: JobConfig) -> dict[str, Any]:
     """The manifest's schema entry of this job's shards."""
     return shard_schema(cfg.run.format, cfg.run.dtype, stored_shape(cfg.model), cfg.run.labels != "none")

@@ -16,6 +16,7 @@ import torch
 
 import samplers
 from samplers.base import check_params
+from samplers.names import DEFAULT_NOISE_SCHEME
 
 from ..conditioning import ConditioningTable, load_table
 from ..config import ConfigError
@@ -39,6 +40,7 @@ class SampleSpec:
     guidance_scale: float = 1.0
     conditioning: ConditioningTable | None = None  # network keywords of each index, from conditioning.table
     decoder: LatentDecoder | None = None  # latents -> stored images (model.decoder)
+    noise_scheme: str = DEFAULT_NOISE_SCHEME  # how every draw is made (samplers.NOISE_SCHEMES)
 
     @classmethod
     def from_config(cls, cfg: Any, device: torch.device | str = "cpu") -> "SampleSpec":
@@ -46,7 +48,14 @@ class SampleSpec:
             seed=cfg.run.seed, shape=tuple(cfg.model.shape), labels=cfg.run.labels, label=cfg.run.label,
             num_classes=cfg.model.num_classes, guidance_scale=cfg.sampler.guidance_scale,
             conditioning=load_table(cfg), decoder=build_decoder(cfg.model, device, cfg.run.seed),
+            noise_scheme=noise_scheme(cfg),
         )
+
+
+def noise_scheme(cfg: Any) -> str:
+    """The noise scheme's name: run.noise_scheme, with `auto` as the default (prepare resolves `auto` to an
+    output's own scheme before any worker sees the config)."""
+    return DEFAULT_NOISE_SCHEME if cfg.run.noise_scheme == "auto" else cfg.run.noise_scheme
 
 
 def build_sampler(cfg: Any) -> samplers.Sampler:
@@ -72,7 +81,7 @@ def labels_for(spec: SampleSpec, start: int, stop: int, device: torch.device | s
         return torch.full((stop - start,), spec.label, dtype=torch.int64, device=device)
     if spec.labels == "balanced":
         return torch.arange(start, stop, dtype=torch.int64, device=device) % spec.num_classes
-    return samplers.SampleNoise(spec.seed, start, stop - start, device).labels(spec.num_classes)
+    return samplers.SampleNoise(spec.seed, start, stop - start, device, spec.noise_scheme).labels(spec.num_classes)
 
 
 def describe(sampler: samplers.Sampler) -> str:
@@ -93,6 +102,7 @@ def sample_batch(
         stop - start, device, net=net, shape=spec.shape, seed=spec.seed, start_index=start, labels=labels,
         g_net=g_net, guidance_scale=spec.guidance_scale,
         net_kwargs=spec.conditioning.kwargs(start, stop, device) if spec.conditioning is not None else None,
+        noise_scheme=spec.noise_scheme,
     )
     if spec.decoder is not None:
         x = spec.decoder(x)

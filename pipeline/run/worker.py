@@ -73,7 +73,8 @@ class SamplerWorker:
         self.spec = SampleSpec.from_config(self.cfg, self.device)
         self.fs, self.root = open_output(self.cfg.run.output, self.cfg.run.storage_options)
         self.fingerprint = expect.get("fingerprint")
-        self.metadata = shard_metadata(self.cfg, sampler_state, samplers.NOISE_SCHEME, self.fingerprint)
+        self.metadata = shard_metadata(self.cfg, sampler_state, samplers.NOISE_SCHEMES[self.spec.noise_scheme].description,
+                                       self.fingerprint)
         fid = self.cfg.metrics.fid
         self.extractor = build_extractor(fid.extractor, device=self.device, **fid.extractor_kwargs) if fid else None
         self._sampling = threading.Lock()

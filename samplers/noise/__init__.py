@@ -8,9 +8,10 @@ bits are made is a named scheme, and the scheme is part of the meaning of every 
 writes (its description is stored in manifests as `noise_scheme`); each scheme's module states it
 exactly:
     "v1" (v1.py): one NumPy Philox4x64 generator per sample, drawn on the CPU, then moved.
-    "v2" (v2.py): Philox4x32-7 for all rows at once (NumPy on the CPU, torch elsewhere; the same bits),
-                  an exact table inverse CDF.
-`NOISE_SCHEME` is v1's description: samplers use v1 unless a scheme is chosen explicitly.
+    "v2" (v2.py): Philox4x32-7 for all rows at once (a compiled loop on the CPU, torch on the device;
+                  the same bits), an exact table inverse CDF.
+New work uses `DEFAULT_NOISE_SCHEME` (v2); an output keeps the scheme its manifest names, so outputs
+written with v1 still verify and resume with v1 (`scheme_named`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import NamedTuple
 
 import torch
 
+from ..names import DEFAULT_NOISE_SCHEME, NOISE_SCHEME_NAMES
 from . import v1, v2
 from .v1 import generator
 
@@ -43,14 +45,23 @@ NOISE_SCHEMES = {
     "v1": NoiseScheme("v1", v1.SCHEME, v1.normal, v1.labels, 1 << 64),
     "v2": NoiseScheme("v2", v2.SCHEME, v2.normal, v2.labels, 1 << 63),
 }
-NOISE_SCHEME = NOISE_SCHEMES["v1"].description
+assert tuple(NOISE_SCHEMES) == NOISE_SCHEME_NAMES, "samplers/names.py lists the schemes for config checks"
+
+
+def scheme_named(description: str) -> str:
+    """The name of the scheme a manifest's `noise_scheme` describes; ValueError for one this version lacks."""
+    for name, scheme in NOISE_SCHEMES.items():
+        if scheme.description == description:
+            return name
+    raise ValueError(f"noise scheme {description!r} is not one this seedshard knows ({', '.join(NOISE_SCHEMES)}); "
+                     "upgrade seedshard to read it")
 
 
 class SampleNoise:
     """All noise for the consecutive sample indices `start_index .. start_index + n - 1`."""
 
     def __init__(self, seed: int, start_index: int, n: int, device: torch.device | str = "cpu",
-                 scheme: str = "v1") -> None:
+                 scheme: str = DEFAULT_NOISE_SCHEME) -> None:
         if scheme not in NOISE_SCHEMES:
             raise ValueError(f"unknown noise scheme {scheme!r}; known: {', '.join(NOISE_SCHEMES)}")
         self.scheme = NOISE_SCHEMES[scheme]
@@ -85,8 +96,8 @@ class SampleNoise:
         return self.scheme.labels(self.seed, self.start_index, self.n, LABEL_STREAM, num_classes, self.device)
 
 
-__all__ = ["LABEL_STREAM", "NOISE_SCHEME", "NOISE_SCHEMES", "NoiseScheme", "START_STREAM", "STEP_STREAM",
-           "SampleNoise", "generator"]
+__all__ = ["DEFAULT_NOISE_SCHEME", "LABEL_STREAM", "NOISE_SCHEMES", "NoiseScheme", "START_STREAM", "STEP_STREAM",
+           "SampleNoise", "generator", "scheme_named"]
 
 from .producer import NoiseProducer  # noqa: E402  (it builds on SampleNoise)
 

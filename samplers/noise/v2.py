@@ -27,9 +27,10 @@ depend on the batch size, layout, device or retries. The scheme, exactly (intege
            label = floor(R * n / 2**64) (bias at most n / 2**64, i.e. none measurable).
     output. normals are float32, then moved/cast to the caller's device and dtype.
 
-Two implementations give the same bits: NumPy uint64 arrays on the CPU (exact wraparound; ~5 array ops
-per Philox round for all four words, in cache-sized pieces) and torch int64 tensors on other devices
-(the 32x32 -> 64 multiply wraps modulo 2**64 and only its two 32-bit halves are used). The transform
+Three implementations give the same bits: a compiled loop on the CPU (v2_kernel.py, numba), NumPy uint64
+arrays on the CPU where numba is missing (exact wraparound; ~5 array ops per Philox round for all four
+words, in cache-sized pieces) and torch int64 tensors on other devices (the 32x32 -> 64 multiply wraps
+modulo 2**64 and only its two 32-bit halves are used). The transform
 uses only operations IEEE 754 rounds exactly: int32 -> float32 conversion, bit extraction, a table
 lookup, one float32 multiply and one float32 add as separate operations. So a value is the same bits
 on every device, given the same table.
@@ -233,8 +234,13 @@ def normal(seed: int, start_index: int, n: int, stream: int, draw: int, shape: S
     count = int(np.prod(shape, dtype=np.int64))
     blocks = -(-count // 4)
     if device.type == "cpu":
+        from . import v2_kernel  # it imports this module's constants
+
         out = np.empty((n, 4 * blocks), dtype=np.float32)
-        _normal_np(seed, start_index, n, stream, draw, blocks, out)
+        if v2_kernel.AVAILABLE:
+            v2_kernel.normal(seed, start_index, n, stream + MAX_STREAM * draw, blocks, out, *_table_np())
+        else:
+            _normal_np(seed, start_index, n, stream, draw, blocks, out)
         return torch.from_numpy(out)[:, :count].view(n, *shape) if count % 4 == 0 else \
             torch.from_numpy(np.ascontiguousarray(out[:, :count])).view(n, *shape)
     out_t = torch.empty(n, 4 * blocks, dtype=torch.float32, device=device)

@@ -118,7 +118,6 @@ def probe_job(output: str, **hooks: Any) -> Any:
 def job_identity(cfg: Any, version: int | None = None) -> tuple[dict[str, Any], Any, Any, str]:
     """(model identity with guide, weights, guide weights, fingerprint) of job `cfg`, as the driver finds them
     (``version``: the output format version; default: the current one)."""
-    import samplers
     from pipeline.network import model_identity
     from pipeline.output.layout import FORMAT_VERSION
     from pipeline.run.fingerprint import fingerprint_fields, job_fingerprint, job_runtime
@@ -128,15 +127,22 @@ def job_identity(cfg: Any, version: int | None = None) -> tuple[dict[str, Any], 
     guide_weights = None
     if cfg.model.guide is not None:
         model["guide"], guide_weights = model_identity(cfg.model.guide, cfg.run.storage_options, cfg.run.seed)
-    fields = fingerprint_fields(cfg, model, build_sampler(cfg).save(), samplers.NOISE_SCHEME, job_runtime(cfg),
+    fields = fingerprint_fields(cfg, model, build_sampler(cfg).save(), noise_description(cfg), job_runtime(cfg),
                                 version or FORMAT_VERSION)
     return model, weights, guide_weights, job_fingerprint(fields)
+
+
+def noise_description(cfg: Any) -> str:
+    """The manifest's noise_scheme of a new output of `cfg` (run.noise_scheme, `auto` as the default)."""
+    import samplers
+    from pipeline.run.sampling import noise_scheme
+
+    return samplers.NOISE_SCHEMES[noise_scheme(cfg)].description
 
 
 def shard_bytes(cfg: Any, version: int | None = None) -> Iterator[tuple[Any, bytes]]:
     """(shard, the bytes a job writes for it), computed in this process without Ray (``version``: the
     output format version; default: the current one)."""
-    import samplers
     from pipeline.network import build_fields
     from pipeline.output.dtypes import to_stored
     from pipeline.output.layout import FORMAT_VERSION
@@ -147,7 +153,7 @@ def shard_bytes(cfg: Any, version: int | None = None) -> Iterator[tuple[Any, byt
     sampler = build_sampler(cfg)
     _, weights, guide_weights, fingerprint = job_identity(cfg, version)
     net, g_net = build_fields(cfg.model, cfg.sampler.guidance_scale, "cpu", weights, guide_weights, seed=cfg.run.seed)
-    meta = shard_metadata(cfg, sampler.save(), samplers.NOISE_SCHEME, fingerprint)
+    meta = shard_metadata(cfg, sampler.save(), noise_description(cfg), fingerprint)
     for shard in iter_shards(cfg.run.num_samples, cfg.run.shard_size):
         x, y = sample_shard(sampler, net, g_net, SampleSpec.from_config(cfg), shard, cfg.run.batch_size, "cpu")
         yield shard, encode_shard(np.arange(shard.start, shard.stop), y, to_stored(x, cfg.run.dtype),
@@ -193,7 +199,6 @@ def reference_payload_digests(cfg: Any) -> dict[int, str]:
 def write_output_in_process(cfg: Any, version: int | None = None) -> Any:
     """Write the complete output of `cfg` (shards, sidecars, manifest) as run_job does, without Ray
     (``version``: the output format version; 1 writes the older layout)."""
-    import samplers
     from pipeline.output.fs import open_output
     from pipeline.output.manifest import Manifest, write_manifest
     from pipeline.output.shards import commit_shard, shard_name
@@ -211,7 +216,7 @@ def write_output_in_process(cfg: Any, version: int | None = None) -> Any:
                             version)
                for shard, data in shard_bytes(cfg, version)]
     manifest = Manifest(status="complete", config=manifest_config(cfg), sampler_state=build_sampler(cfg).save(),
-                        model=model, schema=job_schema(cfg), noise_scheme=samplers.NOISE_SCHEME,
+                        model=model, schema=job_schema(cfg), noise_scheme=noise_description(cfg),
                         num_samples=cfg.run.num_samples, shards=records, fingerprint=fingerprint, runtime=job_runtime(cfg),
                         format_version=version)
     return write_manifest(fs, root, manifest)

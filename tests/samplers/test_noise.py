@@ -12,33 +12,36 @@ def test_start_noise_is_the_documented_philox_scheme():
     seed, index = 1234, 7
     bitgen = np.random.Philox(key=[seed, index], counter=[0, 0, 0, 0])  # key words: seed, index
     expected = np.random.Generator(bitgen).standard_normal((2, 3), dtype=np.float32)
-    got = SampleNoise(seed, index, 1).start((2, 3), torch.float32)[0]
+    got = SampleNoise(seed, index, 1, scheme="v1").start((2, 3), torch.float32)[0]
     assert np.array_equal(got.numpy(), expected)
 
 
 def test_step_and_label_streams_follow_the_scheme():
     seed, index, k = 9, 3, 5
     step = np.random.Generator(np.random.Philox(key=[seed, index], counter=[0, STEP_STREAM + k, 1, 0]))
-    noise = SampleNoise(seed, index, 1)
+    noise = SampleNoise(seed, index, 1, scheme="v1")
     assert np.array_equal(noise.step(k, torch.zeros(1, 4), draw=1)[0].numpy(), step.standard_normal(4, dtype=np.float32))
     label = np.random.Generator(np.random.Philox(key=[seed, index], counter=[0, LABEL_STREAM, 0, 0])).integers(10)
     assert noise.labels(10).tolist() == [int(label)]
 
 
-def test_noise_of_an_index_does_not_depend_on_batch_layout():
-    a = SampleNoise(0, 0, 8).start((3, 4), torch.float32)
-    b = SampleNoise(0, 3, 5).start((3, 4), torch.float32)
+@pytest.mark.parametrize("scheme", ["v1", "v2"])
+def test_noise_of_an_index_does_not_depend_on_batch_layout(scheme):
+    a = SampleNoise(0, 0, 8, scheme=scheme).start((3, 4), torch.float32)
+    b = SampleNoise(0, 3, 5, scheme=scheme).start((3, 4), torch.float32)
     assert torch.equal(a[3:], b)
 
 
-def test_seeds_are_not_truncated_to_32_bits():
-    a = SampleNoise(5, 0, 1).start((16,), torch.float32)
-    b = SampleNoise(5 + 2**32, 0, 1).start((16,), torch.float32)
+@pytest.mark.parametrize("scheme", ["v1", "v2"])
+def test_seeds_are_not_truncated_to_32_bits(scheme):
+    a = SampleNoise(5, 0, 1, scheme=scheme).start((16,), torch.float32)
+    b = SampleNoise(5 + 2**32, 0, 1, scheme=scheme).start((16,), torch.float32)
     assert not torch.equal(a, b)
 
 
-def test_streams_and_draws_are_distinct():
-    noise = SampleNoise(0, 0, 4)
+@pytest.mark.parametrize("scheme", ["v1", "v2"])
+def test_streams_and_draws_are_distinct(scheme):
+    noise = SampleNoise(0, 0, 4, scheme=scheme)
     like = torch.zeros(4, 16)
     draws = [noise.start((16,), torch.float32), noise.step(0, like), noise.step(1, like), noise.step(0, like, draw=1)]
     for i in range(len(draws)):
@@ -46,38 +49,42 @@ def test_streams_and_draws_are_distinct():
             assert not torch.equal(draws[i], draws[j])
 
 
+@pytest.mark.parametrize("scheme", ["v1", "v2"])
 @pytest.mark.parametrize("name", ["heun", "euler_maruyama"])
-def test_sample_rows_depend_only_on_seed_and_index(name):
+def test_sample_rows_depend_only_on_seed_and_index(name, scheme):
     field = samplers.wrap(GaussianNet("flow"), "flow")
     sampler = samplers.build(name, steps=6)
-    whole = sampler.sample(8, "cpu", net=field, shape=(2, 3), seed=11, start_index=0)
-    tail = sampler.sample(5, "cpu", net=field, shape=(2, 3), seed=11, start_index=3)
+    whole = sampler.sample(8, "cpu", net=field, shape=(2, 3), seed=11, start_index=0, noise_scheme=scheme)
+    tail = sampler.sample(5, "cpu", net=field, shape=(2, 3), seed=11, start_index=3, noise_scheme=scheme)
     assert torch.equal(whole[3:], tail)
-    other_seed = sampler.sample(5, "cpu", net=field, shape=(2, 3), seed=12, start_index=3)
+    other_seed = sampler.sample(5, "cpu", net=field, shape=(2, 3), seed=12, start_index=3, noise_scheme=scheme)
     assert not torch.equal(tail, other_seed)
 
 
-def test_noise_is_drawn_on_cpu_then_moved(monkeypatch):
+def test_v1_noise_is_drawn_on_cpu_then_moved(monkeypatch):
     # The device only receives the CPU bits: a "meta" device round trip shows the target device is honoured.
-    noise = SampleNoise(0, 0, 2, device="meta").start((3,), torch.float16)
+    noise = SampleNoise(0, 0, 2, device="meta", scheme="v1").start((3,), torch.float16)
     assert noise.device.type == "meta" and noise.dtype == torch.float16
 
 
+@pytest.mark.parametrize("scheme", ["v1", "v2"])
 @pytest.mark.parametrize("seed,start", [(-1, 0), (2**64, 0), (0, -3), ("1", 0)])
-def test_bad_seed_or_index_is_an_error(seed, start):
+def test_bad_seed_or_index_is_an_error(seed, start, scheme):
     with pytest.raises(ValueError, match="seed|start_index"):
-        SampleNoise(seed, start, 1)
+        SampleNoise(seed, start, 1, scheme=scheme)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_noise_is_the_same_on_cuda():
-    cpu = SampleNoise(1, 0, 4).start((8,), torch.float32)
-    cuda = SampleNoise(1, 0, 4, device="cuda").start((8,), torch.float32)
+def test_v1_noise_is_the_same_on_cuda():
+    cpu = SampleNoise(1, 0, 4, scheme="v1").start((8,), torch.float32)
+    cuda = SampleNoise(1, 0, 4, device="cuda", scheme="v1").start((8,), torch.float32)
     assert torch.equal(cpu, cuda.cpu())
 
 
 # -- scheme v2 ------------------------------------------------------------------------------------
-from samplers.noise import NOISE_SCHEME, NOISE_SCHEMES, START_STREAM, NoiseProducer, v2  # noqa: E402
+from samplers.noise import (  # noqa: E402
+    DEFAULT_NOISE_SCHEME, NOISE_SCHEMES, START_STREAM, NoiseProducer, scheme_named, v2, v2_kernel,
+)
 
 MASK = 0xFFFFFFFF
 
@@ -147,14 +154,28 @@ def test_v2_transform_equals_the_reference_on_edge_and_random_words():
 
 @pytest.mark.parametrize("seed,start,n,shape,stream,draw", [
     (0, 0, 3, (11,), 0, 0), (2**64 - 1, 2**63 - 70, 64, (2, 8, 8), 2**20 - 1, 2**12 - 1),
-    (123456789123, 2**40 + 3, 5, (3, 5, 7), 7, 2)])
-def test_v2_numpy_cpu_path_equals_the_torch_path(monkeypatch, seed, start, n, shape, stream, draw):
-    # The torch path is what other devices run; on the CPU it must give the NumPy path's bits.
+    (123456789123, 2**40 + 3, 5, (3, 5, 7), 7, 2), (2**32 + 5, 2**32 - 2, 4, (1,), 3, 1)])
+def test_v2_compiled_numpy_and_torch_paths_give_the_same_bits(seed, start, n, shape, stream, draw):
+    # The compiled loop is the CPU's path, NumPy the CPU's path without numba, torch what other devices run.
     cpu = SampleNoise(seed, start, n, scheme="v2").normal(stream, shape, torch.float32, draw)
     count = int(np.prod(shape))
-    out = torch.empty(n, 4 * -(-count // 4))
-    v2._normal_torch(seed, start, n, stream, draw, out.shape[1] // 4, out)
-    assert torch.equal(cpu, out[:, :count].reshape(n, *shape))
+    blocks = -(-count // 4)
+    compiled, numpy_path = (np.full((n, 4 * blocks), np.nan, np.float32) for _ in range(2))
+    v2_kernel.normal(seed, start, n, stream + v2.MAX_STREAM * draw, blocks, compiled, *v2._table_np())
+    v2._normal_np(seed, start, n, stream, draw, blocks, numpy_path)
+    torch_path = torch.empty(n, 4 * blocks)
+    v2._normal_torch(seed, start, n, stream, draw, blocks, torch_path)
+    for out in (compiled, numpy_path, torch_path.numpy()):
+        assert np.array_equal(out.view(np.uint32), torch_path.numpy().view(np.uint32))
+    assert torch.equal(cpu, torch_path[:, :count].reshape(n, *shape))
+
+
+def test_v2_uses_the_compiled_loop_and_falls_back_to_numpy_with_the_same_bits(monkeypatch):
+    assert v2_kernel.AVAILABLE  # numba is a core dependency
+    compiled = SampleNoise(9, 4, 6, scheme="v2").step(3, torch.zeros(6, 3, 9, 9))
+    monkeypatch.setattr(v2_kernel, "AVAILABLE", False)
+    monkeypatch.setattr(v2_kernel, "fill", None)  # the NumPy path must not touch it
+    assert torch.equal(compiled, SampleNoise(9, 4, 6, scheme="v2").step(3, torch.zeros(6, 3, 9, 9)))
 
 
 def test_v2_table_is_the_pinned_one_and_close_to_the_exact_inverse_cdf():
@@ -205,7 +226,8 @@ def test_v2_rows_do_not_depend_on_batch_split_or_pieces(monkeypatch):
     whole = SampleNoise(3, 10, 9, scheme="v2").step(4, torch.zeros(9, 3, 5, 7))
     parts = [SampleNoise(3, 10 + a, b - a, scheme="v2").step(4, torch.zeros(b - a, 3, 5, 7)) for a, b in [(0, 1), (1, 6), (6, 9)]]
     assert torch.equal(whole, torch.cat(parts))
-    monkeypatch.setitem(v2.CHUNK, "cpu", 24)  # many small pieces, split inside rows
+    monkeypatch.setattr(v2_kernel, "AVAILABLE", False)  # the NumPy path, in many small pieces split inside rows
+    monkeypatch.setitem(v2.CHUNK, "cpu", 24)
     assert torch.equal(whole, SampleNoise(3, 10, 9, scheme="v2").step(4, torch.zeros(9, 3, 5, 7)))
 
 
@@ -221,13 +243,17 @@ def test_v2_labels_equal_the_reference_and_are_uniform():
     assert stats.chisquare(counts).pvalue > 1e-3
 
 
-def test_schemes_are_explicit_and_v1_stays_the_default():
-    assert NOISE_SCHEME == "philox4x64(key=seed+2**64*index, counter=[0,stream,draw,0]) float32 ziggurat; v1"
-    assert NOISE_SCHEMES["v1"].description == NOISE_SCHEME and NOISE_SCHEMES["v2"].description.endswith("; v2")
+def test_schemes_are_named_and_new_work_uses_v2():
+    assert NOISE_SCHEMES["v1"].description == "philox4x64(key=seed+2**64*index, counter=[0,stream,draw,0]) float32 ziggurat; v1"
+    assert NOISE_SCHEMES["v2"].description.endswith("; v2") and DEFAULT_NOISE_SCHEME == "v2"
     assert torch.equal(SampleNoise(1, 2, 3).start((4,), torch.float32),
-                       SampleNoise(1, 2, 3, scheme="v1").start((4,), torch.float32))
+                       SampleNoise(1, 2, 3, scheme="v2").start((4,), torch.float32))
     assert not torch.equal(SampleNoise(1, 2, 3).start((4,), torch.float32),
-                           SampleNoise(1, 2, 3, scheme="v2").start((4,), torch.float32))
+                           SampleNoise(1, 2, 3, scheme="v1").start((4,), torch.float32))
+    for name, scheme in NOISE_SCHEMES.items():  # a manifest's noise_scheme names its scheme
+        assert scheme_named(scheme.description) == name
+    with pytest.raises(ValueError, match="noise scheme 'philox; v9' is not one this seedshard knows \\(v1, v2\\)"):
+        scheme_named("philox; v9")
 
 
 @pytest.mark.parametrize("kwargs,call,match", [

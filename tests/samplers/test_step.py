@@ -74,12 +74,14 @@ def test_sample_draws_every_noise_by_the_chosen_scheme(name):
 
     net = samplers.wrap(GaussianNet("flow"), "flow")
     sampler = samplers.build(name, steps=4)
-    default = sampler.sample(3, "cpu", net=net, shape=(2, 3), seed=5, start_index=7)
-    assert torch.equal(default, sampler.sample(3, "cpu", net=net, shape=(2, 3), seed=5, start_index=7, noise_scheme="v1"))
-    new = sampler.sample(3, "cpu", net=net, shape=(2, 3), seed=5, start_index=7, noise_scheme="v2")
-    noise = samplers.SampleNoise(5, 7, 3, scheme="v2")
-    expected = sampler.integrate(net, noise.start((2, 3), torch.float32) * net.prior_scale(1.0), noise=noise)
-    assert torch.equal(new, expected) and not torch.equal(new, default)
+    new = sampler.sample(3, "cpu", net=net, shape=(2, 3), seed=5, start_index=7)  # v2 by default
+    assert torch.equal(new, sampler.sample(3, "cpu", net=net, shape=(2, 3), seed=5, start_index=7, noise_scheme="v2"))
+    old = sampler.sample(3, "cpu", net=net, shape=(2, 3), seed=5, start_index=7, noise_scheme="v1")
+    for scheme, x in (("v1", old), ("v2", new)):
+        noise = samplers.SampleNoise(5, 7, 3, scheme=scheme)
+        expected = sampler.integrate(net, noise.start((2, 3), torch.float32) * net.prior_scale(1.0), noise=noise)
+        assert torch.equal(x, expected)
+    assert not torch.equal(new, old)
     with samplers.NoiseProducer(noise) as producer:  # drawn ahead on a thread: the same bits
         assert torch.equal(sampler.integrate(net, noise.start((2, 3), torch.float32), noise=producer), new)
     with pytest.raises(ValueError, match="unknown noise scheme 'v9'"):

@@ -92,6 +92,7 @@ CHOICES = [
     ("run.format", codecs.FORMATS),
     ("run.dtype", dtypes.SAMPLE_DTYPES),
     ("metrics.fid.extractor", extractors.EXTRACTORS),
+    ("run.noise_scheme", ["auto", *samplers.NOISE_SCHEMES]),
 ]
 
 

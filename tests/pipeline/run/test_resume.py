@@ -11,7 +11,9 @@ from pipeline.output.layout import side_path
 from pipeline.run.driver import JobError, run_job
 from pipeline.output.manifest import read_manifest
 from pipeline.output.verify import verify_output
-from tests.pipeline.jobs import digests, gaussian_job, reference_digests, snapshot, write_output_in_process
+from tests.pipeline.jobs import (
+    digests, gaussian_job, payload_digests, reference_digests, snapshot, write_output_in_process,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -126,3 +128,31 @@ def test_resume_verify_and_corrupt_shards_on_s3(ray2, s3, caplog):
     assert not fs.exists(f"{root}/.shard-00003.parquet.tmp-0badc0de")
     assert verify_output(url, options) == []
     assert read_manifest(fs, root).status == "complete"
+
+
+def test_an_output_written_with_noise_v1_resumes_with_v1_and_new_outputs_use_v2(ray2, tmp_path):
+    import json
+
+    from samplers import NOISE_SCHEMES
+
+    url, one = str(tmp_path / "old"), {"num_workers": 1}
+    first = write_output_in_process(gaussian_job(url, run={"num_samples": 100, "noise_scheme": "v1"}))
+    manifest_path = side_path(url, "manifest.json", 2)
+    with open(manifest_path) as f:  # as a seedshard before run.noise_scheme wrote it
+        old = json.load(f)
+    del old["config"]["run"]["noise_scheme"]
+    with open(manifest_path, "w") as f:
+        json.dump(old, f)
+    assert first.noise_scheme == NOISE_SCHEMES["v1"].description
+    damage(url)
+    second = run_job(gaussian_job(url, run={"num_samples": 100}, cluster=one))  # noise_scheme: auto
+    assert second.noise_scheme == first.noise_scheme and digests(second) == digests(first)
+    assert second.config["run"]["noise_scheme"] == "v1" and verify_output(url) == []
+    with pytest.raises(JobError, match=r"holds a different job \(noise_scheme: \"philox4x64.*; v1\" -> \"philox4x32-7.*; v2\"\)"):
+        run_job(gaussian_job(url, run={"num_samples": 100, "noise_scheme": "v2"}, cluster=one))
+
+    new = gaussian_job(str(tmp_path / "new"), run={"num_samples": 100}, cluster=one)
+    third = run_job(new)
+    assert third.noise_scheme == NOISE_SCHEMES["v2"].description and third.config["run"]["noise_scheme"] == "v2"
+    assert digests(third) == reference_digests(new) and verify_output(new.run.output) == []
+    assert payload_digests(new.run.output, third) != payload_digests(url, second)  # other noise, other samples

@@ -99,7 +99,15 @@ class Field:
     def sde_drift(self, x: torch.Tensor, t: float, **net_kwargs: Any) -> torch.Tensor:
         """Reverse-SDE drift v - beta/2 * score from one network call (t > 0)."""
         v = self.velocity(x, t, **net_kwargs)
-        eps = (self.alpha(t) * v - self.dalpha(t) * x) / self._det(t)
+        alpha, dalpha, det = self.alpha(t), self.dalpha(t), self._det(t)
+        # eps = (alpha v - dalpha x) / det, skipping a multiply by 1, a subtraction of 0 * x and a division by 1
+        # (sigma fields: all three): the same bits, except the sign of an exact zero, which the sum below rounds
+        # away. Two tensor ops instead of six on the edm field.
+        eps = v if alpha == 1.0 else alpha * v
+        if dalpha != 0.0:
+            eps = eps - dalpha * x
+        if det != 1.0:
+            eps = eps / det
         return v + (0.5 * self.diffusion(t) / self.sigma(t)) * eps
 
     def __repr__(self) -> str:

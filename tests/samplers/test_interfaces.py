@@ -176,3 +176,16 @@ def test_grid_coverage_warning():
     flow = samplers.wrap(GaussianNet("flow"), "flow")
     assert samplers.grid_coverage_warning(flow, samplers.time_grid("shift", 8)) is None
     assert "t=0.5" in samplers.grid_coverage_warning(flow, samplers.time_grid("uniform", 8, t_max=0.5))
+
+
+@pytest.mark.parametrize("interface,t", [("flow", 0.3), ("edm", 2.5), ("vp_eps", 0.7), ("vp_v", 0.7), ("vp_x0", 0.7)])
+def test_sde_drift_skips_only_exact_operations(interface, t):
+    # The drift skips multiplying by alpha = 1, subtracting 0 * x and dividing by det = 1 where they apply; outputs
+    # written before keep their bits: equal, bit for bit, to the formula with every operation done.
+    net = GaussianNet(interface) if interface in ("flow", "edm") else (lambda x, *times: torch.sin(x) * 0.7)
+    field = samplers.wrap(net, interface)
+    x = torch.randn(64, 32, generator=torch.Generator().manual_seed(3)) * (t if interface == "edm" else 1.0)
+    v = field.velocity(x, t)
+    eps = (field.alpha(t) * v - field.dalpha(t) * x) / field._det(t)
+    every_operation = v + (0.5 * field.diffusion(t) / field.sigma(t)) * eps
+    assert torch.equal(field.sde_drift(x, t), every_operation)

@@ -11,6 +11,8 @@ Heun on the Karras grid (18 steps = 35 network calls), batch 256. For every comb
     shards, manifest; Ray started once (its start reported apart), actor start excluded.
 The job's rate includes the actors' own warm-up and compilation, so compare it with the bare
 "incl. warm-up" rate; for long jobs it approaches the steady one.
+Noise: one batch of EDM's stochastic sampler (S_churn=40, one draw per step, noise scheme v2 drawn on the
+device) against the same draws made alone, in float32; issue 19's target is noise < 2% of the step time.
 
 Without CUDA it runs the same code on the CPU with small sizes (`--quick` picks a tiny U-Net,
 float32 / bfloat16, no compile), so the script is tested for not rotting.
@@ -57,6 +59,36 @@ def job_config(args: argparse.Namespace, dtype: str, compile_: bool, actors: int
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+@torch.inference_mode()
+def noise_share(cfg: JobConfig, device: torch.device, repeats: int = 3) -> tuple[float, float]:
+    """(seconds of one batch of edm_stochastic sampling, seconds of its noise draws alone): best of `repeats`."""
+    import samplers
+
+    sampler = samplers.build("edm_stochastic", steps=cfg.sampler.steps, time_dist="karras", S_churn=40.0)
+    net, _ = build_fields(cfg.model.model_copy(update={"dtype": "float32", "compile": False}), 1.0, device)
+    n, shape = cfg.run.batch_size, tuple(cfg.model.shape)
+
+    def draws() -> None:  # the start noise and one draw per step (churn draws at every step but the last)
+        noise = samplers.SampleNoise(cfg.run.seed, 0, n, device)
+        x = noise.start(shape, torch.float32)
+        for k in range(sampler.steps):
+            noise.step(k, x)
+
+    def best(run) -> float:
+        times = []
+        for _ in range(repeats):
+            sync(device)
+            t = time.perf_counter()
+            run()
+            sync(device)
+            times.append(time.perf_counter() - t)
+        return min(times)
+
+    sample = lambda: sampler.sample(n, device, net=net, shape=shape, seed=cfg.run.seed)  # noqa: E731
+    sample(), draws()  # warm-up
+    return best(sample), best(draws)
 
 
 @torch.inference_mode()
@@ -120,6 +152,8 @@ def main(argv: list[str] | None = None) -> None:
              configure_logging=False)
     ray_start = time.perf_counter() - t0
     rows = []
+    cfg = job_config(args, "float32", False, 1, os.path.join(out_dir, "job"), cuda)
+    sample_s, noise_s = noise_share(cfg, device)
     try:
         for dtype, comp in itertools.product(args.dtypes, args.compile):
             cfg = job_config(args, dtype, comp == "on", 1, os.path.join(out_dir, "job"), cuda)
@@ -147,6 +181,10 @@ def main(argv: list[str] | None = None) -> None:
     for dtype, comp, actors, steady, cold, first, job_rate, ratio, start in rows:
         print(f"| {dtype} | {comp} | {actors} | {steady:.1f} | {cold:.1f} | {first:.2f} | {job_rate:.1f} | {ratio:.3f} "
               f"| {start:.2f} |")
+    share = noise_s / sample_s
+    print(f"\nNoise (scheme v2 on {device.type}): {noise_s * 1e3:.2f} ms of a {sample_s * 1e3:.1f} ms batch of edm_stochastic "
+          f"(S_churn=40, {args.steps} steps, batch {args.batch}): {share:.2%}; target < 2%: "
+          + (("met." if share < 0.02 else "MISSED.") if cuda else "not measured (CPU: smoke only)."))
 
 
 if __name__ == "__main__":

@@ -20,6 +20,8 @@ from .conditioning import ConditioningTable, load_table
 from .config import JobConfig, load_config
 from .decoder import LatentDecoder, build_decoder
 from .network import build_fields, model_identity
+from .output.fs import open_output
+from .run.resume import resolve_noise_scheme
 from .run.plan import Shard
 from .run.sampling import SampleSpec, build_sampler, sample_shard
 
@@ -52,6 +54,7 @@ class SamplingHandle:
                     device: torch.device | str = "cpu") -> "SamplingHandle":
         """The model, guide, sampler, labels, seed and batch size of a job config."""
         cfg = load_config(config, overrides) if isinstance(config, str) else config
+        cfg = resolve_noise_scheme(*open_output(cfg.run.output, cfg.run.storage_options, create=False), cfg)
         options, seed, guide = cfg.run.storage_options, cfg.run.seed, cfg.model.guide
         # as a job builds it: the factory under torch's RNG seeded with run.seed, then the checkpoint
         weights = model_identity(cfg.model, options, seed)[1]
@@ -60,7 +63,7 @@ class SamplingHandle:
         handle = cls(net, shape=cfg.model.shape, sampler=build_sampler(cfg), device=device, g_net=g_net,
                      num_classes=cfg.model.num_classes, null_label=cfg.model.null_label, batch_size=cfg.run.batch_size)
         handle.spec_defaults = dict(seed=cfg.run.seed, labels=cfg.run.labels, label=cfg.run.label,
-                                    guidance_scale=cfg.sampler.guidance_scale)
+                                    guidance_scale=cfg.sampler.guidance_scale, noise_scheme=cfg.run.noise_scheme)
         handle.conditioning, handle.decoder = load_table(cfg), build_decoder(cfg.model, device, seed)
         return handle
 
@@ -69,9 +72,11 @@ class SamplingHandle:
         return self
 
     def sample(self, N: int, *, seed: int | None = None, start_index: int = 0, labels: str | int | None = None,
-               guidance_scale: float | None = None, batch_size: int | None = None) -> torch.Tensor:
+               guidance_scale: float | None = None, batch_size: int | None = None,
+               noise_scheme: str | None = None) -> torch.Tensor:
         """Samples of indices start_index .. start_index + N - 1: (N, *shape) float32 on the CPU.
-        `labels`: 'balanced' | 'uniform' | a fixed class | None (unconditional); defaults come from the config."""
+        `labels`: 'balanced' | 'uniform' | a fixed class | None (unconditional); `noise_scheme`: a key of
+        samplers.NOISE_SCHEMES. Defaults come from the config (its output's own noise scheme, if it has one)."""
         if self.sampler is None:
             raise ValueError("SamplingHandle: no sampler; call set_sampler(samplers.build(...)) first")
         d = self.spec_defaults
@@ -80,7 +85,7 @@ class SamplingHandle:
         w = guidance_scale if guidance_scale is not None else d.get("guidance_scale", 1.0)
         spec = SampleSpec(seed=seed if seed is not None else d.get("seed", 0), shape=self.shape, labels=mode,
                           label=label, num_classes=self.num_classes, guidance_scale=w, conditioning=self.conditioning,
-                          decoder=self.decoder)
+                          decoder=self.decoder, noise_scheme=noise_scheme or d.get("noise_scheme", samplers.DEFAULT_NOISE_SCHEME))
         g_net = None
         if w != 1.0:
             if self.g_net is None and self.num_classes is None:

@@ -38,3 +38,16 @@ def test_guidance_needs_a_guide():
     handle = SamplingHandle(GaussianNet("flow"), interface="flow", shape=(2,), sampler=samplers.build("euler", steps=2))
     with pytest.raises(ValueError, match="needs a guide"):
         handle.sample(2, guidance_scale=2.0)
+
+
+def test_handle_draws_with_the_noise_scheme_of_the_output_it_reproduces(tmp_path):
+    from tests.pipeline.jobs import write_output_in_process
+
+    old = gaussian_job(str(tmp_path / "old"), run={"noise_scheme": "v1"})
+    write_output_in_process(old)  # the output's manifest says v1
+    handle = SamplingHandle.from_config(old.model_copy(update={"run": old.run.model_copy(update={"noise_scheme": "auto"})}))
+    stored = read_samples(old.run.output)
+    assert np.array_equal(handle.sample(old.run.num_samples).numpy(), stored)
+    assert not np.array_equal(handle.sample(old.run.num_samples, noise_scheme="v2").numpy(), stored)
+    fresh = SamplingHandle.from_config(gaussian_job(str(tmp_path / "new")))  # no output yet: the default, v2
+    assert np.array_equal(fresh.sample(4).numpy(), handle.sample(4, noise_scheme="v2").numpy())

@@ -57,6 +57,7 @@ class EDMStochasticSampler(HeunSampler):
         t_hat, x_hat = t_curr, x
         if gamma > 0:
             t_hat = min(t_curr + gamma * t_curr, net.t_max_allowed)
-            x_hat = self.churn(net, x, t_curr, t_hat, self.S_noise * noise())
+            eps = noise()
+            x_hat = self.churn(net, x, t_curr, t_hat, eps if self.S_noise == 1.0 else self.S_noise * eps)  # 1.0 * eps is eps
         # Euler step and 2nd order correction from t_hat: Heun's step.
         return super().forward(net, x_hat, t_hat, t_next, history=history)

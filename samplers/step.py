@@ -74,7 +74,7 @@ class StepSampler(Sampler):
         For sigma fields (alpha = 1) it is EDM's x + sqrt(t_hat^2 - t^2) eps (Karras et al. 2022, Alg. 2 line 6)."""
         ratio = net.alpha(t_hat) / net.alpha(t_curr)
         std = math.sqrt(net.sigma(t_hat) ** 2 - (ratio * net.sigma(t_curr)) ** 2)
-        return ratio * x + std * eps
+        return (x if ratio == 1.0 else ratio * x) + std * eps  # 1.0 * x is x, bit for bit: skipped on sigma fields
 
     def last_step(self, net: GuidedField, x: torch.Tensor, t_curr: float, t_last: float, *, noise: Any = None,
                   history: dict[str, Any] | None = None) -> torch.Tensor:

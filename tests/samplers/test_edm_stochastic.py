@@ -124,3 +124,29 @@ def test_save_load_and_batch_independence():
     sampler = samplers.build("edm_stochastic", steps=6, time_dist="karras", **EDM_IMAGENET)
     assert_save_load_bitwise(sampler, field("edm"))
     assert_rows_independent_of_batch(sampler, field("edm"))
+
+
+class _EveryMultiplication(samplers.EDMStochasticSampler):
+    """The sampler as written before it skipped multiplying by ratio = 1 and S_noise = 1 (outputs written then)."""
+
+    def churn(self, net, x, t_curr, t_hat, eps):
+        ratio = net.alpha(t_hat) / net.alpha(t_curr)
+        return ratio * x + math.sqrt(net.sigma(t_hat) ** 2 - (ratio * net.sigma(t_curr)) ** 2) * eps
+
+    def forward(self, net, x, t_curr, t_next, *, noise=None, history=None):
+        in_range = self.S_tmin <= t_curr and (self.S_tmax is None or t_curr <= self.S_tmax)
+        gamma = min(self.S_churn / self.steps, math.sqrt(2.0) - 1.0) if in_range else 0.0
+        t_hat, x_hat = t_curr, x
+        if gamma > 0:
+            t_hat = min(t_curr + gamma * t_curr, net.t_max_allowed)
+            x_hat = self.churn(net, x, t_curr, t_hat, self.S_noise * noise())
+        return samplers.HeunSampler.forward(self, net, x_hat, t_hat, t_next, history=history)
+
+
+@pytest.mark.parametrize("S_noise", [1.0, 1.003])
+def test_skipped_multiplications_keep_every_bit(S_noise):
+    kwargs = dict(steps=12, time_dist="karras", S_churn=40.0, S_noise=S_noise)
+    noise = samplers.SampleNoise(seed=3, start_index=0, n=32)
+    x_T = noise.start((5,), torch.float32) * SIGMA_MAX
+    ours = samplers.build("edm_stochastic", **kwargs).integrate(field("edm"), x_T, noise=noise)
+    assert torch.equal(ours, _EveryMultiplication(**kwargs).integrate(field("edm"), x_T, noise=noise))

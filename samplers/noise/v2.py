@@ -39,6 +39,7 @@ on every device, given the same table.
 from __future__ import annotations
 
 import hashlib
+import math
 import statistics
 from collections import defaultdict
 from collections.abc import Sequence
@@ -231,7 +232,7 @@ def _normal_np(seed: int, start_index: int, n: int, stream: int, draw: int, bloc
 def normal(seed: int, start_index: int, n: int, stream: int, draw: int, shape: Sequence[int],
            device: torch.device) -> torch.Tensor:
     """Standard normal draw (stream, draw) for indices start_index .. +n-1: (n, *shape) float32 on device."""
-    count = int(np.prod(shape, dtype=np.int64))
+    count = math.prod(shape)
     blocks = -(-count // 4)
     if device.type == "cpu":
         from . import v2_kernel  # it imports this module's constants
@@ -241,8 +242,7 @@ def normal(seed: int, start_index: int, n: int, stream: int, draw: int, shape: S
             v2_kernel.normal(seed, start_index, n, stream + MAX_STREAM * draw, blocks, out, *_table_np())
         else:
             _normal_np(seed, start_index, n, stream, draw, blocks, out)
-        return torch.from_numpy(out)[:, :count].view(n, *shape) if count % 4 == 0 else \
-            torch.from_numpy(np.ascontiguousarray(out[:, :count])).view(n, *shape)
+        return torch.from_numpy((out if count % 4 == 0 else np.ascontiguousarray(out[:, :count])).reshape(n, *shape))
     out_t = torch.empty(n, 4 * blocks, dtype=torch.float32, device=device)
     _normal_torch(seed, start_index, n, stream, draw, blocks, out_t)
     return out_t[:, :count].reshape(n, *shape)

@@ -41,6 +41,7 @@ class RunConfig(_Strict):
     on_nonfinite: Literal["fail", "skip"] = "fail"
     grid: int = Field(default=0, ge=0)  # > 0: also write grid.png of the first `grid` samples (image shapes)
     take_over_lease: bool = False  # take the output from a live lease (another driver); expired ones are taken anyway
+    store_latents: bool = False  # with model.decoder: also store the pre-decode latents (column/tensor `latent`)
 
     @field_validator("output")
     @classmethod
@@ -230,6 +231,9 @@ def _cross_field_problems(cfg: JobConfig) -> list[str]:
             problems.append(f"run.grid: needs image samples, model.shape [C, H, W] with C in (1, 3) (got {model.shape})")
         if run.grid > run.num_samples:
             problems.append(f"run.grid: must be <= run.num_samples={run.num_samples} (got {run.grid})")
+    if run.store_latents and model.decoder is None:
+        problems.append("run.store_latents: true needs model.decoder (the latents are what it decodes); "
+                        "without one the samples are the latents (got model.decoder=None)")
     if model.guide is not None and model.guide.shape != model.shape:
         problems.append(
             f"model.guide.shape: must equal model.shape={model.shape} (got {model.guide.shape})"

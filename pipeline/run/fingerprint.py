@@ -4,7 +4,7 @@
 differs can name each field with its old and new value): the resolved sampler state, seed,
 labels, guidance, the model's and guide's identity (sha256 of the weights the workers run,
 factory, kwargs, interface, shape, classes, network dtype, autocast, compile), the decoder's and the
-conditioning table's sha256, stored dtype and format,
+conditioning table's sha256, stored dtype and format, run.store_latents (when true),
 shard and batch size, torch intra-op threads, device type, torch version, noise scheme and the
 format version. `run.num_samples` is not among them: a job grows without changing its shards.
 The fingerprint is the sha256 of their canonical JSON (sorted keys, no spaces); it is stored in
@@ -75,6 +75,7 @@ def fingerprint_fields(cfg: Any, model: dict[str, Any], sampler_state: dict[str,
         "model": _network(m, model),
         "model.guide": _network(m.guide, model.get("guide", {})) if m.guide is not None else None,
         "torch.threads": torch_threads(cfg), "torch.version": runtime.get("torch"), "device": runtime.get("device"),
+        **({"run.store_latents": True} if run.store_latents else {}),  # an extra column; absent: older fingerprints
         **_extras(cfg, model),
     }
     return fields

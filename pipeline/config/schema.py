@@ -155,17 +155,25 @@ class JobConfig(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _diffusers_folders(cls, data: Any) -> Any:
-        """model.diffusers: factory, interface and (time_dist: diffusers) the grid from the folder's scheduler."""
+        """model.diffusers: factory, interface and (time_dist: diffusers) the grid from the folder's scheduler;
+        model.guide.diffusers: the guide's factory and interface (`resolve_guide`)."""
         model = data.get("model") if isinstance(data, dict) else None
-        if not (isinstance(model, dict) and model.get("diffusers") is not None):
+        guide = model.get("guide") if isinstance(model, dict) else None
+        guide_folder = isinstance(guide, dict) and guide.get("diffusers") is not None
+        if not (isinstance(model, dict) and (model.get("diffusers") is not None or guide_folder)):
             return data
-        from ..models.diffusers_folder import resolve
+        from ..models.diffusers_folder import resolve, resolve_guide
 
         run = data.get("run") if isinstance(data.get("run"), dict) else {}
+        options = run.get("storage_options")
         sampler = data.get("sampler")
         wants_grid = (isinstance(sampler, dict) and sampler.get("time_dist") == "diffusers"
-                      and "time_kwargs" not in sampler)
-        model, settings = resolve(model, run.get("storage_options"), need_settings=wants_grid)
+                      and "time_kwargs" not in sampler and model.get("diffusers") is not None)
+        settings = None
+        if model.get("diffusers") is not None:
+            model, settings = resolve(model, options, need_settings=wants_grid)
+        if guide_folder:
+            model = {**model, "guide": resolve_guide(guide, model, options)}
         data = {**data, "model": model}
         if wants_grid and settings is not None:
             data["sampler"] = {**sampler, "time_kwargs": settings.time_kwargs}

@@ -8,6 +8,7 @@ import torch
 import samplers
 from pipeline.config import ConfigError, validate_config
 from pipeline.handle import SamplingHandle
+from tests.pipeline.jobs import run_in_process
 
 diffusers = pytest.importorskip("diffusers")
 
@@ -72,20 +73,6 @@ def test_ray_job_stores_decoded_images_and_hashes_the_decoder(ray_local, tmp_pat
     assert manifest.schema_["shape"] == [3, 8, 8] and len(manifest.model["decoder"]["sha256"]) == 64
     stored = torch.as_tensor(read_samples(cfg.run.output))
     assert torch.allclose(stored, SamplingHandle.from_config(cfg).sample(4), rtol=0, atol=1e-5)
-
-
-def run_in_process(cfg):
-    """The job's prepare, one SamplerWorker (the actor's class, built in this process: no Ray) for every shard,
-    and finalize: the real code path of run_job without the scheduler."""
-    from pipeline.run.driver import JobResults, finalize, prepare, worker_expectations
-    from pipeline.run.resume import begin_output
-    from pipeline.run.worker import SamplerWorker
-
-    plan = prepare(cfg)
-    manifest = begin_output(cfg, plan.manifest)
-    worker = SamplerWorker(cfg.resolved(), plan.sampler_state, None, worker_expectations(plan))
-    records = {shard.index: worker.run(shard).record for shard in plan.todo}
-    return finalize(plan, JobResults(records=records, manifest=manifest))
 
 
 def handle_latents(cfg):

@@ -42,11 +42,9 @@ def save_clip(folder):
 
 
 def prompt_job(tmp_path, **conditioning):
-    torch.manual_seed(0)
-    unet = diffusers.UNet2DConditionModel(
-        sample_size=8, in_channels=3, out_channels=3, block_out_channels=(8, 16), layers_per_block=1,
-        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-        norm_num_groups=4, cross_attention_dim=8, attention_head_dim=4).eval()
+    from tests.pipeline.models.test_diffusers_folder import tiny_cond_unet
+
+    unet = tiny_cond_unet()
     unet.save_pretrained(tmp_path / "unet")
     diffusers.EulerDiscreteScheduler().save_pretrained(tmp_path / "scheduler")
     pq.write_table(pa.table({"caption": PROMPTS}), tmp_path / "captions.parquet")

@@ -24,6 +24,15 @@ def tiny_unet(**config):
     return diffusers.UNet2DModel(**{**UNET, **config}).eval()
 
 
+def tiny_cond_unet():
+    """A random UNet2DConditionModel for 3x8x8 samples, cross-attending to (N, seq, 8) embeddings."""
+    torch.manual_seed(0)
+    return diffusers.UNet2DConditionModel(
+        sample_size=8, in_channels=3, out_channels=3, block_out_channels=(8, 16), layers_per_block=1,
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        norm_num_groups=4, cross_attention_dim=8, attention_head_dim=4).eval()
+
+
 def save_pipeline(path, pipeline_cls, scheduler, **config):
     pipe = pipeline_cls(unet=tiny_unet(**config), scheduler=scheduler)
     pipe.save_pretrained(path)
@@ -145,11 +154,7 @@ def test_conditional_unet_takes_its_embeddings_from_a_conditioning_table(tmp_pat
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    torch.manual_seed(0)
-    unet = diffusers.UNet2DConditionModel(
-        sample_size=8, in_channels=3, out_channels=3, block_out_channels=(8, 16), layers_per_block=1,
-        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-        norm_num_groups=4, cross_attention_dim=8, attention_head_dim=4).eval()
+    unet = tiny_cond_unet()
     unet.save_pretrained(tmp_path / "unet")
     scheduler = diffusers.EulerDiscreteScheduler()
     scheduler.save_pretrained(tmp_path / "scheduler")

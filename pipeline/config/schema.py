@@ -32,6 +32,7 @@ class RunConfig(_Strict):
     output: str = Field(min_length=1)
     format: Format = "parquet"
     dtype: StoredDtype = "float32"
+    store_latents: bool = False  # with model.decoder: also store the pre-decode latents (column/tensor `latent`)
     labels: Literal["none", "fixed", "uniform", "balanced"] = "none"
     label: int | None = None
     overwrite: bool = False
@@ -41,7 +42,6 @@ class RunConfig(_Strict):
     on_nonfinite: Literal["fail", "skip"] = "fail"
     grid: int = Field(default=0, ge=0)  # > 0: also write grid.png of the first `grid` samples (image shapes)
     take_over_lease: bool = False  # take the output from a live lease (another driver); expired ones are taken anyway
-    store_latents: bool = False  # with model.decoder: also store the pre-decode latents (column/tensor `latent`)
 
     @field_validator("output")
     @classmethod

@@ -20,6 +20,7 @@ _EXPORTS = {  # name -> module (relative to this package) that defines it
     "JobError": ".run.errors",
     "run_job": ".run.driver",
     "read_dataset": ".output.reader",
+    "read_latents": ".output.reader",
     "read_samples": ".output.reader",
 }
 
@@ -27,7 +28,7 @@ __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:
     from .config import ConfigError, JobConfig, load_config
-    from .output.reader import read_dataset, read_samples
+    from .output.reader import read_dataset, read_latents, read_samples
     from .run.driver import run_job
     from .run.errors import JobError
 

@@ -7,9 +7,12 @@
 Each mapped column becomes the network keyword of the same batch's rows: integer columns as int64 (N,), float
 columns as float32 (N,), fixed-size tensors (`arrow.fixed_shape_tensor`) and nested lists of equal lengths as
 float32 (N, ...) arrays (e.g. precomputed text-encoder embeddings (N, seq, dim)). Guidance sees them like any
-other keyword (classifier-free guidance nulls `class_labels`). The driver checks the table before Ray starts (the
-columns exist, the rows cover run.num_samples) and its sha256 joins the model identity in the manifest, so a
-resume with another table is refused. Actors read only the row groups their batches need.
+other keyword (classifier-free guidance nulls `class_labels`). A text column (prompts) needs
+`conditioning.text_encoder`, a transformers text model folder that encodes each batch's prompts on the actor
+(`pipeline.text_encoder`; its files' sha256 joins the model identity). The driver checks the table before Ray
+starts (the columns exist, the rows cover run.num_samples, text columns have an encoder) and its sha256 joins the
+model identity in the manifest, so a resume with another table is refused. Actors read only the row groups their
+batches need.
 """
 
 from __future__ import annotations
@@ -59,16 +62,37 @@ def table_identity(cfg: Any) -> dict[str, Any] | None:
     if rows < cfg.run.num_samples:
         raise ConditioningError(f"conditioning.table {redact_url(url)!r} has {rows} rows, fewer than "
                                 f"run.num_samples={cfg.run.num_samples} (row i conditions sample i)")
-    return {"table": redact_url(url), "columns": dict(cond.columns), "rows": rows, "sha256": h.hexdigest()}
+    text = sorted(c for c in set(cond.columns.values()) if _is_text(schema.field(c).type))
+    if text and cond.text_encoder is None:
+        raise ConditioningError(f"conditioning.columns: text column(s) {text} need conditioning.text_encoder "
+                                "(a transformers text model folder) to become network keywords (got None)")
+    if not text and cond.text_encoder is not None:
+        raise ConditioningError(f"conditioning.text_encoder: no mapped column is text (columns: {dict(cond.columns)}); "
+                                f"map a prompt column or remove it (got {redact_url(cond.text_encoder)!r})")
+    identity = {"table": redact_url(url), "columns": dict(cond.columns), "rows": rows, "sha256": h.hexdigest()}
+    if cond.text_encoder is not None:
+        from .text_encoder import folder_sha256
+
+        identity["text_encoder"] = {"path": redact_url(cond.text_encoder),
+                                    "sha256": folder_sha256(cond.text_encoder, options)}
+    return identity
+
+
+def _is_text(t: Any) -> bool:
+    import pyarrow as pa
+
+    return pa.types.is_string(t) or pa.types.is_large_string(t)
 
 
 def column_array(column: Any) -> np.ndarray:
-    """A pyarrow column as a NumPy array (n, ...): int64 / float32 scalars, or float32 tensors from fixed-shape
-    tensor or (nested) list columns of equal lengths."""
+    """A pyarrow column as a NumPy array (n, ...): int64 / float32 scalars, float32 tensors from fixed-shape
+    tensor or (nested) list columns of equal lengths, or str objects from a text column."""
     import pyarrow as pa
 
     column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
     n = len(column)
+    if _is_text(column.type):
+        return np.array(column.to_pylist(), dtype=object)
     if isinstance(column.type, pa.FixedShapeTensorType):
         return column.to_numpy_ndarray().astype(np.float32, copy=False)
     values = column
@@ -99,10 +123,12 @@ def _inner_shape(column: Any, per_row: int) -> tuple[int, ...]:
 class ConditioningTable:
     """The mapped columns of a Parquet table, read a row group at a time: `kwargs(start, stop)` -> network keywords."""
 
-    def __init__(self, url: str, columns: dict[str, str], storage_options: dict[str, Any] | None = None) -> None:
+    def __init__(self, url: str, columns: dict[str, str], storage_options: dict[str, Any] | None = None,
+                 text_encoder: Any = None) -> None:
+        """`text_encoder`: prompts -> tensor (`pipeline.text_encoder.TextEncoder`) for the text columns."""
         import pyarrow.parquet as pq
 
-        self.columns = dict(columns)
+        self.columns, self.text_encoder = dict(columns), text_encoder
         self.file = pq.ParquetFile(_open(url, storage_options))
         meta = self.file.metadata
         sizes = [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
@@ -119,13 +145,21 @@ class ConditioningTable:
         return {c: a[start - offset:stop - offset] for c, a in self._cached[2].items()}
 
     def kwargs(self, start: int, stop: int, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
-        """{keyword: tensor (stop - start, ...)} of rows [start, stop) on `device`."""
+        """{keyword: tensor (stop - start, ...)} of rows [start, stop) on `device`; text columns encoded."""
         rows = self._rows(start, stop)
-        return {key: torch.from_numpy(np.array(rows[column])).to(device)  # a copy: arrow buffers are read-only
+        return {key: self.text_encoder(rows[column].tolist(), device) if rows[column].dtype == object
+                else torch.from_numpy(np.array(rows[column])).to(device)  # a copy: arrow buffers are read-only
                 for key, column in self.columns.items()}
 
 
 def load_table(cfg: Any) -> ConditioningTable | None:
-    """The job's conditioning table (None without one), opened for reading."""
+    """The job's conditioning table (None without one), opened for reading, with its text encoder loaded."""
     cond = cfg.conditioning
-    return ConditioningTable(cond.table, cond.columns, cfg.run.storage_options) if cond is not None else None
+    if cond is None:
+        return None
+    encoder = None
+    if cond.text_encoder is not None:
+        from .text_encoder import TextEncoder
+
+        encoder = TextEncoder(cond.text_encoder, cfg.run.storage_options)
+    return ConditioningTable(cond.table, cond.columns, cfg.run.storage_options, encoder)

@@ -116,10 +116,10 @@ def load_network(model_cfg: Any, state: dict[str, torch.Tensor] | None = None, s
 
 
 def build_network(model_cfg: Any, device: torch.device | str, state: dict[str, torch.Tensor] | None = None, *,
-                  seed: int | None = None, sha256: str | None = None) -> torch.nn.Module:
-    """`load_network`, in eval mode on `device` in the model dtype; ModelError when `sha256` is given and the
-    loaded module's (module_sha256, before the cast) differs."""
-    net = load_network(model_cfg, state, seed)
+                  seed: int | None = None, sha256: str | None = None, net: torch.nn.Module | None = None) -> torch.nn.Module:
+    """`load_network` (or `net`, one it already built), in eval mode on `device` in the model dtype; ModelError when
+    `sha256` is given and the loaded module's (module_sha256, before the cast) differs."""
+    net = load_network(model_cfg, state, seed) if net is None else net
     if sha256 is not None and module_sha256(net) != sha256:
         raise ModelError(f"model.factory {model_cfg.factory!r} built a network whose weights (sha256 {module_sha256(net)[:12]}) "
                          f"differ from the driver's ({sha256[:12]}) after loading its state: the factory sets "
@@ -130,7 +130,7 @@ def build_network(model_cfg: Any, device: torch.device | str, state: dict[str, t
 
 def build_field(model_cfg: Any, device: torch.device | str, state: dict[str, torch.Tensor] | None = None,
                 **build: Any) -> samplers.Field:
-    """The network of `model_cfg` wrapped by its interface; `build`: build_network's seed and sha256."""
+    """The network of `model_cfg` wrapped by its interface; `build`: build_network's seed, sha256 and net."""
     net = build_network(model_cfg, device, state, **build)
     if getattr(model_cfg, "autocast", None):
         net = AutocastNet(net, model_cfg.autocast)
@@ -149,26 +149,41 @@ def build_fields(
     *,
     seed: int | None = None,
     sha256: tuple[str | None, str | None] = (None, None),
+    nets: tuple[torch.nn.Module | None, torch.nn.Module | None] = (None, None),
 ) -> tuple[samplers.Field, samplers.Field | None]:
     """(net, g_net): the guide is model.guide (autoguidance), else the null class (classifier-free), else None.
-    Networks are built under torch's RNG seeded with `seed` and checked against `sha256` (model, guide)."""
-    field = build_field(model_cfg, device, state, seed=seed, sha256=sha256[0])
+    Networks are built under torch's RNG seeded with `seed` and checked against `sha256` (model, guide), unless
+    `nets` (model, guide) holds them already built (`identify_network`)."""
+    field = build_field(model_cfg, device, state, seed=seed, sha256=sha256[0], net=nets[0])
     if guidance_scale == 1.0:
         return field, None
     if model_cfg.guide is not None:
-        return field, build_field(model_cfg.guide, device, guide_state, seed=seed, sha256=sha256[1])
+        return field, build_field(model_cfg.guide, device, guide_state, seed=seed, sha256=sha256[1], net=nets[1])
     if model_cfg.num_classes is not None:
         null = model_cfg.null_label if model_cfg.null_label is not None else model_cfg.num_classes
         return field, samplers.null_condition(field, null)
     raise ModelError(f"guidance_scale={guidance_scale} needs a guide: set model.guide or model.num_classes")
 
 
-def check_model(model_cfg: Any, state: dict[str, torch.Tensor] | None = None) -> samplers.Field:
+def cpu_config(model_cfg: Any) -> Any:
+    """`model_cfg` as the driver's CPU runs it: not compiled, float16 as float32 (CPU kernels for it are spotty)."""
+    update = {"compile": False} | ({"dtype": "float32"} if model_cfg.dtype == "float16" else {})
+    if getattr(model_cfg, "guide", None) is not None:
+        update["guide"] = cpu_config(model_cfg.guide)
+    return model_cfg.model_copy(update=update)
+
+
+def check_model(model_cfg: Any, state: dict[str, torch.Tensor] | None = None,
+                net: torch.nn.Module | None = None) -> samplers.Field:
     """Build and wrap the network on the meta device (no memory, no compute) with `state` loaded, so a
     factory, checkpoint or interface_kwargs that do not fit fail on the driver before any worker starts.
-    A factory that cannot run on the meta device is checked on the CPU instead. Returns the field built."""
+    A factory that cannot run on the meta device is checked on the CPU instead; `net`, a network already built
+    with its state (`identify_network`), is wrapped as the driver's CPU runs it (`cpu_config`), not built again.
+    Returns the field."""
     import warnings
 
+    if net is not None:
+        return build_field(cpu_config(model_cfg), "cpu", net=net)
     cfg = model_cfg.model_copy(update={"compile": False})
     try:
         with warnings.catch_warnings(), torch.device("meta"):
@@ -182,6 +197,13 @@ def model_identity(model_cfg: Any, storage_options: dict[str, Any], seed: int | 
     """({factory, kwargs, checkpoint, checkpoint_sha256, sha256}, state dict): what the samples are drawn from.
     The network is built once here: the factory under torch's RNG seeded with `seed`, then the checkpoint;
     its full state (parameters and buffers) is what every worker loads, and `sha256` its module_sha256."""
+    return identify_network(model_cfg, storage_options, seed)[:2]
+
+
+def identify_network(model_cfg: Any, storage_options: dict[str, Any],
+                     seed: int | None = None) -> tuple[dict[str, Any], Any, torch.nn.Module]:
+    """`model_identity` and the network it built (on the CPU, state loaded, sharing its tensors with the state
+    dict), so the driver's checks use it instead of building it again."""
     identity = {"factory": model_cfg.factory, "kwargs": model_cfg.kwargs,
                 "checkpoint": redact_url(model_cfg.checkpoint) if model_cfg.checkpoint else None, "checkpoint_sha256": None}
     checkpoint = None
@@ -190,7 +212,7 @@ def model_identity(model_cfg: Any, storage_options: dict[str, Any], seed: int | 
                                                                     model_cfg.max_checkpoint_bytes)
     net = load_network(model_cfg, checkpoint, seed)
     identity["sha256"] = module_sha256(net)
-    return identity, {k: v.detach() for k, v in net.state_dict().items()}
+    return identity, {k: v.detach() for k, v in net.state_dict().items()}, net
 
 
 def coverage_warning(model_cfg: Any, sampler: samplers.Sampler) -> str | None:

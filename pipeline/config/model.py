@@ -111,3 +111,4 @@ class ConditioningConfig(_Strict):
 
     table: str = Field(min_length=1)
     columns: dict[str, str] = Field(min_length=1)  # network keyword -> column
+    text_encoder: str | None = Field(default=None, min_length=1)  # a transformers text model folder (prompt columns)

@@ -32,6 +32,7 @@ class RunConfig(_Strict):
     output: str = Field(min_length=1)
     format: Format = "parquet"
     dtype: StoredDtype = "float32"
+    store_latents: bool = False  # with model.decoder: also store the pre-decode latents (column/tensor `latent`)
     labels: Literal["none", "fixed", "uniform", "balanced"] = "none"
     label: int | None = None
     overwrite: bool = False
@@ -156,17 +157,25 @@ class JobConfig(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _diffusers_folders(cls, data: Any) -> Any:
-        """model.diffusers: factory, interface and (time_dist: diffusers) the grid from the folder's scheduler."""
+        """model.diffusers: factory, interface and (time_dist: diffusers) the grid from the folder's scheduler;
+        model.guide.diffusers: the guide's factory and interface (`resolve_guide`)."""
         model = data.get("model") if isinstance(data, dict) else None
-        if not (isinstance(model, dict) and model.get("diffusers") is not None):
+        guide = model.get("guide") if isinstance(model, dict) else None
+        guide_folder = isinstance(guide, dict) and guide.get("diffusers") is not None
+        if not (isinstance(model, dict) and (model.get("diffusers") is not None or guide_folder)):
             return data
-        from ..models.diffusers_folder import resolve
+        from ..models.diffusers_folder import resolve, resolve_guide
 
         run = data.get("run") if isinstance(data.get("run"), dict) else {}
+        options = run.get("storage_options")
         sampler = data.get("sampler")
         wants_grid = (isinstance(sampler, dict) and sampler.get("time_dist") == "diffusers"
-                      and "time_kwargs" not in sampler)
-        model, settings = resolve(model, run.get("storage_options"), need_settings=wants_grid)
+                      and "time_kwargs" not in sampler and model.get("diffusers") is not None)
+        settings = None
+        if model.get("diffusers") is not None:
+            model, settings = resolve(model, options, need_settings=wants_grid)
+        if guide_folder:
+            model = {**model, "guide": resolve_guide(guide, model, options)}
         data = {**data, "model": model}
         if wants_grid and settings is not None:
             data["sampler"] = {**sampler, "time_kwargs": settings.time_kwargs}
@@ -232,6 +241,9 @@ def _cross_field_problems(cfg: JobConfig) -> list[str]:
             problems.append(f"run.grid: needs image samples, model.shape [C, H, W] with C in (1, 3) (got {model.shape})")
         if run.grid > run.num_samples:
             problems.append(f"run.grid: must be <= run.num_samples={run.num_samples} (got {run.grid})")
+    if run.store_latents and model.decoder is None:
+        problems.append("run.store_latents: true needs model.decoder (the latents are what it decodes); "
+                        "without one the samples are the latents (got model.decoder=None)")
     if model.guide is not None and model.guide.shape != model.shape:
         problems.append(
             f"model.guide.shape: must equal model.shape={model.shape} (got {model.guide.shape})"

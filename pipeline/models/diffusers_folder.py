@@ -90,13 +90,18 @@ def load(path: str, subfolder: str | None = None, timestep_scale: float = 1.0) -
     return DiffusersNet(load_model(path, subfolder), timestep_scale)
 
 
+def scheduler_url(path: str, scheduler: str = "scheduler") -> str:
+    """The scheduler_config.json of `path`/`scheduler` (a folder or a .json file; an absolute `scheduler` stands
+    alone)."""
+    url = join(path, scheduler)
+    return url if url.endswith(".json") else join(url, "scheduler_config.json")
+
+
 def scheduler_settings(path: str, scheduler: str = "scheduler", storage_options: dict[str, Any] | None = None) -> Any:
     """`diffusers_settings` of the scheduler config at `path`/`scheduler` (a folder or a .json file)."""
     from samplers.adapters.diffusers_schedule import diffusers_settings
 
-    url = join(path, scheduler)
-    if not url.endswith(".json"):
-        url = join(url, "scheduler_config.json")
+    url = scheduler_url(path, scheduler)
     try:
         config = read_json(url, storage_options)
     except (OSError, ValueError) as e:
@@ -126,3 +131,25 @@ def resolve(data: dict[str, Any], storage_options: dict[str, Any] | None = None,
             kwargs["timestep_scale"] = settings.timestep_scale
         data.setdefault("kwargs", kwargs)
     return data, settings
+
+
+def resolve_guide(guide: dict[str, Any], model: dict[str, Any], storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A guide section with `diffusers: {...}` completed like the model's (`resolve`). A guide folder without a
+    scheduler config (a bare model folder, as autoguidance's smaller network often is) and without an interface of
+    its own takes the model's (resolved) interface, interface_kwargs and timestep scale: the guide predicts what the
+    model predicts, or mixing the two would not be guidance."""
+    import fsspec
+
+    spec = guide["diffusers"]
+    if not isinstance(spec, dict) or not isinstance(spec.get("path"), str) or "interface" in guide:
+        return resolve(guide, storage_options)[0]
+    url = scheduler_url(spec["path"], spec.get("scheduler", "scheduler"))
+    fs, local = fsspec.core.url_to_fs(url, **(storage_options or {}))
+    if fs.exists(local):
+        return resolve(guide, storage_options)[0]
+    inherited = {k: model[k] for k in ("interface", "interface_kwargs") if k in model}
+    guide, _ = resolve({**inherited, **guide}, storage_options)
+    scale = (model.get("kwargs") or {}).get("timestep_scale") if model.get("factory") == FACTORY else None
+    if scale is not None and guide.get("factory") == FACTORY and "timestep_scale" not in guide["kwargs"]:
+        guide["kwargs"] = {**guide["kwargs"], "timestep_scale": scale}
+    return guide

@@ -38,7 +38,10 @@ def _now() -> str:
 class Manifest(BaseModel):
     """Contents of ``manifest.json``; the JSON key of ``schema_`` is ``schema``."""
 
-    model_config = ConfigDict(extra="forbid", validate_by_name=True, validate_by_alias=True, serialize_by_alias=True)
+    # ser_json_inf_nan: a diffusers scheduler_config in the sampler state holds -inf (lambda_min_clipped); written as
+    # null it would read back as another sampler state (fingerprint, verify and resume would all disagree)
+    model_config = ConfigDict(extra="forbid", validate_by_name=True, validate_by_alias=True, serialize_by_alias=True,
+                              ser_json_inf_nan="constants")
 
     format_version: int = FORMAT_VERSION
     status: Literal["running", "complete", "failed", "interrupted"]

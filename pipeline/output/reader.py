@@ -3,7 +3,8 @@
 The manifest maps global sample indices to shards (shard k holds [start, stop)); only
 the shards that hold requested indices are read, and each is checked against its
 recorded size and sha256 before use. Samples come back in their stored dtype
-(``dtypes.from_stored`` turns them into float32 in [-1, 1]).
+(``dtypes.from_stored`` turns them into float32 in [-1, 1]); ``read_latents`` reads the pre-decode
+latents of a job run with ``run.store_latents``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from .codecs import CODECS, ShardData, codec, format_of
+from .codecs import CODECS, LATENT, ShardData, codec, format_of
 from .fs import is_local, join_path, resolve_url
 from .manifest import Manifest, read_manifest
 from .shards import ShardRecord, decode_shard
@@ -58,7 +59,23 @@ def read_samples(
     With ``with_labels``, returns ``(samples, labels)``; labels (n,) int64, or None for an
     unlabelled output.
     """
+    samples, labels = _read(url, indices, storage_options, latents=False)
+    return (samples, labels) if with_labels else samples
+
+
+def read_latents(url: str, indices: Sequence[int] | None = None, *, storage_options: dict | None = None) -> np.ndarray:
+    """The pre-decode latents (n, *model.shape) float32 of a job run with ``run.store_latents``, rows in the order
+    of ``indices`` (all when None); ValueError for an output without them."""
+    return _read(url, indices, storage_options, latents=True)[0]
+
+
+def _read(url: str, indices: Sequence[int] | None, storage_options: dict | None,
+          latents: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    """(samples, or with ``latents`` the latents, in the order of ``indices``; labels (n,) or None)."""
     fs, root, manifest = open_manifest(url, storage_options)
+    schema = manifest.schema_
+    if latents and LATENT not in schema:
+        raise ValueError(f"{url} stores no latents (its job ran without run.store_latents)")
     n = manifest.num_samples
     idx = np.arange(n, dtype=np.int64) if indices is None else _integer_indices(indices)
     bad = idx[(idx < 0) | (idx >= n)]
@@ -72,17 +89,20 @@ def read_samples(
     if missing.size:
         raise IndexError(f"sample indices {missing[:5].tolist()} are in no committed shard of {url} (status {manifest.status})")
 
-    schema = manifest.schema_
-    samples = np.empty((len(idx), *schema["shape"]), dtype=schema["dtype"])
+    shape, dtype = (schema[LATENT]["shape"], schema[LATENT]["dtype"]) if latents else (schema["shape"], schema["dtype"])
+    out = np.empty((len(idx), *shape), dtype=dtype)
     labels = np.empty(len(idx), dtype=np.int64) if schema["labeled"] else None
     for p in np.unique(pos):
         rec = shards[p]
         shard = load_shard(fs, root, rec, url)
         rows = pos == p
-        samples[rows] = shard.samples[idx[rows] - rec.start]
+        values = shard.latents if latents else shard.samples
+        if values is None:
+            raise ValueError(f"{rec.path} under {url} holds no latents, though its manifest says the job stores them")
+        out[rows] = values[idx[rows] - rec.start]
         if labels is not None:
             labels[rows] = shard.labels[idx[rows] - rec.start]
-    return (samples, labels) if with_labels else samples
+    return out, labels
 
 
 def load_shard(fs: fsspec.AbstractFileSystem, root: str, rec: ShardRecord, url: str) -> ShardData:

@@ -29,7 +29,7 @@ import fsspec
 import numpy as np
 
 from ..redact import scrub
-from .codecs import FORMATS, ShardData, codec, format_of
+from .codecs import FORMATS, LATENT, ShardData, codec, format_of
 from .dtypes import SAMPLE_DTYPES
 from .fs import join_path, list_names, put_atomic
 from .layout import FORMAT_VERSION, FORMAT_VERSIONS, VERSION_KEY, output_version, side_path, side_root
@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 
 
 FINGERPRINT_KEY = "seedshard.fingerprint"
+LATENT_DTYPE = "float32"  # stored latents keep the sampler's float32 output, whatever run.dtype
 
 
 def shard_metadata(cfg: Any, sampler_state: dict[str, Any], noise_scheme: str,
@@ -58,11 +59,16 @@ def shard_metadata(cfg: Any, sampler_state: dict[str, Any], noise_scheme: str,
     }
 
 
-def shard_schema(fmt: str, dtype: str, shape: Sequence[int], labeled: bool) -> dict[str, Any]:
-    """The manifest's ``schema`` entry: format, stored dtype, one sample's shape, labels or not."""
+def shard_schema(fmt: str, dtype: str, shape: Sequence[int], labeled: bool,
+                 latent_shape: Sequence[int] | None = None) -> dict[str, Any]:
+    """The manifest's ``schema`` entry: format, stored dtype, one sample's shape, labels or not, and with
+    ``latent_shape`` (run.store_latents) the stored latents' ``latent: {shape, dtype: float32}``."""
     if fmt not in FORMATS or dtype not in SAMPLE_DTYPES:
         raise ValueError(f"format {fmt!r} / dtype {dtype!r}; allowed: {', '.join(FORMATS)} / {', '.join(SAMPLE_DTYPES)}")
-    return {"format": fmt, "dtype": dtype, "shape": [int(d) for d in shape], "labeled": labeled}
+    schema = {"format": fmt, "dtype": dtype, "shape": [int(d) for d in shape], "labeled": labeled}
+    if latent_shape is not None:
+        schema[LATENT] = {"shape": [int(d) for d in latent_shape], "dtype": LATENT_DTYPE}
+    return schema
 
 
 def shard_name(index: int, fmt: str) -> str:
@@ -82,12 +88,14 @@ def encode_shard(
     fmt: str,
     metadata: dict[str, str],
     version: int = FORMAT_VERSION,
+    latents: np.ndarray | None = None,
 ) -> bytes:
     """Serialize one shard; the bytes depend only on the arguments.
 
     indices: (rows,) int64; labels: (rows,) int64 or None; samples: (rows, *shape) in a
     stored dtype; metadata: str -> str (e.g. seed, sampler name); version: the output's format
-    version (1: the storage of older outputs, for resuming them).
+    version (1: the storage of older outputs, for resuming them); latents: (rows, *latent shape)
+    float32, the samples before decoding (run.store_latents), or None.
     """
     assert version in FORMAT_VERSIONS, f"format version {version} not in {FORMAT_VERSIONS}"
     rows = len(samples)
@@ -95,6 +103,8 @@ def encode_shard(
     assert samples.dtype.name in SAMPLE_DTYPES, f"samples dtype {samples.dtype} not in {SAMPLE_DTYPES}"
     assert indices.shape == (rows,), f"indices {indices.shape} vs samples {samples.shape}"
     assert labels is None or labels.shape == (rows,), f"labels {labels.shape} vs samples {samples.shape}"
+    assert latents is None or (len(latents) == rows and latents.dtype == LATENT_DTYPE), \
+        f"latents {latents.shape} {latents.dtype} vs samples {samples.shape}"
     bad = {k: v for k, v in metadata.items() if not (isinstance(k, str) and isinstance(v, str))}
     if bad:
         raise ValueError(f"shard metadata must map str to str, got {bad!r}")
@@ -102,7 +112,8 @@ def encode_shard(
     meta = dict(sorted({**metadata, VERSION_KEY: str(version)}.items()))
     indices = np.ascontiguousarray(indices, dtype=np.int64)
     labels = None if labels is None else np.ascontiguousarray(labels, dtype=np.int64)
-    return encode(indices, labels, np.ascontiguousarray(samples), meta)
+    latents = None if latents is None else np.ascontiguousarray(latents)
+    return encode(indices, labels, np.ascontiguousarray(samples), meta, latents)
 
 
 def decode_shard(data: bytes, fmt: str) -> ShardData:
@@ -168,6 +179,11 @@ def verify_shard(fs: fsspec.AbstractFileSystem, root: str, record: ShardRecord, 
     if schema is not None:
         found = {"format": format_of(record.path), "dtype": shard.samples.dtype.name,
                  "shape": [int(d) for d in shard.samples.shape[1:]], "labeled": shard.labels is not None}
+        if shard.latents is not None or LATENT in schema:
+            found[LATENT] = None if shard.latents is None else {"shape": [int(d) for d in shard.latents.shape[1:]],
+                                                                 "dtype": shard.latents.dtype.name}
+            if shard.latents is not None and len(shard.latents) != len(shard.samples):
+                problems.append(f"{record.path}: {len(shard.latents)} latents for {len(shard.samples)} samples")
         wrong = [f"{k} {found[k]!r} (manifest: {schema.get(k)!r})" for k in found if found[k] != schema.get(k)]
         if wrong:
             problems.append(f"{record.path}: schema differs: {', '.join(wrong)}")

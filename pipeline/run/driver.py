@@ -33,7 +33,9 @@ from ..fid.stats import FeatureStats
 from ..grid import GRID_NAME, save_grid
 from ..conditioning import table_identity
 from ..decoder import build_decoder
-from ..network import check_model, coverage_warning, model_identity, state_dict_sha256
+from ..network import (  # model_identity: the benchmarks' warm-up
+    check_model, coverage_warning, identify_network, model_identity, state_dict_sha256,
+)
 from ..output.committed import missing_shards
 from ..output.fs import open_output, protocols
 from ..output.layout import job_version, side_path
@@ -91,12 +93,12 @@ class JobResults:
     lease: Lease | None = None  # held from the first write under the output until finalize
 
 
-def _checked_model(model_cfg: Any, storage_options: dict[str, Any], seed: int) -> tuple[dict[str, Any], Any]:
-    """(identity, weights: the full state of the network built once under `seed`); ModelError when factory,
-    checkpoint and interface do not fit."""
-    identity, weights = model_identity(model_cfg, storage_options, seed)
-    check_model(model_cfg, weights)
-    return identity, weights
+def _checked_model(model_cfg: Any, storage_options: dict[str, Any], seed: int) -> tuple[dict[str, Any], Any, Any]:
+    """(identity, weights: the full state of the network built once under `seed`, that network); ModelError when
+    factory, checkpoint and interface do not fit."""
+    identity, weights, net = identify_network(model_cfg, storage_options, seed)
+    check_model(model_cfg, weights, net)
+    return identity, weights, net
 
 
 def prepare(cfg: JobConfig) -> JobPlan:
@@ -113,17 +115,17 @@ def prepare(cfg: JobConfig) -> JobPlan:
     check_sampler(cfg, sampler)  # before any model code runs
     if cfg.metrics.fid is not None:  # a missing or malformed reference fails now, not after hours of sampling
         load_reference(reference_url(cfg.metrics.fid.extractor, cfg.metrics.fid.ref))
-    model, weights = _checked_model(cfg.model, cfg.run.storage_options, cfg.run.seed)
+    model, weights, net = _checked_model(cfg.model, cfg.run.storage_options, cfg.run.seed)
     if warning := coverage_warning(cfg.model, sampler):
         log.warning("sampler: %s", warning)
     if cfg.conditioning is not None:  # checked (columns, rows) before Ray starts; its sha256 is part of the model
         model["conditioning"] = table_identity(cfg)
     if cfg.model.decoder is not None:  # the decoder's weights are part of what the stored images depend on
         model["decoder"] = {"sha256": state_dict_sha256(build_decoder(cfg.model, seed=cfg.run.seed).state_dict())}
-    guide_weights = None
+    guide_weights = guide_net = None
     if cfg.model.guide is not None:
-        model["guide"], guide_weights = _checked_model(cfg.model.guide, cfg.run.storage_options, cfg.run.seed)
-    check_forward(cfg, sampler, weights, guide_weights)
+        model["guide"], guide_weights, guide_net = _checked_model(cfg.model.guide, cfg.run.storage_options, cfg.run.seed)
+    check_forward(cfg, sampler, weights, guide_weights, nets=(net, guide_net))  # the networks built above
     check_lease(fs, root, cfg.run.output, cfg.run.take_over_lease)  # another driver writing there: fail now
     runtime = job_runtime(cfg)
     done, fingerprint = check_output(fs, root, cfg, model, sampler_state, noise_scheme, runtime)

@@ -4,7 +4,7 @@
 differs can name each field with its old and new value): the resolved sampler state, seed,
 labels, guidance, the model's and guide's identity (sha256 of the weights the workers run,
 factory, kwargs, interface, shape, classes, network dtype, autocast, compile), the decoder's and the
-conditioning table's sha256, stored dtype and format,
+conditioning table's sha256 (and its text encoder's), stored dtype and format, run.store_latents (when true),
 shard and batch size, torch intra-op threads, device type, torch version, noise scheme and the
 format version. `run.num_samples` is not among them: a job grows without changing its shards.
 The fingerprint is the sha256 of their canonical JSON (sorted keys, no spaces); it is stored in
@@ -57,7 +57,9 @@ def _extras(cfg: Any, model: dict[str, Any]) -> dict[str, Any]:
         extras["model.decoder"] = {"sha256": model.get("decoder", {}).get("sha256"), "shape": list(decoder.shape),
                                    "scaling_factor": decoder.scaling_factor, "shift_factor": decoder.shift_factor}
     if (cond := getattr(cfg, "conditioning", None)) is not None:
-        extras["conditioning"] = {"sha256": (model.get("conditioning") or {}).get("sha256"), "columns": cond.columns}
+        table = model.get("conditioning") or {}
+        extras["conditioning"] = {"sha256": table.get("sha256"), "columns": cond.columns,
+                                  **({"text_encoder": table["text_encoder"]["sha256"]} if "text_encoder" in table else {})}
     return extras
 
 
@@ -75,6 +77,7 @@ def fingerprint_fields(cfg: Any, model: dict[str, Any], sampler_state: dict[str,
         "model": _network(m, model),
         "model.guide": _network(m.guide, model.get("guide", {})) if m.guide is not None else None,
         "torch.threads": torch_threads(cfg), "torch.version": runtime.get("torch"), "device": runtime.get("device"),
+        **({"run.store_latents": True} if run.store_latents else {}),  # an extra column; absent: older fingerprints
         **_extras(cfg, model),
     }
     return fields

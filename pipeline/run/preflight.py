@@ -25,7 +25,7 @@ import samplers
 
 from ..conditioning import load_table
 from ..config import ConfigError, JobConfig
-from ..network import build_fields
+from ..network import build_fields, cpu_config
 
 _HINT = "set model.preflight=false to skip this check"
 
@@ -70,14 +70,6 @@ class _Recorder(torch.nn.Module):
         return self.out if isinstance(self.out, torch.Tensor) else torch.zeros_like(args[0])
 
 
-def _cpu_config(model_cfg: Any) -> Any:
-    """`model_cfg` as the driver's CPU runs it: not compiled, float16 as float32 (CPU kernels for it are spotty)."""
-    update = {"compile": False} | ({"dtype": "float32"} if model_cfg.dtype == "float16" else {})
-    if getattr(model_cfg, "guide", None) is not None:
-        update["guide"] = _cpu_config(model_cfg.guide)
-    return model_cfg.model_copy(update=update)
-
-
 def _label(cfg: JobConfig) -> int | None:
     """The largest class label the job samples with, or None for an unconditional job."""
     if cfg.run.labels == "none":
@@ -85,13 +77,15 @@ def _label(cfg: JobConfig) -> int | None:
     return cfg.run.label if cfg.run.labels == "fixed" else cfg.model.num_classes - 1
 
 
-def check_forward(cfg: JobConfig, sampler: samplers.Sampler, weights: Any = None, guide_weights: Any = None) -> None:
+def check_forward(cfg: JobConfig, sampler: samplers.Sampler, weights: Any = None, guide_weights: Any = None,
+                  nets: tuple[Any, Any] = (None, None)) -> None:
     """ConfigError unless one forward pass of the network (and guide) on one sample at the grid's first time
-    gives a finite floating tensor shaped like the sample; skipped with model.preflight=false."""
+    gives a finite floating tensor shaped like the sample; skipped with model.preflight=false. `nets`: the
+    networks (model, guide) `identify_network` built, used instead of building them again."""
     if not cfg.model.preflight or not isinstance(sampler, samplers.StepSampler):
         return
-    net, g_net = build_fields(_cpu_config(cfg.model), cfg.sampler.guidance_scale, "cpu", weights, guide_weights,
-                              seed=cfg.run.seed)
+    net, g_net = build_fields(cpu_config(cfg.model), cfg.sampler.guidance_scale, "cpu", weights, guide_weights,
+                              seed=cfg.run.seed, nets=nets)
     t = float(sampler.sample_t()[0])
     shape = (1, *cfg.model.shape)
     x = torch.randn(shape, generator=torch.Generator().manual_seed(0), dtype=sampler.torch_dtype) * net.prior_scale(t)

@@ -59,7 +59,8 @@ def resolve_noise_scheme(fs: Any, root: str, cfg: JobConfig) -> JobConfig:
 
 def job_schema(cfg: JobConfig) -> dict[str, Any]:
     """The manifest's schema entry of this job's shards."""
-    return shard_schema(cfg.run.format, cfg.run.dtype, stored_shape(cfg.model), cfg.run.labels != "none")
+    return shard_schema(cfg.run.format, cfg.run.dtype, stored_shape(cfg.model), cfg.run.labels != "none",
+                        cfg.model.shape if cfg.run.store_latents else None)
 
 
 def _shard_plan_ok(record: ShardRecord, cfg: JobConfig) -> bool:

@@ -95,8 +95,9 @@ def describe(sampler: samplers.Sampler) -> str:
 def sample_batch(
     sampler: samplers.Sampler, net: samplers.Field, g_net: samplers.Field | None, spec: SampleSpec,
     start: int, stop: int, device: torch.device | str,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """(samples (n, *shape) float32 on CPU, labels (n,) or None) for indices [start, stop)."""
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """(samples (n, *stored shape) float32 on CPU, labels (n,) or None, and with a decoder the latents it decoded
+    (n, *shape) float32 on CPU, else None) for indices [start, stop)."""
     labels = labels_for(spec, start, stop, device)
     x = sampler.sample(
         stop - start, device, net=net, shape=spec.shape, seed=spec.seed, start_index=start, labels=labels,
@@ -104,13 +105,15 @@ def sample_batch(
         net_kwargs=spec.conditioning.kwargs(start, stop, device) if spec.conditioning is not None else None,
         noise_scheme=spec.noise_scheme,
     )
+    latents = None
     if spec.decoder is not None:
-        x = spec.decoder(x)
+        latents, x = x, spec.decoder(x)
     finite = torch.isfinite(x.reshape(x.shape[0], -1)).all(dim=1)
     if not bool(finite.all()):
         bad = (start + torch.nonzero(~finite).flatten().cpu()).tolist()
         raise _nonfinite(bad, stop - start, sampler, spec, "try more steps or another time_dist")
-    return x.float().cpu(), (labels.cpu() if labels is not None else None)
+    return (x.float().cpu(), (labels.cpu() if labels is not None else None),
+            (latents.float().cpu() if latents is not None else None))
 
 
 def check_stored(stored: np.ndarray, start: int, sampler: samplers.Sampler, spec: SampleSpec) -> None:
@@ -133,14 +136,18 @@ def _nonfinite(bad: list[int], n: int, sampler: samplers.Sampler, spec: SampleSp
 
 def sample_shard(
     sampler: samplers.Sampler, net: samplers.Field, g_net: samplers.Field | None, spec: SampleSpec,
-    shard: Shard, batch_size: int, device: torch.device | str,
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """Samples of the shard in its fixed batches: (float32 (n, *shape), int64 labels (n,) or None)."""
-    xs, ys = [], []
+    shard: Shard, batch_size: int, device: torch.device | str, *, with_latents: bool = False,
+) -> tuple[np.ndarray, np.ndarray | None] | tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """Samples of the shard in its fixed batches: (float32 (n, *shape), int64 labels (n,) or None); with
+    `with_latents`, also the float32 latents (n, *model shape) the decoder decoded (None without a decoder)."""
+    xs, ys, zs = [], [], []
     for b_start, b_stop in shard_batches(shard, batch_size):
-        x, y = sample_batch(sampler, net, g_net, spec, b_start, b_stop, device)
+        x, y, z = sample_batch(sampler, net, g_net, spec, b_start, b_stop, device)
         xs.append(x.numpy())
         ys.append(y.numpy() if y is not None else None)
+        zs.append(z.numpy() if z is not None else None)
     labels = None if ys[0] is None else np.concatenate(ys)
+    if with_latents:
+        return np.concatenate(xs), labels, (None if zs[0] is None else np.concatenate(zs))
     return np.concatenate(xs), labels
 

@@ -88,7 +88,8 @@ class SamplerWorker:
         run, fid = self.cfg.run, self.cfg.metrics.fid
         with self._sampling:
             t0 = time.perf_counter()  # sample_s excludes the wait for the other call's sampling
-            samples, labels = sample_shard(self.sampler, self.net, self.g_net, self.spec, shard, run.batch_size, self.device)
+            samples, labels, latents = sample_shard(self.sampler, self.net, self.g_net, self.spec, shard, run.batch_size,
+                                                    self.device, with_latents=True)
             stored = to_stored(samples, run.dtype)
             check_stored(stored, shard.start, self.sampler, self.spec)
             stats = features_stats(self.extractor, stored, run.dtype) if self.extractor is not None else None
@@ -97,7 +98,8 @@ class SamplerWorker:
         if fid is None or fid.store_samples:
             indices = torch.arange(shard.start, shard.stop, dtype=torch.int64).numpy()
             version = output_version(self.fs, self.root)  # the driver wrote the manifest: its layout is settled
-            data = encode_shard(indices, labels, stored, run.format, self.metadata, version)
+            data = encode_shard(indices, labels, stored, run.format, self.metadata, version,
+                                latents if run.store_latents else None)
             record = commit_shard(self.fs, self.root, shard_name(shard.index, run.format), data,
                                   {"index": shard.index, "start": shard.start, "stop": shard.stop,
                                    "fingerprint": self.fingerprint}, version)

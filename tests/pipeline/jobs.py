@@ -230,3 +230,17 @@ def snapshot(root: str | os.PathLike) -> dict[str, tuple[int, int, str]]:
             st = path.stat()
             out[str(path.relative_to(root))] = (st.st_size, st.st_mtime_ns, hashlib.sha256(path.read_bytes()).hexdigest())
     return out
+
+
+def run_in_process(cfg: Any) -> Any:
+    """The job's prepare, one SamplerWorker (the actor's class, built in this process: no Ray) for every shard,
+    and finalize: the real code path of run_job without the scheduler."""
+    from pipeline.run.driver import JobResults, finalize, prepare, worker_expectations
+    from pipeline.run.resume import begin_output
+    from pipeline.run.worker import SamplerWorker
+
+    plan = prepare(cfg)
+    manifest = begin_output(cfg, plan.manifest)
+    worker = SamplerWorker(cfg.resolved(), plan.sampler_state, None, worker_expectations(plan))
+    records = {shard.index: worker.run(shard).record for shard in plan.todo}
+    return finalize(plan, JobResults(records=records, manifest=manifest))

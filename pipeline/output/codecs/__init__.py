@@ -5,12 +5,12 @@ A new format is one module defining a ``Codec`` plus one line in ``CODECS``.
 
 from __future__ import annotations
 
-from .base import COLUMNS, Codec, ShardData
+from .base import COLUMNS, LATENT, Codec, ShardData
 from .parquet import PARQUET
 from .safetensors import SAFETENSORS
 from .webdataset import WEBDATASET
 
-__all__ = ["CODECS", "COLUMNS", "Codec", "FORMATS", "ShardData", "codec", "format_of"]
+__all__ = ["CODECS", "COLUMNS", "LATENT", "Codec", "FORMATS", "ShardData", "codec", "format_of"]
 
 CODECS: dict[str, Codec] = {c.name: c for c in (PARQUET, SAFETENSORS, WEBDATASET)}
 FORMATS: dict[str, str] = {name: c.ext for name, c in CODECS.items()}  # format -> file extension

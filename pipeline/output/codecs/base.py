@@ -9,16 +9,19 @@ from typing import Any
 import numpy as np
 
 COLUMNS = ("index", "label", "sample")
+LATENT = "latent"  # the optional pre-decode latents of a latent model (run.store_latents), beside `sample`
 
 
 @dataclasses.dataclass(frozen=True)
 class ShardData:
-    """Decoded shard: indices (rows,), labels (rows,) or None, samples (rows, *shape)."""
+    """Decoded shard: indices (rows,), labels (rows,) or None, samples (rows, *shape), and latents
+    (rows, *latent shape) float32 or None (run.store_latents)."""
 
     indices: np.ndarray
     labels: np.ndarray | None
     samples: np.ndarray
     metadata: dict[str, str]
+    latents: np.ndarray | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,13 +29,13 @@ class Codec:
     """A shard file format.
 
     encode(indices int64 (rows,), labels int64 (rows,) | None, samples (rows, *shape), metadata sorted
-    str -> str) -> bytes, a deterministic function of its arguments; decode(bytes) -> ShardData, raising
+    str -> str, latents (rows, *latent shape) | None) -> bytes, a deterministic function of its arguments; decode(bytes) -> ShardData, raising
     ValueError for bytes that are not such a file; ray_reader(paths, filesystem) -> ray.data.Dataset
     when Ray Data reads the format natively.
     """
 
     name: str
     ext: str
-    encode: Callable[[np.ndarray, np.ndarray | None, np.ndarray, dict[str, str]], bytes]
+    encode: Callable[..., bytes]  # (indices, labels, samples, meta, latents=None)
     decode: Callable[[bytes], ShardData]
     ray_reader: Callable[[list[str], Any], Any] | None = None

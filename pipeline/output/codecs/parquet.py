@@ -5,6 +5,8 @@
     sample  one sample, in the stored dtype (see below)
     image   struct<bytes: binary, path: string>: the sample as a PNG (format version 2, uint8 samples
             of shape (C, H, W) with C in (1, 3) only; path is null)
+    latent  the pre-decode latents of a latent model, float32, stored like ``sample`` (only with
+            ``run.store_latents``)
 
 ``sample`` is stored as nested fixed-size lists, one level per axis (``fixed_size_list<
 fixed_size_list<fixed_size_list<uint8>[W]>[H]>[C]``) in format version 2, and as the canonical
@@ -35,24 +37,29 @@ import pyarrow.parquet as pq
 
 from ..images import encode_png, is_image_shape
 from ..layout import VERSION_KEY
-from .base import COLUMNS, Codec, ShardData
+from .base import COLUMNS, LATENT, Codec, ShardData
 
 HF_KEY = "huggingface"  # the schema metadata key HF datasets reads its features from
 IMAGE_COLUMN = "image"
 
 
-def encode(indices: np.ndarray, labels: np.ndarray | None, samples: np.ndarray, meta: dict[str, str]) -> bytes:
+def encode(indices: np.ndarray, labels: np.ndarray | None, samples: np.ndarray, meta: dict[str, str],
+           latents: np.ndarray | None = None) -> bytes:
     """One Parquet file holding the shard; contiguous arrays in, bytes out."""
     legacy = meta.get(VERSION_KEY) == "1"
-    rows, shape = len(samples), samples.shape[1:]
-    values = _arrow_of(samples.reshape(-1))
-    sample_col = _tensor(values, shape) if legacy else nested_array(values, shape)
+    rows = len(samples)
+    sample_col = _array_column(samples, legacy)
     fields = [
         pa.field("index", pa.int64(), nullable=False),
         pa.field("label", pa.int64(), nullable=True),
         pa.field("sample", sample_col.type, nullable=False),
     ]
     columns = [_arrow_of(indices), pa.nulls(rows, pa.int64()) if labels is None else _arrow_of(labels), sample_col]
+    if latents is not None:
+        latent_col = _array_column(latents, legacy)
+        fields.append(pa.field(LATENT, latent_col.type, nullable=False))
+        columns.append(latent_col)
+    shape = samples.shape[1:]
     if not legacy:
         if is_image(samples.dtype, shape):
             fields.append(pa.field(IMAGE_COLUMN, IMAGE_TYPE, nullable=True))
@@ -62,6 +69,12 @@ def encode(indices: np.ndarray, labels: np.ndarray | None, samples: np.ndarray, 
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink, row_group_size=max(rows, 1), compression="zstd", use_dictionary=False)
     return sink.getvalue().to_pybytes()
+
+
+def _array_column(arrays: np.ndarray, legacy: bool) -> pa.Array:
+    """Contiguous arrays (rows, *shape) as one column: nested fixed-size lists (fixed_shape_tensor when `legacy`)."""
+    values = _arrow_of(arrays.reshape(-1))
+    return _tensor(values, arrays.shape[1:]) if legacy else nested_array(values, arrays.shape[1:])
 
 
 def _arrow_of(values: np.ndarray) -> pa.Array:
@@ -111,8 +124,9 @@ def hf_features(fields: list[pa.Field], dtype: np.dtype) -> str:
     for field in fields:
         if field.name == IMAGE_COLUMN:
             features[field.name] = {"_type": "Image"}
-        elif field.name == "sample":
-            feature: dict[str, Any] = {"_type": "Value", "dtype": np.dtype(dtype).name}
+        elif field.name in ("sample", LATENT):
+            value_dtype = np.dtype(dtype).name if field.name == "sample" else "float32"
+            feature: dict[str, Any] = {"_type": "Value", "dtype": value_dtype}
             for d in reversed(_shape_of(field.type)):
                 feature = {"_type": "Sequence", "feature": feature, "length": d}
             features[field.name] = feature
@@ -136,23 +150,29 @@ def decode(data: bytes) -> ShardData:
     except (pa.ArrowException, OSError) as e:
         raise ValueError(f"not a readable Parquet file: {e}") from e
     types = {f.name: f.type for f in table.schema}
-    names = tuple(n for n in types if n != IMAGE_COLUMN)
+    names = tuple(n for n in types if n not in (IMAGE_COLUMN, LATENT))
     if names != COLUMNS or list(types)[: len(COLUMNS)] != list(COLUMNS):
-        raise ValueError(f"Parquet columns are {list(types)}, expected {list(COLUMNS)} (and {IMAGE_COLUMN!r})")
+        raise ValueError(f"Parquet columns are {list(types)}, expected {list(COLUMNS)} (and {IMAGE_COLUMN!r}, {LATENT!r})")
     if types["index"] != pa.int64() or types["label"] != pa.int64():
         raise ValueError(f"index/label must be int64, got {types['index']}/{types['label']}")
-    if not (isinstance(types["sample"], pa.FixedShapeTensorType) or pa.types.is_fixed_size_list(types["sample"])):
-        raise ValueError(f"sample must be arrow.fixed_shape_tensor or nested fixed-size lists, got {types['sample']}")
     label = table["label"]
     if label.null_count not in (0, len(label)):
         raise ValueError(f"label column has {label.null_count} nulls in {len(label)} rows")
     labels = None if label.null_count else label.to_numpy()
-    values, shape = flat_values(table["sample"].combine_chunks())
-    if not (pa.types.is_integer(values.type) or pa.types.is_floating(values.type)):
-        raise ValueError(f"sample values must be numbers, got {values.type}")
-    samples = values.to_numpy(zero_copy_only=False).reshape(len(table), *shape)
+    latents = _arrays(table, LATENT) if LATENT in types else None
     meta = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items() if k.decode() != HF_KEY}
-    return ShardData(table["index"].to_numpy(), labels, samples, meta)
+    return ShardData(table["index"].to_numpy(), labels, _arrays(table, "sample"), meta, latents)
+
+
+def _arrays(table: pa.Table, name: str) -> np.ndarray:
+    """Column `name` (fixed_shape_tensor or nested fixed-size lists of numbers) as an array (rows, *shape)."""
+    column = table[name].combine_chunks()
+    if not (isinstance(column.type, pa.FixedShapeTensorType) or pa.types.is_fixed_size_list(column.type)):
+        raise ValueError(f"{name} must be arrow.fixed_shape_tensor or nested fixed-size lists, got {column.type}")
+    values, shape = flat_values(column)
+    if not (pa.types.is_integer(values.type) or pa.types.is_floating(values.type)):
+        raise ValueError(f"{name} values must be numbers, got {values.type}")
+    return values.to_numpy(zero_copy_only=False).reshape(len(table), *shape)
 
 
 def read_ray(paths: list[str], filesystem: Any) -> Any:
@@ -165,12 +185,13 @@ def read_ray(paths: list[str], filesystem: Any) -> Any:
 
 
 def ray_batch(batch: pa.Table) -> pa.Table:
-    """A batch of shard rows as Ray Data shows them: ``sample`` as ``arrow.fixed_shape_tensor`` (format-2 shards
+    """A batch of shard rows as Ray Data shows them: ``sample`` (and ``latent``) as ``arrow.fixed_shape_tensor`` (format-2 shards
     store nested lists), ``image`` decoded from PNG."""
-    column = batch["sample"].combine_chunks()
-    if not isinstance(column.type, pa.FixedShapeTensorType):
-        values, shape = flat_values(column)
-        batch = batch.set_column(batch.schema.get_field_index("sample"), "sample", _tensor(values, shape))
+    for name in ("sample", LATENT):
+        column = batch[name].combine_chunks() if name in batch.column_names else None
+        if column is not None and not isinstance(column.type, pa.FixedShapeTensorType):
+            values, shape = flat_values(column)
+            batch = batch.set_column(batch.schema.get_field_index(name), name, _tensor(values, shape))
     if IMAGE_COLUMN in batch.column_names:
         from PIL import Image
 

@@ -24,6 +24,15 @@ def tiny_unet(**config):
     return diffusers.UNet2DModel(**{**UNET, **config}).eval()
 
 
+def tiny_cond_unet():
+    """A random UNet2DConditionModel for 3x8x8 samples, cross-attending to (N, seq, 8) embeddings."""
+    torch.manual_seed(0)
+    return diffusers.UNet2DConditionModel(
+        sample_size=8, in_channels=3, out_channels=3, block_out_channels=(8, 16), layers_per_block=1,
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        norm_num_groups=4, cross_attention_dim=8, attention_head_dim=4).eval()
+
+
 def save_pipeline(path, pipeline_cls, scheduler, **config):
     pipe = pipeline_cls(unet=tiny_unet(**config), scheduler=scheduler)
     pipe.save_pretrained(path)
@@ -145,11 +154,7 @@ def test_conditional_unet_takes_its_embeddings_from_a_conditioning_table(tmp_pat
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    torch.manual_seed(0)
-    unet = diffusers.UNet2DConditionModel(
-        sample_size=8, in_channels=3, out_channels=3, block_out_channels=(8, 16), layers_per_block=1,
-        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-        norm_num_groups=4, cross_attention_dim=8, attention_head_dim=4).eval()
+    unet = tiny_cond_unet()
     unet.save_pretrained(tmp_path / "unet")
     scheduler = diffusers.EulerDiscreteScheduler()
     scheduler.save_pretrained(tmp_path / "scheduler")
@@ -222,3 +227,44 @@ def test_ddpm_job_equals_ddpm_pipeline_with_its_noise_injected(tmp_path, monkeyp
     reference = pipeline_with_our_noise(pipe, "ddpm.pipeline_ddpm", monkeypatch, 4, 3, num_inference_steps=8)
     err = (ours - reference).abs().max().item()
     assert err <= 1e-4, err
+
+
+@pytest.mark.parametrize("guide_scheduler", [True, False])
+def test_guide_from_a_diffusers_folder_equals_the_guided_field(tmp_path, guide_scheduler):
+    """Autoguidance by a second UNet2DModel folder: the job (prepare + the worker's code, no Ray) stores what
+    sampler.sample with both fields (a GuidedField inside) computes in this process for the same indices. A guide
+    folder without a scheduler config (a bare model folder) takes the model's interface."""
+    from pipeline.models.diffusers_folder import load
+    from pipeline.network import module_sha256
+    from pipeline.output.reader import read_samples
+    from pipeline.run.sampling import build_sampler
+    from tests.pipeline.jobs import run_in_process
+
+    save_pipeline(tmp_path / "main", diffusers.DDIMPipeline, diffusers.DDIMScheduler())
+    torch.manual_seed(1)
+    guide_unet = diffusers.UNet2DModel(**{**UNET, "block_out_channels": (4, 8), "norm_num_groups": 2})
+    if guide_scheduler:
+        diffusers.DDIMPipeline(unet=guide_unet, scheduler=diffusers.DDIMScheduler()).save_pretrained(tmp_path / "guide")
+        guide = {"diffusers": {"path": str(tmp_path / "guide"), "subfolder": "unet"}, "shape": [3, 8, 8]}
+    else:
+        guide_unet.save_pretrained(tmp_path / "guide")
+        guide = {"diffusers": {"path": str(tmp_path / "guide")}, "shape": [3, 8, 8]}
+    cfg = job(tmp_path, tmp_path / "main", {"name": "ddim", "steps": 4, "time_dist": "diffusers", "guidance_scale": 2.0},
+              guide=guide)
+    assert cfg.model.guide.factory == FACTORY and cfg.model.guide.interface == "vp_eps"
+    assert cfg.model.guide.interface_kwargs == cfg.model.interface_kwargs
+    manifest = run_in_process(cfg)
+    g_net = load(**cfg.model.guide.kwargs)
+    assert manifest.model["guide"]["sha256"] == module_sha256(g_net)  # the guide's identity is in the fingerprint
+
+    def field(model_cfg, net):
+        return samplers.wrap(net, model_cfg.interface, **model_cfg.interface_kwargs)
+
+    with torch.inference_mode():
+        expected = build_sampler(cfg).sample(3, "cpu", net=field(cfg.model, load(**cfg.model.kwargs)), shape=(3, 8, 8),
+                                             seed=4, g_net=field(cfg.model.guide, g_net), guidance_scale=2.0)
+        unguided = build_sampler(cfg).sample(3, "cpu", net=field(cfg.model, load(**cfg.model.kwargs)), shape=(3, 8, 8),
+                                             seed=4)
+    stored = torch.from_numpy(read_samples(cfg.run.output))
+    torch.testing.assert_close(stored, expected, rtol=0, atol=1e-6)  # same batch, same threads: the same computation
+    assert (stored - unguided).abs().max() > 1e-2  # the guide took part

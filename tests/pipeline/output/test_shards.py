@@ -107,6 +107,32 @@ def test_round_trip(fmt, dtype, labeled, version):
     assert shard.metadata == {**META, "seedshard.format_version": str(version)}
 
 
+@pytest.mark.parametrize("fmt", ["parquet", "safetensors", "webdataset"])
+@pytest.mark.parametrize("version", [1, 2])
+def test_latents_round_trip_and_verify_against_the_schema(tmp_path, fmt, version):
+    from pipeline.output.shards import shard_schema
+
+    indices, labels, samples = make_shard(0, 6, "uint8")
+    latents = np.random.default_rng(1).standard_normal((6, 4, 2, 2)).astype(np.float32)
+    data = encode_shard(indices, labels, samples, fmt, META, version, latents)
+    shard = decode_shard(data, fmt)
+    np.testing.assert_array_equal(shard.latents, latents)
+    np.testing.assert_array_equal(shard.samples, samples)
+    assert decode_shard(encode_shard(indices, labels, samples, fmt, META, version), fmt).latents is None
+    name = shard_name(0, fmt)
+    record = commit_shard(*open_output(str(tmp_path)), name, data, {"index": 0, "start": 0, "stop": 6}, version)
+    schema = shard_schema(fmt, "uint8", SHAPE, True, [4, 2, 2])
+    fs, root = open_output(str(tmp_path))
+    assert verify_shard(fs, root, record, schema=schema) == []
+    wrong = verify_shard(fs, root, record, schema={**schema, "latent": {"shape": [4, 4, 4], "dtype": "float32"}})
+    assert wrong == [f"{name}: schema differs: latent {{'shape': [4, 2, 2], 'dtype': 'float32'}} "
+                     "(manifest: {'shape': [4, 4, 4], 'dtype': 'float32'})"]
+    plain = commit_shard(fs, root, name, encode_shard(indices, labels, samples, fmt, META, version),
+                         {"index": 0, "start": 0, "stop": 6}, version)
+    assert verify_shard(fs, root, plain, schema=schema) == [
+        f"{name}: schema differs: latent None (manifest: {{'shape': [4, 2, 2], 'dtype': 'float32'}})"]
+
+
 @pytest.mark.parametrize("fmt", ["parquet", "safetensors"])
 def test_encoding_is_deterministic(fmt):
     a = encode_shard(*make_shard(), fmt, META)

@@ -6,6 +6,7 @@ import contextlib
 import shutil
 import tempfile
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -102,6 +103,14 @@ class SharedRay:
 
 
 SHARED_RAY = SharedRay()
+HERE = Path(__file__).resolve().parent
+
+
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    """Stop the shared Ray after the last test of tests/pipeline: tests elsewhere expect no Ray in this process
+    (a job with a bad cluster.address must fail, not run on the Ray already there)."""
+    if nextitem is None or HERE not in nextitem.path.parents:
+        SHARED_RAY.stop()
 
 
 @pytest.fixture(scope="session")

@@ -37,7 +37,7 @@ def run(code: str) -> tuple[float, str]:
 
 def main() -> None:
     args = common.parser(__doc__.splitlines()[0]).parse_args()
-    rounds = 3 if args.quick else 11
+    rounds = 1 if args.quick else 11
     times: dict[str, list[float]] = {label: [] for label, _ in ROWS}
     heavy: dict[str, str] = {}
     for _ in range(rounds):  # interleaved, so machine load hits every row alike

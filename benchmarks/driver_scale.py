@@ -12,7 +12,7 @@ manifests (the final one lists every shard), `dispatch` with `max_in_flight` sha
     and the peak of Python allocations (`tracemalloc`, in a second run: it slows Python down).
 
     python benchmarks/driver_scale.py            # 10^3, 10^4, 10^5 shards (+ 10^4 shards of 10 samples)
-    python benchmarks/driver_scale.py --quick    # smoke run, < 60 s
+    python benchmarks/driver_scale.py --quick    # smoke run: 300 shards, both runs in one driver process
 """
 
 from __future__ import annotations
@@ -26,13 +26,14 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from typing import Any
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 FULL = [(1_000, 1_000), (10_000, 1_000), (100_000, 1_000), (10_000, 10)]  # (shards, shard_size)
-QUICK = [(300, 100)]  # one size: each size costs two driver processes, each with its own Ray start
+QUICK = [(300, 100)]  # one size, its plain and tracemalloc runs in one driver process (one Ray start)
 
 
 def _rss() -> int:
@@ -57,16 +58,16 @@ class _PeakRSS(threading.Thread):
         return max(self.peak, _rss())
 
 
-def child(shards: int, shard_size: int, actors: int, in_flight: int, sleep_s: float, trace: bool) -> dict[str, Any]:
-    """One driver process: start Ray and the null actors, run the job, return the measurements."""
+def child(shards: int, shard_size: int, actors: int, in_flight: int, sleep_s: float,
+          runs: Sequence[str]) -> list[dict[str, Any]]:
+    """One driver process: start Ray and the null actors, run the job once per run ("plain", or "trace" under
+    tracemalloc) into a fresh output, return the measurements of each run."""
     import ray
 
     from benchmarks.null_worker import NullWorker
-    from pipeline.run import driver
-    from pipeline.config import validate_config
 
     temp_dir = tempfile.mkdtemp(prefix="ssds-", dir="/tmp")
-    out_dir = tempfile.mkdtemp(prefix="ssds-out-")
+    out_root = tempfile.mkdtemp(prefix="ssds-out-")
     ray.init(address="local", num_cpus=2, include_dashboard=False, _temp_dir=temp_dir, log_to_driver=False,
              configure_logging=False)
     try:
@@ -76,61 +77,71 @@ def child(shards: int, shard_size: int, actors: int, in_flight: int, sleep_s: fl
         infos = ray.get([a.ready.remote() for a in pool])
         actor_start = time.perf_counter() - t0
         assert not any(i["torch"] for i in infos), "null workers imported torch"
-        cfg = validate_config({
-            "run": {"num_samples": shards * shard_size, "seed": 0, "shard_size": shard_size, "batch_size": shard_size,
-                    "output": out_dir, "progress": "log"},
-            "model": {"factory": "pipeline.models.gaussian:build_gaussian", "interface": "flow", "shape": [1]},
-            "sampler": {"name": "euler", "steps": 1},
-            "cluster": {"num_workers": actors, "cpus_per_worker": 0.05, "max_in_flight": in_flight},
-        })
-        timings: dict[str, float] = {}
-        dispatch = driver.dispatch
-
-        def start_workers(*args: Any) -> tuple[list[Any], Any]:
-            return list(pool), lambda: cls.remote(sleep_s)
-
-        def timed_dispatch(*args: Any) -> Any:
-            t, c = time.perf_counter(), time.process_time()
-            try:
-                return dispatch(*args)
-            finally:
-                timings["dispatch_wall"] = time.perf_counter() - t
-                timings["dispatch_cpu"] = time.process_time() - c
-
-        real_start, driver.start_workers, driver.dispatch = driver.start_workers, start_workers, timed_dispatch
-        real_missing, driver.missing_shards = driver.missing_shards, lambda *args: {}  # null workers write no files
-        try:
-            if trace:
-                import tracemalloc
-
-                tracemalloc.start()
-            rss0, peak = _rss(), _PeakRSS()
-            peak.start()
-            t, c = time.perf_counter(), time.process_time()
-            manifest = driver.run_job(cfg)
-            timings["job_wall"], timings["job_cpu"] = time.perf_counter() - t, time.process_time() - c
-            timings["rss_growth"] = peak.stop() - rss0
-            if trace:
-                timings["py_peak"] = tracemalloc.get_traced_memory()[1]
-                tracemalloc.stop()
-        finally:
-            driver.start_workers, driver.dispatch, driver.missing_shards = real_start, dispatch, real_missing
-        assert manifest.status == "complete" and len(manifest.shards) == shards, manifest.status
-        timings["manifest_bytes"] = os.path.getsize(os.path.join(out_dir, "__seedshard__", "manifest.json"))
-        timings["actor_start"] = actor_start
-        return timings
+        return [_job(shards, shard_size, actors, in_flight, sleep_s, run == "trace", pool, cls,
+                     os.path.join(out_root, f"{k}-{run}")) | {"actor_start": actor_start} for k, run in enumerate(runs)]
     finally:
         ray.shutdown()
-        shutil.rmtree(out_dir, ignore_errors=True)
+        shutil.rmtree(out_root, ignore_errors=True)
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 
-def run_child(shards: int, shard_size: int, args: argparse.Namespace, trace: bool) -> dict[str, Any]:
+def _job(shards: int, shard_size: int, actors: int, in_flight: int, sleep_s: float, trace: bool, pool: list[Any],
+         cls: Any, out_dir: str) -> dict[str, Any]:
+    """One run_job over the null actors in `pool` (`trace`: under tracemalloc); its measurements."""
+    from pipeline.run import driver
+    from pipeline.config import validate_config
+
+    cfg = validate_config({
+        "run": {"num_samples": shards * shard_size, "seed": 0, "shard_size": shard_size, "batch_size": shard_size,
+                "output": out_dir, "progress": "log"},
+        "model": {"factory": "pipeline.models.gaussian:build_gaussian", "interface": "flow", "shape": [1]},
+        "sampler": {"name": "euler", "steps": 1},
+        "cluster": {"num_workers": actors, "cpus_per_worker": 0.05, "max_in_flight": in_flight},
+    })
+    timings: dict[str, float] = {}
+    dispatch = driver.dispatch
+
+    def start_workers(*args: Any) -> tuple[list[Any], Any]:
+        return list(pool), lambda: cls.remote(sleep_s)
+
+    def timed_dispatch(*args: Any) -> Any:
+        t, c = time.perf_counter(), time.process_time()
+        try:
+            return dispatch(*args)
+        finally:
+            timings["dispatch_wall"] = time.perf_counter() - t
+            timings["dispatch_cpu"] = time.process_time() - c
+
+    real_start, driver.start_workers, driver.dispatch = driver.start_workers, start_workers, timed_dispatch
+    real_missing, driver.missing_shards = driver.missing_shards, lambda *args: {}  # null workers write no files
+    try:
+        if trace:
+            import tracemalloc
+
+            tracemalloc.start()
+        rss0, peak = _rss(), _PeakRSS()
+        peak.start()
+        t, c = time.perf_counter(), time.process_time()
+        manifest = driver.run_job(cfg)
+        timings["job_wall"], timings["job_cpu"] = time.perf_counter() - t, time.process_time() - c
+        timings["rss_growth"] = peak.stop() - rss0
+        if trace:
+            timings["py_peak"] = tracemalloc.get_traced_memory()[1]
+            tracemalloc.stop()
+    finally:
+        driver.start_workers, driver.dispatch, driver.missing_shards = real_start, dispatch, real_missing
+    assert manifest.status == "complete" and len(manifest.shards) == shards, manifest.status
+    timings["manifest_bytes"] = os.path.getsize(os.path.join(out_dir, "__seedshard__", "manifest.json"))
+    return timings
+
+
+def run_child(shards: int, shard_size: int, args: argparse.Namespace, runs: Sequence[str]) -> list[dict[str, Any]]:
+    """The measurements of each run ("plain" / "trace") from one fresh driver process."""
     cmd = [sys.executable, os.path.abspath(__file__), "--child", str(shards), str(shard_size), "--actors",
-           str(args.actors), "--max-in-flight", str(args.max_in_flight), "--sleep", str(args.sleep)]
+           str(args.actors), "--max-in-flight", str(args.max_in_flight), "--sleep", str(args.sleep), "--runs", *runs]
     env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
     env.pop("RAY_ADDRESS", None)
-    proc = subprocess.run(cmd + (["--trace"] if trace else []), capture_output=True, text=True, env=env, cwd=ROOT)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -138,26 +149,32 @@ def run_child(shards: int, shard_size: int, args: argparse.Namespace, trace: boo
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--quick", action="store_true", help="small sizes, 4 actors (a smoke run)")
+    p.add_argument("--quick", action="store_true",
+                   help="one small size, 4 actors, the tracemalloc run in the same driver process (a smoke run)")
     p.add_argument("--actors", type=int, default=32)
     p.add_argument("--max-in-flight", type=int, default=2, help="cluster.max_in_flight (shards per actor)")
     p.add_argument("--sleep", type=float, default=0.0, help="seconds each null run() sleeps")
     p.add_argument("--no-trace", action="store_true", help="skip the tracemalloc runs")
     p.add_argument("--child", nargs=2, type=int, metavar=("SHARDS", "SHARD_SIZE"), help=argparse.SUPPRESS)
-    p.add_argument("--trace", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--runs", nargs="+", choices=["plain", "trace"], default=["plain"], help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
-        result = child(*args.child, args.actors, args.max_in_flight, args.sleep, args.trace)
+        result = child(*args.child, args.actors, args.max_in_flight, args.sleep, args.runs)
         print(json.dumps(result))
         return
     if args.quick:
         args.actors = min(args.actors, 4)
     sizes = QUICK if args.quick else FULL
+    runs = ["plain"] if args.no_trace else ["plain", "trace"]
     rows = []
     for shards, shard_size in sizes:
-        r = run_child(shards, shard_size, args, trace=False)
-        if not args.no_trace:
-            r["py_peak"] = run_child(shards, shard_size, args, trace=True)["py_peak"]
+        if args.quick:  # one Ray start for both runs
+            results = run_child(shards, shard_size, args, runs)
+        else:  # each run in a fresh driver process, so the memory it grows is its own
+            results = [run_child(shards, shard_size, args, [run])[0] for run in runs]
+        r = results[0]
+        if len(results) > 1:
+            r["py_peak"] = results[1]["py_peak"]
         rows.append((shards, shard_size, r))
 
     print(f"{args.actors} null actors (num_cpus=0.05, sleep {args.sleep:g} s), max_in_flight={args.max_in_flight}, "

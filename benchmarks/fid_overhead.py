@@ -10,12 +10,12 @@
    so load from elsewhere hits both alike (in a fresh process set up like an actor).
 3. Driver side: merging one shard's FeatureStats, and the final Frechet distance, for the
    digits features (64-d) and for Inception-v3 pool3 features (2048-d, synthetic).
-4. `--flops` (on in the full run): Inception-v3 (299x299) FLOPs per image next to the FLOPs of
+4. `--flops` (on by default): Inception-v3 (299x299) FLOPs per image next to the FLOPs of
    a sample from the EDM-sized U-Net (benchmarks.nets, 35 network calls): the fraction FID
    features add where an accelerator runs both at the same efficiency.
 
     python benchmarks/fid_overhead.py            # full run (a few minutes)
-    python benchmarks/fid_overhead.py --quick    # smoke run, < 60 s
+    python benchmarks/fid_overhead.py --quick    # smoke run: 1 shard of 50, 1 round, 256-d for 2048-d
 """
 
 from __future__ import annotations
@@ -51,9 +51,12 @@ from pipeline.output.dtypes import to_stored  # noqa: E402
 from pipeline.run.worker import MALLOC_ENV  # noqa: E402
 
 
-def demo_config(output: str, num_samples: int, fid: bool) -> JobConfig:
+FULL_SHARD, QUICK_SHARD = (250, 125), (50, 25)  # (shard_size, batch_size) of the full run and of --quick
+
+
+def demo_config(output: str, num_samples: int, fid: bool, shard: tuple[int, int] = FULL_SHARD) -> JobConfig:
     return validate_config({
-        "run": {"num_samples": num_samples, "seed": 0, "shard_size": 250, "batch_size": 125, "output": output,
+        "run": {"num_samples": num_samples, "seed": 0, "shard_size": shard[0], "batch_size": shard[1], "output": output,
                 "labels": "balanced", "overwrite": True, "progress": "none"},
         "model": {"factory": "pipeline.models.digits:build_demo", "interface": "flow", "shape": [1, 8, 8],
                   "num_classes": 10},
@@ -63,9 +66,9 @@ def demo_config(output: str, num_samples: int, fid: bool) -> JobConfig:
     })
 
 
-def job_rounds(out_dir: str, num_samples: int, rounds: int) -> dict[str, Any]:
+def job_rounds(out_dir: str, num_samples: int, rounds: int, shard: tuple[int, int]) -> dict[str, Any]:
     """ABBA rounds of the demo job without / with metrics.fid; seconds exclude the actor start."""
-    cfgs = {fid: demo_config(os.path.join(out_dir, f"fid-{fid}"), num_samples, fid) for fid in (False, True)}
+    cfgs = {fid: demo_config(os.path.join(out_dir, f"fid-{fid}"), num_samples, fid, shard) for fid in (False, True)}
     driver.model_identity(cfgs[False].model, {})  # imports the model's modules once, like the Ray start
     times: dict[bool, list[float]] = {False: [], True: []}
     for r in range(rounds):
@@ -78,17 +81,17 @@ def job_rounds(out_dir: str, num_samples: int, rounds: int) -> dict[str, Any]:
             "fraction": statistics.median(fractions), "lo": min(fractions), "hi": max(fractions)}
 
 
-def in_process(num_samples: int) -> dict[str, float]:
+def in_process(num_samples: int, shard: tuple[int, int]) -> dict[str, float]:
     """Seconds of sampling and of the actor's FID work (features of the stored samples), shard by shard,
     in a fresh process set up like an actor (1 thread, MALLOC_ENV)."""
     ctx = mp.get_context("spawn")
     with ctx.Pool(1) as pool:
-        return pool.apply(_in_process, (num_samples,))
+        return pool.apply(_in_process, (num_samples, shard))
 
 
-def _in_process(num_samples: int) -> dict[str, float]:
+def _in_process(num_samples: int, shard: tuple[int, int]) -> dict[str, float]:
     torch.set_num_threads(1)  # as in a 1-CPU actor
-    cfg = demo_config("unused", num_samples, True)
+    cfg = demo_config("unused", num_samples, True, shard)
     sampler = driver.build_sampler(cfg)
     net, g_net = build_fields(cfg.model, cfg.sampler.guidance_scale, "cpu")
     spec = SampleSpec.from_config(cfg)
@@ -144,12 +147,13 @@ def flops() -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--quick", action="store_true", help="small sizes, 1 round (a smoke run)")
+    p.add_argument("--quick", action="store_true", help="1 shard of 50, 1 round, 256-d for 2048-d (a smoke run)")
     p.add_argument("--num-samples", type=int, default=2000)
     p.add_argument("--rounds", type=int, default=7)
-    p.add_argument("--flops", action=argparse.BooleanOptionalAction, default=None, help="default: on unless --quick")
+    p.add_argument("--flops", action=argparse.BooleanOptionalAction, default=True, help="default: on")
     args = p.parse_args(argv)
-    n, rounds = (250, 1) if args.quick else (args.num_samples, args.rounds)
+    n, rounds, shard = (50, 1, QUICK_SHARD) if args.quick else (args.num_samples, args.rounds, FULL_SHARD)
+    wide = 256 if args.quick else 2048  # the Inception-v3 column: a 2048-d matrix square root takes seconds
     os.environ.update(MALLOC_ENV)  # the actors' malloc settings, for the in-process measurement's process
 
     import ray
@@ -161,15 +165,15 @@ def main(argv: list[str] | None = None) -> None:
     ray.init(address="local", num_cpus=1, include_dashboard=False, _temp_dir=temp_dir, log_to_driver=False,
              configure_logging=False)
     try:
-        job = job_rounds(out_dir, n, rounds)
+        job = job_rounds(out_dir, n, rounds, shard)
     finally:
         ray.shutdown()
         shutil.rmtree(out_dir, ignore_errors=True)
         shutil.rmtree(temp_dir, ignore_errors=True)
-    local = in_process(n)
-    drv = {dim: driver_side(dim, 1 if args.quick else 10) for dim in (64, 2048)}
+    local = in_process(n, shard)
+    drv = {dim: driver_side(dim, 1 if args.quick else 10) for dim in (64, wide)}
 
-    print(f"Demo job: {n} samples, shards of 250, batch 125, Heun 16 steps, guidance 2.0, 1 actor (1 CPU); "
+    print(f"Demo job: {n} samples, shards of {shard[0]}, batch {shard[1]}, Heun 16 steps, guidance 2.0, 1 actor (1 CPU); "
           f"{rounds} round(s), medians\n")
     print("| measurement | without FID | with FID (digits) | overhead |")
     print("|---|---|---|---|")
@@ -177,12 +181,12 @@ def main(argv: list[str] | None = None) -> None:
           f"| {100 * job['fraction']:+.1f} % [{100 * job['lo']:+.1f}, {100 * job['hi']:+.1f}] |")
     print(f"| in process, sampling vs FID features per shard, ms | {1e3 * local['sample'] / local['shards']:.1f} "
           f"| {1e3 * local['fid'] / local['shards']:.2f} | {100 * local['fid'] / local['sample']:+.2f} % |")
-    print("\n| driver side | digits (64-d) | Inception-v3 (2048-d) |")
+    print(f"\n| driver side | digits (64-d) | Inception-v3 ({wide}-d) |")
     print("|---|---|---|")
-    print(f"| merge one shard's FeatureStats, ms | {1e3 * drv[64]['merge']:.3f} | {1e3 * drv[2048]['merge']:.1f} |")
-    print(f"| Frechet distance at the end, s | {drv[64]['frechet']:.4f} | {drv[2048]['frechet']:.2f} |")
-    print(f"| FeatureStats returned per shard, MB | {(64 * 65 * 8) / 2**20:.2f} | {(2048 * 2049 * 8) / 2**20:.1f} |")
-    if args.flops if args.flops is not None else not args.quick:
+    print(f"| merge one shard's FeatureStats, ms | {1e3 * drv[64]['merge']:.3f} | {1e3 * drv[wide]['merge']:.1f} |")
+    print(f"| Frechet distance at the end, s | {drv[64]['frechet']:.4f} | {drv[wide]['frechet']:.2f} |")
+    print(f"| FeatureStats returned per shard, MB | {(64 * 65 * 8) / 2**20:.2f} | {(wide * (wide + 1) * 8) / 2**20:.1f} |")
+    if args.flops:
         f = flops()
         nfe = 35
         print("\n| FLOPs per sample | Inception-v3 features | EDM-sized U-Net x 35 calls (Heun 18) | features / sampling |")

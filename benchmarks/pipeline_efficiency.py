@@ -25,7 +25,7 @@ the actor start (fixed costs, in their own columns). "prep + final s" is the dri
 outside start_workers and dispatch (model identity, output check, manifests).
 
     python benchmarks/pipeline_efficiency.py            # full run (a few minutes)
-    python benchmarks/pipeline_efficiency.py --quick    # smoke run, < 60 s
+    python benchmarks/pipeline_efficiency.py --quick    # smoke run: tiny sizes, each model and each mode once
 """
 
 from __future__ import annotations
@@ -275,7 +275,8 @@ def _job_columns(job_t: list[dict[str, float]]) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--quick", action="store_true", help="tiny sizes, 1 round (a smoke run)")
+    p.add_argument("--quick", action="store_true",
+                   help="tiny sizes, 1 round, each model and each mode once, the first --workers (a smoke run)")
     p.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     p.add_argument("--workers", nargs="+", type=int, default=[1], help="actors (and bare processes) to compare")
     p.add_argument("--modes", nargs="+", default=["concurrent", "alternate"], choices=["concurrent", "alternate"])
@@ -298,16 +299,18 @@ def main(argv: list[str] | None = None) -> None:
     ray.init(address="local", num_cpus=max(args.workers), include_dashboard=False, _temp_dir=temp_dir,
              log_to_driver=False, configure_logging=False)
     ray_start = time.perf_counter() - t0
+    cases = [(model, workers, mode) for model in args.models for workers in args.workers for mode in args.modes]
+    if args.quick:  # every code path once: model i with mode i (cycling the shorter list)
+        n = max(len(args.models), len(args.modes))
+        cases = [(args.models[i % len(args.models)], args.workers[0], args.modes[i % len(args.modes)]) for i in range(n)]
     rows = []
     try:
-        for model in args.models:
-            for workers in args.workers:
-                cfg = job_config(model, os.path.join(out_dir, f"{model}-{workers}"), workers, args.quick)
-                driver.model_identity(cfg.model, {})  # imports the model's modules once, like the Ray start
-                for mode in args.modes:
-                    rows.append({"model": model, "workers": workers, "mode": mode, "n": cfg.run.num_samples,
-                                 "shard": cfg.run.shard_size, "batch": cfg.run.batch_size,
-                                 **modes[mode](cfg, workers, rounds)})
+        for model, workers, mode in cases:
+            cfg = job_config(model, os.path.join(out_dir, f"{model}-{workers}"), workers, args.quick)
+            driver.model_identity(cfg.model, {})  # imports the model's modules once, like the Ray start
+            rows.append({"model": model, "workers": workers, "mode": mode, "n": cfg.run.num_samples,
+                         "shard": cfg.run.shard_size, "batch": cfg.run.batch_size,
+                         **modes[mode](cfg, workers, rounds)})
     finally:
         ray.shutdown()
         shutil.rmtree(out_dir, ignore_errors=True)

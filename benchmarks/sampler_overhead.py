@@ -280,7 +280,7 @@ def main() -> None:
     args = common.parser(__doc__.splitlines()[0], peers=True).parse_args()
     if args.peer:
         return peer_main()
-    rounds, inner = (3, 2) if args.quick else (21, 3)
+    rounds, inner = (1, 1) if args.quick else (21, 3)
     peer = common.PeerProcess(__file__, args.quick) if common.peers_available(args) else None
     ours = Bench(seedshard_runs)
     nfe, methods = dict(ours.nfe), dict(ours.methods)

@@ -100,13 +100,19 @@ class RayHead:
         """PIDs of processes whose command line names this cluster's temp dir (raylet, gcs, workers...)."""
         return pids_naming(self.temp_dir)
 
-    def stop(self) -> None:
-        """SIGTERM the `ray start --block` session (it stops what it started), then SIGKILL leftovers by PID."""
+    def stop(self, grace_s: float = 5.0) -> None:
+        """SIGTERM the `ray start --block` session (it stops what it started) and give it `grace_s` (a few of Ray's
+        processes wait ~30 s on a GCS that is already gone), then SIGKILL the session and leftovers by PID."""
         try:
             os.killpg(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(timeout=30)
+            self.proc.wait(timeout=grace_s)
         except (ProcessLookupError, subprocess.TimeoutExpired):
             pass
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait(timeout=30)
         kill_pids_naming(self.temp_dir)
         self.log.close()
         if not self.own_pids():

@@ -68,6 +68,9 @@ def test_gpu_job_scales_the_fake_cluster_up_and_completes(autoscaling_head, tmp_
     nodes, which it does because the driver asked for the bundles. CPU-only torch: the workers sample on CPU."""
     import ray
 
+    from tests.pipeline.conftest import SHARED_RAY
+
+    SHARED_RAY.stop()  # where tests/pipeline ran first in this session
     assert not ray.is_initialized(), "run_job would use the Ray this process is already connected to"
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
     monkeypatch.delenv("RAY_ADDRESS", raising=False)

@@ -6,6 +6,7 @@ import contextlib
 import shutil
 import tempfile
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -72,20 +73,68 @@ def private_ray(num_cpus: int, prefix: str):
             shutil.rmtree(temp_dir, ignore_errors=True)
 
 
-@pytest.fixture(scope="module")
-def ray_local():
-    """A private local Ray instance for one test module (1 CPU); yields the ray module."""
-    with private_ray(1, "ssr-"):
+class SharedRay:
+    """The session's one private local Ray (2 CPUs), started by its first user after the S3 fixture (so its workers
+    inherit the fake credentials, as on a real node). A test that starts or joins a Ray of its own calls `stop()`
+    first; the next user starts a fresh one. Tests on it must leave no actors or state behind."""
+
+    def __init__(self) -> None:
+        self._stack: contextlib.ExitStack | None = None
+        self.temp_dir = ""
+
+    def start(self, request: pytest.FixtureRequest) -> str:
+        """Start it if it is not running (S3 server first, where boto3 and s3fs exist); its temp dir."""
         import ray
-        import ray.data
 
-        ray.data.DataContext.get_current().enable_progress_bars = False
-        yield ray
+        if self._stack is not None and not ray.is_initialized():  # a test shut it down: clean up, start again
+            self.stop()
+        if self._stack is None:
+            with contextlib.suppress(pytest.skip.Exception):
+                request.getfixturevalue("s3")
+            stack = contextlib.ExitStack()
+            self.temp_dir = stack.enter_context(private_ray(2, "ssr-"))
+            self._stack = stack
+        return self.temp_dir
+
+    def stop(self) -> None:
+        if self._stack is not None:
+            self._stack.close()
+            self._stack = None
 
 
-@pytest.fixture(scope="module")
-def ray2(s3):
-    """A private local Ray with 2 CPUs (two 1-CPU workers); started after the S3 fixture so its workers
-    inherit the (fake) credentials from the environment, as on a real node. Yields its temp dir."""
-    with private_ray(2, "ssd-") as temp_dir:
-        yield temp_dir
+SHARED_RAY = SharedRay()
+HERE = Path(__file__).resolve().parent
+
+
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    """Stop the shared Ray after the last test of tests/pipeline: tests elsewhere expect no Ray in this process
+    (a job with a bad cluster.address must fail, not run on the Ray already there)."""
+    if nextitem is None or HERE not in nextitem.path.parents:
+        SHARED_RAY.stop()
+
+
+@pytest.fixture(scope="session")
+def shared_ray():
+    """The SharedRay, stopped at the end of the session."""
+    try:
+        yield SHARED_RAY
+    finally:
+        SHARED_RAY.stop()
+
+
+@pytest.fixture
+def ray_local(shared_ray, request):
+    """The shared private Ray (2 CPUs); yields the ray module."""
+    shared_ray.start(request)
+    import ray
+    import ray.data
+
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    return ray
+
+
+@pytest.fixture
+def ray2(s3, shared_ray, request):
+    """The shared private Ray with 2 CPUs (two 1-CPU workers), its workers holding the fake S3 credentials;
+    yields its temp dir."""
+    return shared_ray.start(request)

@@ -147,22 +147,20 @@ def test_cli(float_output, tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_in_job_fid_equals_the_fid_of_the_exported_pngs(tmp_path):
+def test_in_job_fid_equals_the_fid_of_the_exported_pngs(ray_local, tmp_path):
     from pipeline import load_config, run_job
-    from tests.pipeline.conftest import private_ray
 
     def demo(out, *overrides):
         return load_config("configs/demo.yaml", [f"run.output={tmp_path / out}", "run.progress=none", "run.grid=0",
                                                  "run.num_samples=120", "run.shard_size=50", "sampler.steps=4", *overrides])
 
-    with private_ray(2, "ssx-"):
-        job = run_job(demo("out")).metrics["fid"]
-        x = read_samples(str(tmp_path / "out"))
-        assert ((x < -1) | (x > 1)).mean() > 0.01  # float storage outside [-1, 1]: clipping matters here
-        export_output(str(tmp_path / "out"), "png", str(tmp_path / "png"), progress=False)
-        assert main(["fid", "--samples", str(tmp_path / "png"), "--report", str(tmp_path / "png.json")]) == 0
-        assert main(["fid", "--samples", str(tmp_path / "out"), "--report", str(tmp_path / "out.json")]) == 0
-        wds = run_job(demo("wds", "run.format=webdataset", "run.dtype=float16")).metrics["fid"]
+    job = run_job(demo("out")).metrics["fid"]
+    x = read_samples(str(tmp_path / "out"))
+    assert ((x < -1) | (x > 1)).mean() > 0.01  # float storage outside [-1, 1]: clipping matters here
+    export_output(str(tmp_path / "out"), "png", str(tmp_path / "png"), progress=False)
+    assert main(["fid", "--samples", str(tmp_path / "png"), "--report", str(tmp_path / "png.json")]) == 0
+    assert main(["fid", "--samples", str(tmp_path / "out"), "--report", str(tmp_path / "out.json")]) == 0
+    wds = run_job(demo("wds", "run.format=webdataset", "run.dtype=float16")).metrics["fid"]
     pngs = json.loads((tmp_path / "png.json").read_text())
     assert pngs["num_samples"] == job["num_samples"] == 120
     assert pngs["fid"] == pytest.approx(job["fid"], rel=1e-5)

@@ -8,8 +8,7 @@ import pytest
 from PIL import Image
 
 from pipeline.output.fs import open_output
-from pipeline.run.cluster import ray_session
-from pipeline.config import ClusterConfig, load_config
+from pipeline.config import load_config
 from pipeline.run.driver import run_job
 from pipeline.fid.extractors import build_extractor
 from pipeline.fid.features import compute_stats
@@ -22,11 +21,9 @@ from pipeline.output.reader import read_samples
 DEMO = "configs/demo.yaml"
 
 
-@pytest.fixture(scope="module")
-def ray_demo():
-    """The demo's two 1-CPU workers need a 2-CPU local Ray."""
-    with ray_session(ClusterConfig(num_workers=2)):
-        yield
+@pytest.fixture
+def ray_demo(ray_local):
+    """The demo's two 1-CPU workers need a 2-CPU local Ray: the shared one."""
 
 
 def demo(tmp_path, *overrides):

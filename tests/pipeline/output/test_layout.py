@@ -9,8 +9,7 @@ import os
 import numpy as np
 import pytest
 
-from pipeline.run.cluster import ray_session
-from pipeline.config import ClusterConfig, load_config
+from pipeline.config import load_config
 from pipeline.run.driver import run_job
 from pipeline.output.fs import open_output
 from pipeline.output.layout import FORMAT_VERSION, SIDE_DIR, job_version, output_version, side_file, side_path
@@ -22,7 +21,7 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def outputs(tmp_path_factory):
+def outputs(tmp_path_factory, shared_ray, request):
     """{name: (url, stored samples (N, *shape), labels)} of real jobs: digits as uint8 images with FID report
     and grid, and a float16 Gaussian job (non-image samples)."""
     root = tmp_path_factory.mktemp("readers")
@@ -31,11 +30,11 @@ def outputs(tmp_path_factory):
                                                "run.progress=none"])
     gauss = gaussian_job(str(root / "gauss"), run={"dtype": "float16", "num_samples": 30}, cluster={"num_workers": 1})
     found = {}
-    with ray_session(ClusterConfig(num_workers=2)):
-        for name, cfg in (("digits", digits), ("gauss", gauss)):
-            assert run_job(cfg).status == "complete"
-            samples, labels = read_samples(cfg.run.output, with_labels=True)
-            found[name] = (cfg.run.output, samples, labels)
+    shared_ray.start(request)  # 2 CPUs: the demo's two 1-CPU workers
+    for name, cfg in (("digits", digits), ("gauss", gauss)):
+        assert run_job(cfg).status == "complete"
+        samples, labels = read_samples(cfg.run.output, with_labels=True)
+        found[name] = (cfg.run.output, samples, labels)
     return found
 
 

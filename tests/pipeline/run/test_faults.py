@@ -67,7 +67,7 @@ def test_a_worker_killed_mid_shard_is_replaced_and_the_bytes_do_not_change(ray2,
 
 def test_a_shard_that_always_crashes_its_worker_fails_the_job_after_max_attempts(ray2, tmp_path, caplog):
     cfg = probe_job(str(tmp_path / "out"), exit_indices=[65])  # shard 3 [60, 70) kills its worker process
-    cfg = cfg.model_copy(update={"cluster": cfg.cluster.model_copy(update={"num_workers": 1})})
+    cfg = cfg.model_copy(update={"cluster": cfg.cluster.model_copy(update={"num_workers": 1, "retry_backoff_s": 0.1})})
     with caplog.at_level(logging.WARNING, logger="pipeline.run"), \
             pytest.raises(JobError, match=r"^shard 3 \[60, 70\) failed 3 times \(cluster.max_shard_attempts=3\); "
                                           r"last: worker died \(ActorDiedError\)$"):

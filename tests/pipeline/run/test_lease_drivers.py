@@ -21,7 +21,9 @@ pytestmark = pytest.mark.slow
 def test_a_second_driver_on_the_same_output_fails_naming_the_first(tmp_path):
     cfg, path = slow_job(tmp_path)
     out = cfg.run.output
-    first = start_driver(path, tmp_path / "first.log", "run.seed=0", "model.kwargs.delay_s=0.5")  # about 30 s
+    hold = tmp_path / "hold"  # the first driver's workers wait while it exists
+    hold.touch()
+    first = start_driver(path, tmp_path / "first.log", "run.seed=0", f"model.kwargs.hold_file={hold}")
     tracked: dict = {}
     try:
         fs, root = open_output(out)
@@ -37,6 +39,7 @@ def test_a_second_driver_on_the_same_output_fails_naming_the_first(tmp_path):
         assert second.returncode == 1
         err = second.stderr.strip().splitlines()
         assert len(err) == 1 and f"is in use by run {holder.run_id} (host " in err[0], err
+        hold.unlink()
         assert first.wait(timeout=300) == 0, (tmp_path / "first.log").read_text()[-2000:]
     finally:
         if first.poll() is None:

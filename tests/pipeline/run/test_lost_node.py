@@ -50,9 +50,10 @@ class RayWorkerNode(RayHead):
 
 
 @pytest.fixture
-def two_nodes(monkeypatch):
+def two_nodes(monkeypatch, shared_ray):
     """A 1-CPU head and a 1-CPU worker node, this process connected as the driver; yields the worker node."""
     ray = pytest.importorskip("ray")
+    shared_ray.stop()  # this process joins the two-node cluster instead
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     head = RayHead(num_cpus=1)

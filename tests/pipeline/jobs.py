@@ -66,12 +66,13 @@ class ProbeNet(torch.nn.Module):
     `exit_indices`, raises RuntimeError on `raise_indices` and, once per index (a marker file in `flaky_dir`),
     ConnectionResetError on `flaky_indices` (a transient storage-like error). `delay_s` sleeps per call;
     `marker_dir` gets an empty file named after the pid of each Ray worker process that runs the network (not the
-    driver's, whose preflight runs it once); in those worker processes a call waits while the file `hold_file` exists."""
+    driver's, whose preflight runs it once); in those worker processes a call waits while the file `hold_file` exists
+    (only a call for one of `hold_indices`, when given)."""
 
     def __init__(self, interface: str = "edm", delay_s: float = 0.0, marker_dir: str | None = None,
                  nan_indices: list[int] = (), exit_indices: list[int] = (), huge_indices: list[int] = (),
                  raise_indices: list[int] = (), flaky_indices: list[int] = (), flaky_dir: str | None = None,
-                 hold_file: str | None = None) -> None:
+                 hold_file: str | None = None, hold_indices: list[int] = ()) -> None:
         super().__init__()
         from pipeline.models.gaussian import build_gaussian
 
@@ -80,13 +81,19 @@ class ProbeNet(torch.nn.Module):
         self.nan_indices, self.exit_indices, self.huge_indices = list(nan_indices), list(exit_indices), list(huge_indices)
         self.marked = False
         self.raise_indices, self.flaky_indices, self.flaky_dir = list(raise_indices), list(flaky_indices), flaky_dir
-        self.hold_file = hold_file
+        self.hold_file, self.hold_indices = hold_file, list(hold_indices)
+
+    def _holds(self, class_labels: torch.Tensor | None) -> bool:
+        """Whether this call waits on `hold_file`: every call, or one for a sample of `hold_indices`."""
+        if not self.hold_indices:
+            return True
+        return class_labels is not None and bool(torch.isin(class_labels, torch.tensor(self.hold_indices)).any())
 
     def forward(self, x: torch.Tensor, *times: torch.Tensor, class_labels: torch.Tensor | None = None) -> torch.Tensor:
         if self.marker_dir and not self.marked and _in_actor():
             pathlib.Path(self.marker_dir, str(os.getpid())).touch()
             self.marked = True
-        while self.hold_file and os.path.exists(self.hold_file) and _in_actor():
+        while self.hold_file and os.path.exists(self.hold_file) and _in_actor() and self._holds(class_labels):
             time.sleep(0.02)
         time.sleep(self.delay_s)
         out = self.net(x, *times)

@@ -26,8 +26,9 @@ def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
 @pytest.mark.slow
 def test_generate_inspect_grid_fid_as_a_user_would(tmp_path):
     out = tmp_path / "out"
-    gen = run_cli("generate", "configs/demo.yaml", f"run.output={out}", "run.num_samples=60", "run.shard_size=30",
-                  "sampler.steps=4", "run.grid=20")
+    job = (f"run.output={out}", "run.num_samples=60", "run.shard_size=30", "sampler.steps=4", "run.grid=20",
+           "cluster.num_workers=1")  # one actor: the CLI is under test here, not the fan-out
+    gen = run_cli("generate", "configs/demo.yaml", *job)
     assert gen.returncode == 0, gen.stderr
     assert "wrote 60 samples in 2 shards" in gen.stdout and "seedshard: FID " in gen.stdout
     assert "seedshard: shards 0 kept, 0 regenerated, 2 new; 60 samples generated, " in gen.stdout
@@ -37,8 +38,7 @@ def test_generate_inspect_grid_fid_as_a_user_would(tmp_path):
     assert inspect.returncode == 0 and "samples    60/60 in 2 shards" in inspect.stdout and "status     complete" in inspect.stdout
     assert "fid        " in inspect.stdout and "timings    created " in inspect.stdout
     (out / "shard-00001.parquet").unlink()  # the rerun keeps shard 0 and regenerates shard 1
-    rerun = run_cli("--debug", "generate", "configs/demo.yaml", f"run.output={out}", "run.num_samples=60",
-                    "run.shard_size=30", "sampler.steps=4", "run.grid=20")
+    rerun = run_cli("--debug", "generate", "configs/demo.yaml", *job)
     assert rerun.returncode == 0, rerun.stderr
     assert "seedshard: shards 1 kept, 1 regenerated, 0 new; 30 samples generated, " in rerun.stdout
     grid = run_cli("grid", str(out), "--out", str(tmp_path / "g.png"), "--n", "9")

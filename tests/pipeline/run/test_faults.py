@@ -270,10 +270,16 @@ def _when_sidecars(out: str, count: int, action, including: str | None = None) -
 
 
 def test_a_shard_lost_by_the_storage_mid_job_is_not_declared_complete(ray2, tmp_path):
-    cfg = probe_job(str(tmp_path / "out"), delay_s=0.02)
+    hold = tmp_path / "hold"  # the last shard (indices 60..69) waits until shard 0's data file is gone
+    hold.write_text("")
+    cfg = probe_job(str(tmp_path / "out"), hold_file=str(hold), hold_indices=list(range(60, 70)))
     out = cfg.run.output
-    watcher = _when_sidecars(out, 2, lambda: os.remove(os.path.join(out, "shard-00000.parquet")),
-                             including="shard-00000.json")
+
+    def lose_shard_0() -> None:
+        os.remove(os.path.join(out, "shard-00000.parquet"))
+        hold.unlink()
+
+    watcher = _when_sidecars(out, 1, lose_shard_0, including="shard-00000.json")
     with pytest.raises(JobError, match=r"^1 committed shard\(s\) are missing or changed in storage: "
                                        r"shard-00000.parquet \(gone\); rerun to regenerate them$"):
         run_job(cfg)

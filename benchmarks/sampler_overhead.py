@@ -33,6 +33,7 @@ import common
 import torch
 
 import samplers
+from samplers.noise import v2_kernel
 
 SHAPE, BATCH, STEPS = (2, 8, 8), 64, 100
 HEUN_STEPS = STEPS // 2  # 2 * 50 - 1 = 99 network calls, equal NFE with the 100-call methods
@@ -281,6 +282,7 @@ def main() -> None:
     if args.peer:
         return peer_main()
     rounds, inner = (1, 1) if args.quick else (21, 3)
+    v2_kernel.compiled()  # loaded, as in any process past its first large draw or 256 small ones (v2_kernel.py)
     peer = common.PeerProcess(__file__, args.quick) if common.peers_available(args) else None
     ours = Bench(seedshard_runs)
     nfe, methods = dict(ours.nfe), dict(ours.methods)

@@ -238,7 +238,7 @@ def normal(seed: int, start_index: int, n: int, stream: int, draw: int, shape: S
         from . import v2_kernel  # it imports this module's constants
 
         out = np.empty((n, 4 * blocks), dtype=np.float32)
-        if v2_kernel.AVAILABLE:
+        if v2_kernel.wanted(n * count):
             v2_kernel.normal(seed, start_index, n, stream + MAX_STREAM * draw, blocks, out, *_table_np())
         else:
             _normal_np(seed, start_index, n, stream, draw, blocks, out)

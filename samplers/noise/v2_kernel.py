@@ -7,20 +7,27 @@ It releases the GIL, so a background producer (producer.py) overlaps it with the
 Only operations with one exact IEEE/integer result are used (wrapping 64-bit integer products,
 int32 -> float32 conversion, a float32 multiply and add kept apart: numba never contracts them to an FMA
 without fastmath), so the bits do not depend on the CPU's vector width.
+
+Loading the loop costs a process ~0.5 s (importing numba, loading its on-disk cache; 0.7 s to compile the
+first time), so a process loads it only once it pays back (`wanted`): at its first draw of `LOAD_AT_VALUES`
+values or more, or after `LOAD_AFTER_DRAWS` smaller ones; until then draws take the NumPy path. A short job
+on small samples never pays the load; a long one loads it within its first batches.
 """
 
 from __future__ import annotations
 
-import numpy as np
+import functools
+import importlib.util
+from collections.abc import Callable
 
-try:  # numba is a core dependency; a platform without it falls back to the NumPy path (same bits)
-    import numba
-except ImportError:  # pragma: no cover - exercised only where numba is missing
-    numba = None
+import numpy as np
 
 from .v2 import M0, M1, MASK32, ROUNDS, S, W0, W1
 
-AVAILABLE = numba is not None
+AVAILABLE = importlib.util.find_spec("numba") is not None  # a core dependency; without it: the NumPy path
+LOAD_AT_VALUES = 1 << 16  # ~0.6 ms of NumPy per such draw: the load pays back within a few hundred
+LOAD_AFTER_DRAWS = 256  # small draws (~0.1 ms of NumPy each at 64 x 2x8x8) before loading anyway
+_small_draws = 0
 
 
 def _fill(k0, k1, start, n, sd, blocks, out, table_a, table_b):  # pragma: no cover - runs compiled
@@ -51,10 +58,27 @@ def _fill(k0, k1, start, n, sd, blocks, out, table_a, table_b):  # pragma: no co
             out[r, p] = table_a[cell] + table_b[cell] * np.float32(bits[p] & low)
 
 
-fill = numba.njit(nogil=True, cache=True, boundscheck=False)(_fill) if AVAILABLE else None
+@functools.cache
+def compiled() -> Callable[..., None]:
+    """The compiled `_fill` (imports numba; compiles, or loads numba's cache of, the loop once per process)."""
+    import numba
+
+    return numba.njit(nogil=True, cache=True, boundscheck=False)(_fill)
+
+
+def wanted(values: int) -> bool:
+    """Whether a draw of `values` numbers takes the compiled loop: always once it is loaded; loading it only for a
+    large draw or after many small ones (module docstring). The NumPy path gives the same bits."""
+    global _small_draws
+    if not AVAILABLE:
+        return False
+    if compiled.cache_info().currsize or values >= LOAD_AT_VALUES:
+        return True
+    _small_draws += 1
+    return _small_draws > LOAD_AFTER_DRAWS
 
 
 def normal(seed: int, start_index: int, n: int, sd: int, blocks: int, out: np.ndarray,
            table_a: np.ndarray, table_b: np.ndarray) -> None:
     """v2 normals of draw `sd` for indices start_index .. + n - 1 into `out` (n, 4 blocks) float32."""
-    fill(np.uint64(seed & MASK32), np.uint64(seed >> 32), start_index, n, sd, blocks, out, table_a, table_b)
+    compiled()(np.uint64(seed & MASK32), np.uint64(seed >> 32), start_index, n, sd, blocks, out, table_a, table_b)

@@ -174,8 +174,32 @@ def test_v2_uses_the_compiled_loop_and_falls_back_to_numpy_with_the_same_bits(mo
     assert v2_kernel.AVAILABLE  # numba is a core dependency
     compiled = SampleNoise(9, 4, 6, scheme="v2").step(3, torch.zeros(6, 3, 9, 9))
     monkeypatch.setattr(v2_kernel, "AVAILABLE", False)
-    monkeypatch.setattr(v2_kernel, "fill", None)  # the NumPy path must not touch it
+    monkeypatch.setattr(v2_kernel, "compiled", None)  # the NumPy path must not touch it
     assert torch.equal(compiled, SampleNoise(9, 4, 6, scheme="v2").step(3, torch.zeros(6, 3, 9, 9)))
+
+
+def test_a_process_loads_the_compiled_loop_only_once_it_pays_back(monkeypatch):
+    import functools
+
+    loads = []  # a stand-in for numba below: it counts the loads and makes the same bits in NumPy
+
+    @functools.cache
+    def compiled():
+        loads.append(1)
+        return lambda k0, k1, start, n, sd, blocks, out, ta, tb: v2._normal_np(
+            int(k0) + (int(k1) << 32), start, n, sd % v2.MAX_STREAM, sd // v2.MAX_STREAM, blocks, out)
+
+    monkeypatch.setattr(v2_kernel, "compiled", compiled)
+    monkeypatch.setattr(v2_kernel, "_small_draws", 0)
+    monkeypatch.setattr(v2_kernel, "LOAD_AFTER_DRAWS", 3)
+    small = [SampleNoise(1, 0, 2, scheme="v2").start((5,), torch.float32) for _ in range(3)]
+    assert loads == [] and all(torch.equal(x, small[0]) for x in small)  # small draws: NumPy, no load
+    assert torch.equal(SampleNoise(1, 0, 2, scheme="v2").start((5,), torch.float32), small[0]) and loads == [1]
+    monkeypatch.setattr(v2_kernel, "_small_draws", 0)
+    compiled.cache_clear()
+    loads.clear()
+    SampleNoise(1, 0, 2, scheme="v2").start((v2_kernel.LOAD_AT_VALUES // 2,), torch.float32)  # one large draw loads it
+    assert loads == [1] and v2_kernel.wanted(1)
 
 
 def test_v2_table_is_the_pinned_one_and_close_to_the_exact_inverse_cdf():

@@ -8,6 +8,8 @@ print seedshard's and the bare loop's rows, and say the peers were skipped.
 import os
 import subprocess
 import sys
+from concurrent.futures import Future, ThreadPoolExecutor
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -27,13 +29,25 @@ SCRIPTS = [  # (benchmarks/NAME, whether it measures peers); a new benchmark scr
 ]
 
 
+def _run_quick(script: str, has_peers: bool) -> subprocess.CompletedProcess:
+    no_peers = ["--no-peers"] if has_peers and not PEERS else []
+    return subprocess.run([sys.executable, str(REPO / "benchmarks" / script), "--quick", *no_peers],
+                          cwd=REPO, capture_output=True, text=True, timeout=240)
+
+
+@cache
+def _quick_runs() -> dict[str, Future]:
+    """Every script's --quick run, two at a time (smoke runs: their numbers are not checked, and most of their
+    time is process and Ray start-up, which overlaps well on two cores)."""
+    pool = ThreadPoolExecutor(max_workers=2)
+    runs = {script: pool.submit(_run_quick, script, has_peers) for script, has_peers in SCRIPTS}
+    pool.shutdown(wait=False)
+    return runs
+
+
 @pytest.mark.parametrize("script, has_peers", SCRIPTS, ids=[name for name, _ in SCRIPTS])
 def test_benchmark_runs_quick(script, has_peers):
-    no_peers = ["--no-peers"] if has_peers and not PEERS else []
-    result = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / script), "--quick", *no_peers],
-        cwd=REPO, capture_output=True, text=True, timeout=240,
-    )
+    result = _quick_runs()[script].result()
     assert result.returncode == 0, result.stderr[-3000:]
     assert "|---|" in result.stdout, result.stdout  # a Markdown table
     if not PEERS:

@@ -101,8 +101,8 @@ class Field:
         v = self.velocity(x, t, **net_kwargs)
         alpha, dalpha, det = self.alpha(t), self.dalpha(t), self._det(t)
         # eps = (alpha v - dalpha x) / det, skipping a multiply by 1, a subtraction of 0 * x and a division by 1
-        # (sigma fields: all three): the same bits, except the sign of an exact zero, which the sum below rounds
-        # away. Two tensor ops instead of six on the edm field.
+        # (sigma fields: all three): the same bits for finite x, except eps = -0.0 instead of +0.0 where v = -0.0
+        # and x < 0. Two tensor ops instead of six on the edm field.
         eps = v if alpha == 1.0 else alpha * v
         if dalpha != 0.0:
             eps = eps - dalpha * x

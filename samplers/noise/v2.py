@@ -28,7 +28,7 @@ depend on the batch size, layout, device or retries. The scheme, exactly (intege
     output. normals are float32, then moved/cast to the caller's device and dtype.
 
 Three implementations give the same bits: a compiled loop on the CPU (v2_kernel.py, numba), NumPy uint64
-arrays on the CPU where numba is missing (exact wraparound; ~5 array ops per Philox round for all four
+arrays on the CPU until a process loads that loop, or where numba is missing (exact wraparound; ~5 array ops per Philox round for all four
 words, in cache-sized pieces) and torch int64 tensors on other devices (the 32x32 -> 64 multiply wraps
 modulo 2**64 and only its two 32-bit halves are used). The transform
 uses only operations IEEE 754 rounds exactly: int32 -> float32 conversion, bit extraction, a table

@@ -69,13 +69,21 @@ def compiled() -> Callable[..., None]:
 def wanted(values: int) -> bool:
     """Whether a draw of `values` numbers takes the compiled loop: always once it is loaded; loading it only for a
     large draw or after many small ones (module docstring). The NumPy path gives the same bits."""
-    global _small_draws
+    global AVAILABLE, _small_draws
     if not AVAILABLE:
         return False
-    if compiled.cache_info().currsize or values >= LOAD_AT_VALUES:
+    if compiled.cache_info().currsize:
         return True
-    _small_draws += 1
-    return _small_draws > LOAD_AFTER_DRAWS
+    if values < LOAD_AT_VALUES:
+        _small_draws += 1
+        if _small_draws <= LOAD_AFTER_DRAWS:
+            return False
+    try:
+        compiled()
+    except ImportError:  # numba is installed but cannot load (e.g. a NumPy newer than it supports): NumPy for good
+        AVAILABLE = False
+        return False
+    return True
 
 
 def normal(seed: int, start_index: int, n: int, sd: int, blocks: int, out: np.ndarray,

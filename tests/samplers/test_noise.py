@@ -202,6 +202,22 @@ def test_a_process_loads_the_compiled_loop_only_once_it_pays_back(monkeypatch):
     assert loads == [1] and v2_kernel.wanted(1)
 
 
+def test_a_numba_that_cannot_load_leaves_the_numpy_path_with_the_same_bits(monkeypatch):
+    import functools
+
+    expected = SampleNoise(7, 3, 4, scheme="v2").start((5, 5), torch.float32)
+
+    @functools.cache
+    def compiled():
+        raise ImportError("Numba needs NumPy 2.5 or less")
+
+    monkeypatch.setattr(v2_kernel, "compiled", compiled)
+    monkeypatch.setattr(v2_kernel, "AVAILABLE", True)
+    big = SampleNoise(7, 3, 4, scheme="v2").start((v2_kernel.LOAD_AT_VALUES,), torch.float32)  # asks for the load
+    assert not v2_kernel.AVAILABLE and big.shape == (4, v2_kernel.LOAD_AT_VALUES) and torch.isfinite(big).all()
+    assert torch.equal(SampleNoise(7, 3, 4, scheme="v2").start((5, 5), torch.float32), expected)
+
+
 def test_v2_table_is_the_pinned_one_and_close_to_the_exact_inverse_cdf():
     from scipy.special import ndtri
 

@@ -44,7 +44,7 @@ from pipeline.fid.extractors import build_extractor  # noqa: E402
 from pipeline.fid.features import features_stats  # noqa: E402
 from pipeline.fid.reference import fid_from_stats  # noqa: E402
 from pipeline.fid.stats import FeatureStats  # noqa: E402
-from pipeline.network import build_fields  # noqa: E402
+from pipeline.network import build_fields, model_identity  # noqa: E402
 from pipeline.run.plan import iter_shards  # noqa: E402
 from pipeline.run.sampling import SampleSpec, sample_shard  # noqa: E402
 from pipeline.output.dtypes import to_stored  # noqa: E402
@@ -69,7 +69,7 @@ def demo_config(output: str, num_samples: int, fid: bool, shard: tuple[int, int]
 def job_rounds(out_dir: str, num_samples: int, rounds: int, shard: tuple[int, int]) -> dict[str, Any]:
     """ABBA rounds of the demo job without / with metrics.fid; seconds exclude the actor start."""
     cfgs = {fid: demo_config(os.path.join(out_dir, f"fid-{fid}"), num_samples, fid, shard) for fid in (False, True)}
-    driver.model_identity(cfgs[False].model, {})  # imports the model's modules once, like the Ray start
+    model_identity(cfgs[False].model, {})  # imports the model's modules once, like the Ray start
     times: dict[bool, list[float]] = {False: [], True: []}
     for r in range(rounds):
         for fid in ((False, True) if r % 2 == 0 else (True, False)):
@@ -99,7 +99,7 @@ def _in_process(num_samples: int, shard: tuple[int, int]) -> dict[str, float]:
     sample_s = fid_s = 0.0
     for shard in iter_shards(num_samples, cfg.run.shard_size):
         t0 = time.perf_counter()
-        samples, _ = sample_shard(sampler, net, g_net, spec, shard, cfg.run.batch_size, "cpu")
+        samples, _, _ = sample_shard(sampler, net, g_net, spec, shard, cfg.run.batch_size, "cpu")
         stored = to_stored(samples, cfg.run.dtype)
         t1 = time.perf_counter()
         features_stats(extractor, stored, cfg.run.dtype)

@@ -47,7 +47,7 @@ import torch  # noqa: E402
 
 from pipeline.run import driver  # noqa: E402
 from pipeline.config import JobConfig, validate_config  # noqa: E402
-from pipeline.network import build_fields  # noqa: E402
+from pipeline.network import build_fields, model_identity  # noqa: E402
 from pipeline.run.plan import iter_shards, shard_batches  # noqa: E402
 from pipeline.run.sampling import SampleSpec, labels_for  # noqa: E402
 from pipeline.run.worker import MALLOC_ENV  # noqa: E402
@@ -307,7 +307,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         for model, workers, mode in cases:
             cfg = job_config(model, os.path.join(out_dir, f"{model}-{workers}"), workers, args.quick)
-            driver.model_identity(cfg.model, {})  # imports the model's modules once, like the Ray start
+            model_identity(cfg.model, {})  # imports the model's modules once, like the Ray start
             rows.append({"model": model, "workers": workers, "mode": mode, "n": cfg.run.num_samples,
                          "shard": cfg.run.shard_size, "batch": cfg.run.batch_size,
                          **modes[mode](cfg, workers, rounds)})

@@ -92,7 +92,7 @@ class SamplingHandle:
                 raise ValueError(f"guidance_scale={w} needs a guide: g_net= (autoguidance) or num_classes= (CFG)")
             g_net = self.g_net or samplers.null_condition(self.net, self.null_label)
         shard = Shard(index=0, start=start_index, stop=start_index + N)
-        x, _ = sample_shard(self.sampler, self.net, g_net, spec, shard, batch_size or self.batch_size, self.device)
+        x, _, _ = sample_shard(self.sampler, self.net, g_net, spec, shard, batch_size or self.batch_size, self.device)
         return torch.from_numpy(x)
 
     def save(self) -> dict[str, Any]:

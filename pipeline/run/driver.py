@@ -33,9 +33,7 @@ from ..fid.stats import FeatureStats
 from ..grid import GRID_NAME, save_grid
 from ..conditioning import table_identity
 from ..decoder import build_decoder
-from ..network import (  # model_identity: the benchmarks' warm-up
-    check_model, coverage_warning, identify_network, model_identity, state_dict_sha256,
-)
+from ..network import check_model, coverage_warning, identify_network, state_dict_sha256
 from ..output.committed import missing_shards
 from ..output.fs import open_output, protocols
 from ..output.layout import job_version, side_path

@@ -136,10 +136,10 @@ def _nonfinite(bad: list[int], n: int, sampler: samplers.Sampler, spec: SampleSp
 
 def sample_shard(
     sampler: samplers.Sampler, net: samplers.Field, g_net: samplers.Field | None, spec: SampleSpec,
-    shard: Shard, batch_size: int, device: torch.device | str, *, with_latents: bool = False,
-) -> tuple[np.ndarray, np.ndarray | None] | tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
-    """Samples of the shard in its fixed batches: (float32 (n, *shape), int64 labels (n,) or None); with
-    `with_latents`, also the float32 latents (n, *model shape) the decoder decoded (None without a decoder)."""
+    shard: Shard, batch_size: int, device: torch.device | str,
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """Samples of the shard in its fixed batches: (float32 (n, *stored shape), int64 labels (n,) or None, and the
+    float32 latents (n, *model shape) the decoder decoded, None without a decoder)."""
     xs, ys, zs = [], [], []
     for b_start, b_stop in shard_batches(shard, batch_size):
         x, y, z = sample_batch(sampler, net, g_net, spec, b_start, b_stop, device)
@@ -147,7 +147,5 @@ def sample_shard(
         ys.append(y.numpy() if y is not None else None)
         zs.append(z.numpy() if z is not None else None)
     labels = None if ys[0] is None else np.concatenate(ys)
-    if with_latents:
-        return np.concatenate(xs), labels, (None if zs[0] is None else np.concatenate(zs))
-    return np.concatenate(xs), labels
+    return np.concatenate(xs), labels, (None if zs[0] is None else np.concatenate(zs))
 

@@ -89,7 +89,7 @@ class SamplerWorker:
         with self._sampling:
             t0 = time.perf_counter()  # sample_s excludes the wait for the other call's sampling
             samples, labels, latents = sample_shard(self.sampler, self.net, self.g_net, self.spec, shard, run.batch_size,
-                                                    self.device, with_latents=True)
+                                                    self.device)
             stored = to_stored(samples, run.dtype)
             check_stored(stored, shard.start, self.sampler, self.spec)
             stats = features_stats(self.extractor, stored, run.dtype) if self.extractor is not None else None

@@ -166,7 +166,7 @@ def shard_bytes(cfg: Any, version: int | None = None) -> Iterator[tuple[Any, byt
     net, g_net = build_fields(cfg.model, cfg.sampler.guidance_scale, "cpu", weights, guide_weights, seed=cfg.run.seed)
     meta = shard_metadata(cfg, sampler.save(), noise_description(cfg), fingerprint)
     for shard in iter_shards(cfg.run.num_samples, cfg.run.shard_size):
-        x, y = sample_shard(sampler, net, g_net, SampleSpec.from_config(cfg), shard, cfg.run.batch_size, "cpu")
+        x, y, _ = sample_shard(sampler, net, g_net, SampleSpec.from_config(cfg), shard, cfg.run.batch_size, "cpu")
         yield shard, encode_shard(np.arange(shard.start, shard.stop), y, to_stored(x, cfg.run.dtype),
                                   cfg.run.format, meta, version or FORMAT_VERSION)
 

@@ -4,7 +4,9 @@ Like Ray's `ActorPool`, its state (queue, calls in flight, attempts, suspects, a
 changes only through its own methods. It keeps `max_in_flight` calls per actor; a shard whose task
 raised is re-queued next, up to `max_shard_attempts` runs. A dead actor is replaced, up to
 `max_restarts` times per slot: slot `a` holds `actors[a]`, and a replacement bumps `generation[a]`,
-so a late failure of the old actor's calls is told from a failure of its replacement. A shard whose
+so a late failure of the old actor's calls is told from a failure of its replacement. A replacement
+joins once it has built its model; the other actors keep working meanwhile (one that cannot be placed,
+e.g. on a cluster that lost a node, is given up after the shard timeout). A shard whose
 worker died while running it becomes a suspect and runs alone on an idle actor next time: a shard
 that kills its worker is then told apart from the shards that were in flight beside it.
 
@@ -62,6 +64,7 @@ class ShardScheduler:
         self.busy_since: dict[int, float] = {}  # slot -> when it last started or finished a call while busy
         self.slowest = 0.0
         self.timed_out: set[tuple[int, int]] = set()  # (slot, generation) killed for exceeding the timeout
+        self.starting: dict[Any, tuple[int, float]] = {}  # ready() ref of a replacement -> slot, when it was started
 
     def run(self, on_done: Callable[[ShardResult], None]) -> list[str]:
         """Run every shard, calling `on_done` with each result; returns the errors of skipped shards. On failure
@@ -75,14 +78,14 @@ class ShardScheduler:
             while self.pending():
                 self._release_due()
                 self.fill()
-                if not self.in_flight:
+                if not self.in_flight and not self.starting:
                     if not self.alive or not self.waiting:
                         raise JobError("every worker died; no shard can run (see the Ray logs of the workers)")
                     time.sleep(max(0.0, min(t for t, _, _ in self.waiting) - time.monotonic()))
                     continue
                 done = self._next_done()
+                self._kill_overdue()
                 if done is None:
-                    self._kill_overdue()
                     continue
                 ref, shard, a, gen = done
                 try:
@@ -128,12 +131,16 @@ class ShardScheduler:
         self.load[a] += load
 
     def _next_done(self) -> tuple[Any, Shard, int, int] | None:
-        """(ref, shard, slot, generation) of the next call to finish within POLL_S (else None); frees its slot on a
-        current actor and restarts that actor's progress clock."""
+        """(ref, shard, slot, generation) of the next call to finish within POLL_S (None if none did, or if a
+        replacement finished starting instead); frees its slot on a current actor and restarts that actor's
+        progress clock."""
         import ray
 
-        ready, _ = ray.wait(list(self.in_flight), num_returns=1, timeout=POLL_S)
+        ready, _ = ray.wait([*self.in_flight, *self.starting], num_returns=1, timeout=POLL_S)
         if not ready:
+            return None
+        if ready[0] in self.starting:
+            self._started(ready[0])
             return None
         shard, a, gen, load = self.in_flight.pop(ready[0])
         if gen == self.generation[a]:
@@ -150,6 +157,12 @@ class ShardScheduler:
         import ray
 
         limit, now = self.timeout_s(), time.monotonic()
+        for ref, (a, since) in list(self.starting.items()):
+            if now - since > limit:
+                del self.starting[ref]
+                ray.kill(self.actors[a], no_restart=True)
+                log.warning("worker %d's replacement did not start within %.0fs (cluster.shard_timeout_s); "
+                            "continuing without it", a, limit)
         for a, since in list(self.busy_since.items()):
             if now - since > limit and a in self.alive:
                 log.warning("worker %d finished no shard in %.0fs (cluster.shard_timeout_s=%.0f); killing it",
@@ -219,12 +232,24 @@ class ShardScheduler:
         self.busy_since.pop(a, None)
         log.warning("worker %d died; starting a replacement (%d of %d)", a, self.restarts[a], self.max_restarts)
         self.actors[a] = self.new_actor()
-        try:  # wait until it has built its model, so that its shard clock does not count the start
-            ray.get(self.actors[a].ready.remote(), timeout=self.timeout_s())
-        except (ray.exceptions.RayError, TimeoutError) as e:  # GetTimeoutError is a TimeoutError
+        # The slot takes shards once the replacement has built its model (so its shard clock does not count the
+        # start); until then the other actors go on.
+        self.alive.discard(a)
+        self.starting[self.actors[a].ready.remote()] = (a, time.monotonic())
+
+    def _started(self, ref: Any) -> None:
+        """A replacement's ready() call returned: its slot takes shards again, or is given up if it failed."""
+        import ray
+
+        a, _ = self.starting.pop(ref)
+        try:
+            ray.get(ref)
+        except ray.exceptions.RayError as e:
             ray.kill(self.actors[a], no_restart=True)
-            self.alive.discard(a)
             log.warning("worker %d's replacement did not start (%s); continuing without it", a, type(e).__name__)
+            return
+        self.alive.add(a)
+        log.info("worker %d's replacement is ready", a)
 
     def _retry(self, shard: Shard, reason: str, suspect: bool = False) -> None:
         """Run `shard` again (next, or as a suspect after the suspects before it), or raise JobError when it is

@@ -46,8 +46,8 @@ def pids_naming(text: str) -> list[int]:
     return pids
 
 
-def kill_pids_naming(text: str) -> None:
-    """SIGTERM, then SIGKILL, the processes whose command line contains `text`."""
+def kill_pids_naming(text: str, grace_s: float = 2.0) -> None:
+    """SIGTERM the processes whose command line contains `text`, SIGKILL those still there after `grace_s`."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
         pids = pids_naming(text)
         for pid in pids:
@@ -55,8 +55,10 @@ def kill_pids_naming(text: str) -> None:
                 os.kill(pid, sig)
             except ProcessLookupError:
                 pass
-        if pids:
-            time.sleep(2)
+        deadline = time.monotonic() + grace_s
+        while pids and time.monotonic() < deadline:  # poll: most exit within a few tens of ms
+            time.sleep(0.05)
+            pids = pids_naming(text)
 
 
 class RayHead:
@@ -100,9 +102,10 @@ class RayHead:
         """PIDs of processes whose command line names this cluster's temp dir (raylet, gcs, workers...)."""
         return pids_naming(self.temp_dir)
 
-    def stop(self, grace_s: float = 5.0) -> None:
+    def stop(self, grace_s: float = 1.0) -> None:
         """SIGTERM the `ray start --block` session (it stops what it started) and give it `grace_s` (a few of Ray's
-        processes wait ~30 s on a GCS that is already gone), then SIGKILL the session and leftovers by PID."""
+        processes wait ~30 s on a GCS that is already gone, and a test cluster has nothing to save), then SIGKILL
+        the session and leftovers by PID."""
         try:
             os.killpg(self.proc.pid, signal.SIGTERM)
             self.proc.wait(timeout=grace_s)

@@ -134,6 +134,19 @@ def ray_local(shared_ray, request):
 
 
 @pytest.fixture
+def shared_ray_env(shared_ray, request) -> dict[str, str]:
+    """Environment for a subprocess driver (the CLI, jobs.generate) that joins the shared private Ray through
+    RAY_ADDRESS instead of starting its own (about 4 s saved per process). Only for tests of what the driver does
+    on a cluster, not of how it starts or stops a private Ray."""
+    import os
+
+    shared_ray.start(request)
+    import ray
+
+    return {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_ADDRESS": ray.get_runtime_context().gcs_address}
+
+
+@pytest.fixture
 def ray2(s3, shared_ray, request):
     """The shared private Ray with 2 CPUs (two 1-CPU workers), its workers holding the fake S3 credentials;
     yields its temp dir."""

@@ -16,15 +16,17 @@ from pipeline.cli import main
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
-    env.pop("RAY_ADDRESS", None)
+def run_cli(*args: str, timeout: float = 300, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """`seedshard ARGS` in a fresh process; by default on a private Ray of its own (no RAY_ADDRESS)."""
+    if env is None:
+        env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+        env.pop("RAY_ADDRESS", None)
     return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=timeout)
 
 
 @pytest.mark.slow
-def test_generate_inspect_grid_fid_as_a_user_would(tmp_path):
+def test_generate_inspect_grid_fid_as_a_user_would(tmp_path, shared_ray_env):
     out = tmp_path / "out"
     job = (f"run.output={out}", "run.num_samples=60", "run.shard_size=30", "sampler.steps=4", "run.grid=20",
            "cluster.num_workers=1")  # one actor: the CLI is under test here, not the fan-out
@@ -38,21 +40,22 @@ def test_generate_inspect_grid_fid_as_a_user_would(tmp_path):
     assert inspect.returncode == 0 and "samples    60/60 in 2 shards" in inspect.stdout and "status     complete" in inspect.stdout
     assert "fid        " in inspect.stdout and "timings    created " in inspect.stdout
     (out / "shard-00001.parquet").unlink()  # the rerun keeps shard 0 and regenerates shard 1
-    rerun = run_cli("--debug", "generate", "configs/demo.yaml", *job)
+    # The first run started and stopped a private Ray; the later ones join the tests' shared Ray (RAY_ADDRESS).
+    rerun = run_cli("--debug", "generate", "configs/demo.yaml", *job, env=shared_ray_env)
     assert rerun.returncode == 0, rerun.stderr
     assert "seedshard: shards 1 kept, 1 regenerated, 0 new; 30 samples generated, " in rerun.stdout
     grid = run_cli("grid", str(out), "--out", str(tmp_path / "g.png"), "--n", "9")
     assert grid.returncode == 0 and "3x3 grid" in grid.stdout
-    fid = run_cli("fid", "--samples", str(out), "--report", str(tmp_path / "fid.json"))
+    fid = run_cli("fid", "--samples", str(out), "--report", str(tmp_path / "fid.json"), env=shared_ray_env)
     assert fid.returncode == 0, fid.stderr
     report = json.loads(fid.stdout.strip().splitlines()[-1])
     assert report == json.loads((tmp_path / "fid.json").read_text())
     assert report["fid"] == pytest.approx(json.loads((out / "__seedshard__" / "fid.json").read_text())["fid"], rel=1e-9)
 
 
-def test_ref_stats_command(tmp_path):
+def test_ref_stats_command(tmp_path, shared_ray_env):
     np.save(tmp_path / "x.npy", np.zeros((4, 1, 8, 8), np.float32) + np.arange(4, dtype=np.float32)[:, None, None, None] / 4)
-    r = run_cli("ref-stats", str(tmp_path / "x.npy"), "--out", str(tmp_path / "ref.npz"), "--workers", "1")
+    r = run_cli("ref-stats", str(tmp_path / "x.npy"), "--out", str(tmp_path / "ref.npz"), "--workers", "1", env=shared_ray_env)
     assert r.returncode == 0, r.stderr
     with np.load(tmp_path / "ref.npz") as z:
         assert z["mu"].shape == (64,) and z["sigma"].shape == (64, 64)

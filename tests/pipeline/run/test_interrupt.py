@@ -22,8 +22,8 @@ REPO = Path(__file__).resolve().parents[3]
 ENV = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"RAY_AUTH_MODE": "disabled"}
 
 
-def start_driver(path: Path, log: Path, *overrides: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "jobs.generate", str(path), *overrides], cwd=REPO, env=ENV,
+def start_driver(path: Path, log: Path, *overrides: str, env: dict[str, str] = ENV) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "jobs.generate", str(path), *overrides], cwd=REPO, env=env,
                             stdout=subprocess.DEVNULL, stderr=open(log, "wb"), start_new_session=True)
 
 
@@ -39,7 +39,7 @@ def wait_for_shards(proc: subprocess.Popen, out: str, count: int, tracked: dict)
 
 
 @pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
-def test_a_signal_ends_the_job_cleanly_and_a_rerun_resumes(tmp_path, sig, code):
+def test_a_signal_ends_the_job_cleanly_and_a_rerun_resumes(tmp_path, sig, code, request):
     cfg, path = slow_job(tmp_path)
     out, log = cfg.run.output, tmp_path / "driver.log"
     proc = start_driver(path, log)
@@ -69,7 +69,8 @@ def test_a_signal_ends_the_job_cleanly_and_a_rerun_resumes(tmp_path, sig, code):
     assert 2 <= len(finished) < 8 and {s.index for s in manifest.shards} <= set(finished)  # a shard in flight may be
     # committed by its worker after the driver stopped listening: its sidecar still lets the rerun keep it
     if sig == signal.SIGTERM:
-        rerun = start_driver(path, tmp_path / "rerun.log")
+        # The rerun joins the tests' shared Ray (the interrupted driver above had its own, now stopped).
+        rerun = start_driver(path, tmp_path / "rerun.log", env=request.getfixturevalue("shared_ray_env"))
         assert rerun.wait(timeout=300) == 0, (tmp_path / "rerun.log").read_text()[-2000:]
         manifest = read_manifest(*open_output(out))
         assert manifest.status == "complete"

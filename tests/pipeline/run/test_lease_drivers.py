@@ -13,17 +13,18 @@ from pipeline.output.lease import lease_path, read_lease
 from pipeline.output.manifest import read_manifest
 from tests.pipeline.jobs import payload_digests, reference_payload_digests
 from tests.pipeline.run.test_faults import _descendants, _stop_ray_of, gaussian_like, slow_job
-from tests.pipeline.run.test_interrupt import ENV, REPO, start_driver
+from tests.pipeline.run.test_interrupt import REPO, start_driver
 
 pytestmark = pytest.mark.slow
 
 
-def test_a_second_driver_on_the_same_output_fails_naming_the_first(tmp_path):
+def test_a_second_driver_on_the_same_output_fails_naming_the_first(tmp_path, shared_ray_env):
     cfg, path = slow_job(tmp_path)
     out = cfg.run.output
     hold = tmp_path / "hold"  # the first driver's workers wait while it exists
     hold.touch()
-    first = start_driver(path, tmp_path / "first.log", "run.seed=0", f"model.kwargs.hold_file={hold}")
+    # Both drivers join the tests' shared Ray (RAY_ADDRESS): the lease is under test here, not a private Ray's start.
+    first = start_driver(path, tmp_path / "first.log", "run.seed=0", f"model.kwargs.hold_file={hold}", env=shared_ray_env)
     tracked: dict = {}
     try:
         fs, root = open_output(out)
@@ -33,7 +34,7 @@ def test_a_second_driver_on_the_same_output_fails_naming_the_first(tmp_path):
             time.sleep(0.05)
         holder = read_lease(fs, root)
         assert holder is not None, (tmp_path / "first.log").read_text()[-2000:]
-        second = subprocess.run([sys.executable, "-m", "jobs.generate", str(path), "run.seed=1"], cwd=REPO, env=ENV,
+        second = subprocess.run([sys.executable, "-m", "jobs.generate", str(path), "run.seed=1"], cwd=REPO, env=shared_ray_env,
                                 capture_output=True, text=True, timeout=300)
         assert first.poll() is None  # the first still runs: the second failed at once
         assert second.returncode == 1

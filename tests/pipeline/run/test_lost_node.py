@@ -18,6 +18,10 @@ from tests.e2e.raycluster import RayHead, free_ports, ray_env
 from tests.pipeline.jobs import payload_digests, probe_job, reference_payload_digests
 
 pytestmark = pytest.mark.slow
+# The GCS declares a silent node dead after health_check_failure_threshold missed checks, one every
+# health_check_period_ms (defaults 5 x 3 s = 15 s of a ~24 s test); a test cluster may decide in ~1.5 s.
+LOST_NODE_ENV = {"RAY_health_check_period_ms": "500", "RAY_health_check_timeout_ms": "500",
+                 "RAY_health_check_failure_threshold": "3"}
 
 
 class RayWorkerNode(RayHead):
@@ -56,7 +60,7 @@ def two_nodes(monkeypatch, shared_ray):
     shared_ray.stop()  # this process joins the two-node cluster instead
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    head = RayHead(num_cpus=1)
+    head = RayHead(num_cpus=1, env=LOST_NODE_ENV)
     worker = None
     try:
         head.wait_ready()
@@ -79,7 +83,7 @@ def test_killing_the_worker_node_mid_job_finishes_on_the_head_with_the_same_byte
     markers = tmp_path / "markers"  # a file per Ray worker process that has started sampling
     markers.mkdir()
     cfg = probe_job(str(tmp_path / "out"), delay_s=0.05, marker_dir=str(markers))
-    cfg = cfg.model_copy(update={"cluster": cfg.cluster.model_copy(update={"shard_timeout_s": 15.0})})
+    cfg = cfg.model_copy(update={"cluster": cfg.cluster.model_copy(update={"shard_timeout_s": 60.0})})
     out = cfg.run.output
     killed = []
 
@@ -98,5 +102,7 @@ def test_killing_the_worker_node_mid_job_finishes_on_the_head_with_the_same_byte
         manifest = run_job(cfg)
     killer.join()
     assert killed and manifest.status == "complete"
+    # The replacement cannot be placed (the head's one CPU is taken): the job went on without waiting for it.
+    assert time.monotonic() - killed[0] < cfg.cluster.shard_timeout_s
     assert payload_digests(out, manifest) == reference_payload_digests(probe_job(str(tmp_path / "ref")))
     assert "died" in "\n".join(r.getMessage() for r in caplog.records)  # the worker on the lost node

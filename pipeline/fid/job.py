@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..output.fs import absolute_local
 from .sources import chunk_stats, image_chunks
 from .stats import FeatureStats
 
@@ -35,4 +36,4 @@ def dataset_stats(source: str, extractor: str, extractor_kwargs: dict[str, Any] 
                   num_workers: int = 2, storage_options: dict | None = None) -> FeatureStats:
     """Merged FeatureStats of a dataset, featurised in parallel by Ray tasks (Ray must be connected)."""
     kind, chunks = image_chunks(source, num_workers)
-    return fan_out_stats(source, kind, chunks, extractor, extractor_kwargs or {}, storage_options)
+    return fan_out_stats(absolute_local(source), kind, chunks, extractor, extractor_kwargs or {}, storage_options)

@@ -108,6 +108,13 @@ def resolve_url(url: str, storage_options: dict | None = None) -> tuple[fsspec.A
     return fs, root.rstrip("/") or "/"
 
 
+def absolute_local(url: str) -> str:
+    """A local path made absolute in this process's working directory (URLs with a protocol are unchanged).
+    For what the driver hands to Ray workers: on a cluster it joined (RAY_ADDRESS, cluster.address), their
+    working directory is the raylet's, not the driver's."""
+    return url if "://" in url else os.path.abspath(os.path.expanduser(url))
+
+
 def is_local(fs: fsspec.AbstractFileSystem) -> bool:
     """True for fsspec's local file system (where rename is atomic)."""
     return "file" in protocols(fs)

@@ -35,7 +35,7 @@ from ..conditioning import table_identity
 from ..decoder import build_decoder
 from ..network import check_model, coverage_warning, identify_network, state_dict_sha256
 from ..output.committed import missing_shards
-from ..output.fs import open_output, protocols
+from ..output.fs import absolute_local, open_output, protocols
 from ..output.layout import job_version, side_path
 from ..output.lease import Lease, check_lease
 from ..output.manifest import Manifest, write_manifest
@@ -263,6 +263,7 @@ def start_workers(cfg: JobConfig, sampler_state: dict[str, Any], weights: Any,
         runtime_env={"env_vars": MALLOC_ENV})  # merged with the job's runtime_env
     weight_refs = [ray.put(weights), ray.put(guide_weights)]  # one copy in the object store, shared by all actors
     config = cfg.resolved()
+    config["run"]["output"] = absolute_local(cfg.run.output)  # the workers' working directory may not be ours
 
     def new_actor() -> Any:
         return actor_cls.remote(config, sampler_state, weight_refs, expect)
@@ -291,5 +292,5 @@ def dispatch(actors: list[Any], new_actor: Callable[[], Any], shards: list[Shard
 def shard_stats(cfg: JobConfig, paths: list[str]) -> FeatureStats:
     """Feature statistics of committed shards, read back and featurised by Ray tasks."""
     c, fid = cfg.cluster, cfg.metrics.fid
-    return fan_out_stats(cfg.run.output, "output", split(paths, c.num_workers), fid.extractor, fid.extractor_kwargs,
+    return fan_out_stats(absolute_local(cfg.run.output), "output", split(paths, c.num_workers), fid.extractor, fid.extractor_kwargs,
                          cfg.run.storage_options, num_cpus=c.cpus_per_worker, num_gpus=c.gpus_per_worker)

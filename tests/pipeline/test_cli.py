@@ -16,12 +16,13 @@ from pipeline.cli import main
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def run_cli(*args: str, timeout: float = 300, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def run_cli(*args: str, timeout: float = 300, env: dict[str, str] | None = None,
+            cwd: Path = ROOT) -> subprocess.CompletedProcess:
     """`seedshard ARGS` in a fresh process; by default on a private Ray of its own (no RAY_ADDRESS)."""
     if env is None:
         env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
         env.pop("RAY_ADDRESS", None)
-    return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], cwd=ROOT, env=env, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=timeout)
 
 
@@ -46,11 +47,24 @@ def test_generate_inspect_grid_fid_as_a_user_would(tmp_path, shared_ray_env):
     assert "seedshard: shards 1 kept, 1 regenerated, 0 new; 30 samples generated, " in rerun.stdout
     grid = run_cli("grid", str(out), "--out", str(tmp_path / "g.png"), "--n", "9")
     assert grid.returncode == 0 and "3x3 grid" in grid.stdout
-    fid = run_cli("fid", "--samples", str(out), "--report", str(tmp_path / "fid.json"), env=shared_ray_env)
+    # A relative --samples path on a joined cluster: the Ray tasks run in the raylet's working directory, not ours.
+    fid = run_cli("fid", "--samples", "out", "--report", "fid.json", env=shared_ray_env, cwd=tmp_path)
     assert fid.returncode == 0, fid.stderr
     report = json.loads(fid.stdout.strip().splitlines()[-1])
     assert report == json.loads((tmp_path / "fid.json").read_text())
     assert report["fid"] == pytest.approx(json.loads((out / "__seedshard__" / "fid.json").read_text())["fid"], rel=1e-9)
+
+
+@pytest.mark.slow
+def test_a_relative_output_on_a_joined_cluster_lands_in_the_drivers_working_directory(tmp_path, shared_ray_env):
+    """The workers of a cluster joined through RAY_ADDRESS run in the raylet's working directory (here the tests'),
+    so the driver hands them absolute paths: the shards and the in-job FID's reads happen under the driver's."""
+    r = run_cli("generate", str(ROOT / "configs/demo.yaml"), "run.output=out/rel", "run.num_samples=20", "run.grid=0",
+                "sampler.steps=2", "cluster.num_workers=1", env=shared_ray_env, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "seedshard: FID " in r.stdout and "wrote 20 samples in 1 shards to out/rel" in r.stdout
+    assert (tmp_path / "out/rel/shard-00000.parquet").is_file() and not (Path.cwd() / "out/rel").exists()
+    assert main(["verify", str(tmp_path / "out/rel")]) == 0
 
 
 def test_ref_stats_command(tmp_path, shared_ray_env):

@@ -2,15 +2,18 @@
 excepted; see tests/docs/blocks.py), in README order, in one temporary copy of the repository.
 
 Python blocks run as scripts, shell blocks with `bash -euo pipefail`, both with the copy as working
-directory and first on PYTHONPATH. Ray stays private: RAY_AUTH_MODE=disabled, no RAY_ADDRESS, and
-TMPDIR / RAY_TMPDIR point into a short temp dir of this test; after each block every process whose
-command line names that dir (a `ray start` head, a local Ray a block left) is stopped by PID. `s3://bucket`
-is a moto server (AWS_ENDPOINT_URL and fake credentials in the environment).
+directory and first on PYTHONPATH. Ray stays private: RAY_AUTH_MODE=disabled, TMPDIR / RAY_TMPDIR point
+into a short temp dir of this test, and after each block every process whose command line names that dir (a
+`ray start` head, a local Ray a block left) is stopped by PID. The blocks' drivers (`seedshard generate`,
+`fid`, `read_dataset`) join one private local Ray that this module starts (RAY_ADDRESS, as on a cluster)
+instead of starting one each (~4 s a process); tests/pipeline/test_cli.py's first run covers a driver that
+starts and stops its own. `s3://bucket` is a moto server (AWS_ENDPOINT_URL and fake credentials in the
+environment).
 """
 
 from __future__ import annotations
 
-import os
+import contextlib
 import shutil
 import subprocess
 import sys
@@ -37,7 +40,8 @@ def workdir():
     copy = Path(tmp) / "repo"
     shutil.copytree(ROOT, copy, ignore=COPY_IGNORE)
     env = ray_env() | {"PYTHONPATH": str(copy), "TMPDIR": tmp, "RAY_TMPDIR": tmp, "PYTHONUNBUFFERED": "1"}
-    with s3_server() as s3_env:
+    with s3_server() as s3_env, shared_ray(s3_env) as address:
+        env["RAY_ADDRESS"] = address
         try:
             # The quick start's first block installs the package and runs the demo; the install is not run
             # here, the demo is (later blocks read out/demo), exactly as that block's last command runs it.
@@ -47,6 +51,28 @@ def workdir():
         finally:
             kill_pids_naming(tmp)
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def shared_ray(node_env: dict[str, str]):
+    """A private local Ray (2 CPUs, no dashboard) in this process, its workers holding `node_env` (the S3
+    credentials, as a node with an instance role would); yields its address. Its temp dir is not the blocks'
+    TMPDIR, so the clean-up after each block leaves it running."""
+    ray = pytest.importorskip("ray")
+    temp_dir = tempfile.mkdtemp(prefix="rdr", dir="/tmp")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RAY_AUTH_MODE", "disabled")
+        mp.delenv("RAY_ADDRESS", raising=False)
+        for name, value in node_env.items():
+            mp.setenv(name, value)
+        ray.init(address="local", num_cpus=2, include_dashboard=False, _temp_dir=temp_dir, log_to_driver=False,
+                 configure_logging=False)
+    try:
+        yield ray.get_runtime_context().gcs_address
+    finally:
+        ray.shutdown()
+        kill_pids_naming(temp_dir)
+        shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 class s3_server:
@@ -85,6 +111,8 @@ def test_readme_block_runs_as_written(block: Block, workdir):
         cmd = [sys.executable, str(script)]
     else:
         cmd = ["bash", "-euo", "pipefail", "-c", block.code]
+        if "ray start" in block.code:  # a block that starts its own head addresses it; a user's shell has no other
+            env = {k: v for k, v in env.items() if k != "RAY_ADDRESS"}
     try:
         result = subprocess.run(cmd, cwd=copy, env=env, capture_output=True, text=True, timeout=600,
                                 start_new_session=True)

@@ -292,7 +292,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _exit_code(e)
         from .redact import scrub
 
-        lines = scrub(str(e)).strip().splitlines() or [type(e).__name__]  # no secret of the environment, no URL's
+        cause = getattr(e, "cause", None)  # a Ray task's own exception (RayTaskError carries it and its traceback)
+        if isinstance(cause, Exception) and type(e).__module__.startswith("ray."):
+            e = cause
+            message = f"{type(cause).__name__}: {cause}"
+        else:
+            message = str(e)
+        lines = scrub(message).strip().splitlines() or [type(e).__name__]  # no secret of the environment, no URL's
         for line in lines:
             print(f"seedshard: error: {line}", file=sys.stderr)
         return _exit_code(e)

@@ -53,6 +53,10 @@ def test_generate_inspect_grid_fid_as_a_user_would(tmp_path, shared_ray_env):
     report = json.loads(fid.stdout.strip().splitlines()[-1])
     assert report == json.loads((tmp_path / "fid.json").read_text())
     assert report["fid"] == pytest.approx(json.loads((out / "__seedshard__" / "fid.json").read_text())["fid"], rel=1e-9)
+    (out / "shard-00000.parquet").unlink()  # fails inside a Ray task: its error, not Ray's traceback, in one line
+    fid = run_cli("fid", "--samples", str(out), env=shared_ray_env)
+    assert fid.returncode == 1 and fid.stderr.count("\n") == 1, fid.stderr
+    assert fid.stderr.startswith("seedshard: error: FileNotFoundError: ") and "shard-00000.parquet" in fid.stderr
 
 
 @pytest.mark.slow

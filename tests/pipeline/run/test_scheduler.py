@@ -21,7 +21,9 @@ def worker_class(ray_local):
     class Worker:
         """Returns each shard's index; with `die_on`, its process exits on that shard (a crash, a lost node)."""
 
-        def __init__(self, die_on: int | None = None) -> None:
+        def __init__(self, die_on: int | None = None, broken: bool = False) -> None:
+            if broken:
+                raise RuntimeError("cannot build the model")
             self.die_on = die_on
 
         def ready(self) -> bool:
@@ -69,3 +71,10 @@ def test_a_replacement_that_does_not_start_within_the_timeout_is_given_up(worker
         schedule([worker_class.remote(die_on=0)], unplaceable, shard_timeout_s=2)
     assert ("worker 0's replacement did not start within 2s (cluster.shard_timeout_s); continuing without it"
             in [r.getMessage() for r in caplog.records])
+
+
+def test_a_replacement_that_fails_to_build_is_given_up(worker_class, caplog):
+    with caplog.at_level(logging.WARNING, logger="pipeline.run"), pytest.raises(JobError, match="every worker died"):
+        schedule([worker_class.remote(die_on=0)], lambda: worker_class.remote(broken=True), shard_timeout_s=600)
+    messages = [r.getMessage() for r in caplog.records]
+    assert [m for m in messages if m.startswith("worker 0's replacement did not start (") and "Error)" in m], messages

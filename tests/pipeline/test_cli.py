@@ -71,6 +71,32 @@ def test_a_relative_output_on_a_joined_cluster_lands_in_the_drivers_working_dire
     assert main(["verify", str(tmp_path / "out/rel")]) == 0
 
 
+@pytest.mark.slow
+def test_relative_files_the_workers_open_resolve_in_the_drivers_working_directory(tmp_path, shared_ray_env):
+    """Not only run.output: the conditioning table and the extractor weights are opened by the workers (the actors of
+    generate, the tasks of fid --samples), which on a joined cluster run in the raylet's working directory."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    weights = ROOT / "pipeline/models/weights/digits_classifier.safetensors"
+    (tmp_path / "classifier.safetensors").write_bytes(weights.read_bytes())
+    pq.write_table(pa.table({"label": [i % 7 for i in range(20)]}), tmp_path / "labels.parquet")
+    config = tmp_path / "job.yaml"
+    config.write_text(textwrap.dedent("""\
+        run: {num_samples: 20, seed: 0, shard_size: 20, batch_size: 20, output: out/table}
+        model: {factory: "pipeline.models.digits:build_demo", interface: flow, shape: [1, 8, 8]}
+        conditioning: {table: labels.parquet, columns: {class_labels: label}}
+        sampler: {name: heun, steps: 2}
+        metrics: {fid: {extractor: digits, extractor_kwargs: {weights: classifier.safetensors}}}
+    """))
+    r = run_cli("generate", "job.yaml", env=shared_ray_env, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert main(["verify", str(tmp_path / "out/table")]) == 0
+    fid = run_cli("fid", "--samples", "out/table", "--extractor-kwargs", "{weights: classifier.safetensors}",
+                  "--workers", "1", env=shared_ray_env, cwd=tmp_path)
+    assert fid.returncode == 0, fid.stderr
+
+
 def test_ref_stats_command(tmp_path, shared_ray_env):
     np.save(tmp_path / "x.npy", np.zeros((4, 1, 8, 8), np.float32) + np.arange(4, dtype=np.float32)[:, None, None, None] / 4)
     r = run_cli("ref-stats", str(tmp_path / "x.npy"), "--out", str(tmp_path / "ref.npz"), "--workers", "1", env=shared_ray_env)

@@ -25,11 +25,19 @@ def fan_out_stats(source: str, kind: str, chunks: list[list[Any]], extractor: st
     import ray
 
     task = ray.remote(num_cpus=num_cpus, num_gpus=num_gpus)(chunk_stats)
-    refs = [task.remote(source, kind, c, extractor, extractor_kwargs, storage_options) for c in chunks]
+    kwargs = absolute_weights(extractor_kwargs)
+    refs = [task.remote(source, kind, c, extractor, kwargs, storage_options) for c in chunks]
     total = FeatureStats()
     for stats in ray.get(refs):
         total.merge(stats)
     return total
+
+
+def absolute_weights(extractor_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """`extractor_kwargs` with a local `weights` path made absolute in the driver's working directory: the Ray
+    workers that build the extractor may run in another (the raylet's, on a joined cluster)."""
+    weights = extractor_kwargs.get("weights")
+    return extractor_kwargs | {"weights": absolute_local(weights)} if isinstance(weights, str) else extractor_kwargs
 
 
 def dataset_stats(source: str, extractor: str, extractor_kwargs: dict[str, Any] | None = None,

@@ -26,13 +26,14 @@ from typing import Any
 import samplers
 
 from ..config import JobConfig
-from ..fid.job import fan_out_stats
+from ..fid.job import absolute_weights, fan_out_stats
 from ..fid.reference import fid_report, load_reference, reference_url, write_report
 from ..fid.sources import split
 from ..fid.stats import FeatureStats
 from ..grid import GRID_NAME, save_grid
 from ..conditioning import table_identity
 from ..decoder import build_decoder
+from ..models.diffusers_folder import FACTORY as DIFFUSERS_FACTORY
 from ..network import check_model, coverage_warning, identify_network, state_dict_sha256
 from ..output.committed import missing_shards
 from ..output.fs import absolute_local, open_output, protocols
@@ -249,6 +250,31 @@ def end_failed(plan: JobPlan, results: JobResults, error: BaseException) -> None
                                                                           plan.cfg.run.storage_options))
 
 
+def worker_config(cfg: JobConfig) -> dict[str, Any]:
+    """`cfg.resolved()` with the local paths the workers open made absolute in the driver's working directory
+    (run.output, diffusers folders, conditioning table and text encoder, extractor weights): on a cluster it joined
+    (RAY_ADDRESS, cluster.address) their working directory is the raylet's. Files the driver reads stay as given."""
+    config = cfg.resolved()
+    config["run"]["output"] = absolute_local(cfg.run.output)
+    model = config["model"]
+    for section in (model, model.get("guide"), model.get("decoder")):
+        if section is None:
+            continue
+        if section.get("diffusers") is not None:
+            section["diffusers"]["path"] = absolute_local(section["diffusers"]["path"])
+        if section.get("factory") == DIFFUSERS_FACTORY and isinstance(section["kwargs"].get("path"), str):
+            section["kwargs"]["path"] = absolute_local(section["kwargs"]["path"])
+    cond = config.get("conditioning")
+    if cond is not None:
+        cond["table"] = absolute_local(cond["table"])
+        if cond["text_encoder"] is not None:
+            cond["text_encoder"] = absolute_local(cond["text_encoder"])
+    fid = config["metrics"].get("fid")
+    if fid is not None:
+        fid["extractor_kwargs"] = absolute_weights(fid["extractor_kwargs"])
+    return config
+
+
 def start_workers(cfg: JobConfig, sampler_state: dict[str, Any], weights: Any,
                   guide_weights: Any, expect: dict[str, Any] | None = None) -> tuple[list[Any], Callable[[], Any]]:
     """num_workers SamplerWorker actors, ready (model built and checked against `expect`) before sampling
@@ -262,8 +288,7 @@ def start_workers(cfg: JobConfig, sampler_state: dict[str, Any], weights: Any,
         num_cpus=c.cpus_per_worker, num_gpus=c.gpus_per_worker, max_restarts=0, max_concurrency=2,
         runtime_env={"env_vars": MALLOC_ENV})  # merged with the job's runtime_env
     weight_refs = [ray.put(weights), ray.put(guide_weights)]  # one copy in the object store, shared by all actors
-    config = cfg.resolved()
-    config["run"]["output"] = absolute_local(cfg.run.output)  # the workers' working directory may not be ours
+    config = worker_config(cfg)
 
     def new_actor() -> Any:
         return actor_cls.remote(config, sampler_state, weight_refs, expect)

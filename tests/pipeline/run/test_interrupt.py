@@ -75,3 +75,29 @@ def test_a_signal_ends_the_job_cleanly_and_a_rerun_resumes(tmp_path, sig, code, 
         manifest = read_manifest(*open_output(out))
         assert manifest.status == "complete"
         assert payload_digests(out, manifest) == reference_payload_digests(gaussian_like(path, delay_s=0.0))
+
+
+def test_a_signal_during_a_blocking_ray_call_still_ends_the_job_with_its_exit_code(ray_local):
+    """ray.wait / ray.get run the signal handler themselves and raise a bare KeyboardInterrupt instead of its
+    JobInterrupted, which the driver spends most of its time in: a SIGTERM then exited 130 with no reason."""
+    import threading
+
+    from pipeline.run.interrupt import JobInterrupted, interrupts_raise
+
+    @ray_local.remote(num_cpus=0)
+    def never() -> None:
+        time.sleep(60)
+
+    ref = never.remote()
+    try:
+        threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGTERM)).start()
+        caught: BaseException | None = None
+        try:
+            with interrupts_raise():
+                ray_local.wait([ref], num_returns=1, timeout=10)
+        except KeyboardInterrupt as e:  # a bare one must not end pytest's session
+            caught = e
+        assert isinstance(caught, JobInterrupted), repr(caught)
+        assert caught.exit_code == 143 and str(caught) == "interrupted by SIGTERM"
+    finally:
+        ray_local.cancel(ref, force=True)

@@ -37,6 +37,10 @@ def interrupts_raise() -> Iterator[None]:
     previous = {s: signal.signal(s, handler) for s in SIGNALS}
     try:
         yield
+    except KeyboardInterrupt as e:
+        if fired and not isinstance(e, JobInterrupted):  # ray.wait/ray.get run the handler and raise a bare one
+            raise JobInterrupted(fired[0]) from None
+        raise
     finally:
         for s, h in previous.items():
             signal.signal(s, h)

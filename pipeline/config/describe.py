@@ -14,18 +14,42 @@ from pydantic_core import PydanticUndefined
 
 from .schema import JobConfig
 
-SECTIONS: tuple[str, ...] = tuple(JobConfig.model_fields)  # run, model, sampler, cluster, metrics
+SECTIONS: tuple[str, ...] = tuple(JobConfig.model_fields)  # run, model, sampler, cluster, metrics, conditioning
 
 
 def _section_model(info: FieldInfo) -> type[BaseModel]:
     return info.annotation if isinstance(info.annotation, type) else typing.get_args(info.annotation)[0]
 
 
-def _type_text(info: FieldInfo) -> str:
-    for meta in info.metadata:
+def _optional_model(info: FieldInfo) -> type[BaseModel] | None:
+    """The model of a `Model | None` field (an optional nested section), else None."""
+    args = typing.get_args(info.annotation)
+    models = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)]
+    return models[0] if len(models) == 1 and type(None) in args else None
+
+
+def _doc(model: type[BaseModel]) -> str:
+    """A model's docstring on one line (it follows `#` in the printed schema)."""
+    return " ".join((model.__doc__ or "").split())
+
+
+def _registry(metadata: Any) -> Any:
+    """The name registry of a field checked against one (schema._choice's validator), else None."""
+    for meta in metadata:
         registry = getattr(getattr(meta, "func", None), "registry", None)
-        if registry is not None:  # a name checked against a registry (schema._choice)
-            return "one of " + ", ".join(registry())
+        if registry is not None:
+            return registry
+    return None
+
+
+def _type_text(info: FieldInfo) -> str:
+    registry = _registry(info.metadata)
+    if registry is not None:  # a name checked against a registry (schema._choice)
+        return "one of " + ", ".join(registry())
+    for arg in typing.get_args(info.annotation):  # an optional one: `Choice | None`
+        registry = _registry(getattr(arg, "__metadata__", ()))
+        if registry is not None:
+            return "one of " + ", ".join(registry()) + ", or null"
     text = re.sub(r"Annotated\[(\w+), FieldInfo\(.*?metadata=\[(.*?)\]\)\]", r"\1 \2", repr(info.annotation))
     text = _constraints(text.replace("typing.", ""))
     text = re.sub(r"^Literal\[(.*)\]$", lambda m: "one of " + m.group(1).replace("'", ""), text)
@@ -51,9 +75,9 @@ def _default_text(info: FieldInfo) -> str:
 def _lines(model: type[BaseModel], indent: str) -> list[str]:
     lines = []
     for name, info in model.model_fields.items():
-        nested = _section_model(info) if name == "guide" or name == "fid" else None
-        if nested is not None and issubclass(nested, BaseModel):
-            lines.append(f"{indent}{name}: null  # optional: {(nested.__doc__ or '').strip()}")
+        nested = _optional_model(info)
+        if nested is not None:
+            lines.append(f"{indent}{name}: null  # optional: {_doc(nested)}")
             lines += _lines(nested, indent + "  ")
             continue
         checks = [_constraints(str(m)) for m in info.metadata if not hasattr(m, "func")]
@@ -67,6 +91,7 @@ def describe_schema() -> str:
     out: list[str] = []
     for section, info in JobConfig.model_fields.items():
         model = _section_model(info)
-        out.append(f"{section}:  # {(model.__doc__ or '').strip()}")
+        optional = "optional: " if _optional_model(info) is not None else ""
+        out.append(f"{section}:  # {optional}{_doc(model)}")
         out += _lines(model, "  ")
     return "\n".join(out)

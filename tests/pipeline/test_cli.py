@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -217,3 +218,6 @@ def test_config_prints_every_field_with_its_default(capsys):
             assert f"\n  {name}: " in out, (section, name)
     assert "\n  max_in_flight: 2  # int (>= 1)" in out and "\n  num_samples: (required)  # int (> 0)" in out
     assert "\n  name: (required)  # one of " in out and "heun" in out
+    assert "\n  autocast: null  # one of bf16, fp16, or null\n" in out and "Annotated" not in out  # an optional choice
+    assert "\n  decoder: null  # optional: " in out and "\nconditioning:  # optional: " in out  # optional sections
+    assert all(re.match(r"^ *\w+: .*# ", line) for line in out.splitlines())  # one line per field or section

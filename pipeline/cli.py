@@ -10,11 +10,17 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
 
 EXIT_RUNTIME, EXIT_USAGE = 1, 2
+
+
+def _count(n: int, noun: str) -> str:
+    """'1 shard', '4 shards'."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _generate(args: argparse.Namespace) -> int:
@@ -23,7 +29,7 @@ def _generate(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config, args.overrides)
     manifest, summary = run_job_with_summary(cfg)
-    print(f"seedshard: wrote {manifest.num_samples} samples in {len(manifest.shards)} shards to {cfg.run.output}")
+    print(f"seedshard: wrote {manifest.num_samples} samples in {_count(len(manifest.shards), 'shard')} to {cfg.run.output}")
     if cfg.run.grid and manifest.shards:
         from .output.layout import side_path
 
@@ -115,7 +121,7 @@ def _inspect(args: argparse.Namespace) -> int:
     size = sum(s.bytes for s in m.shards)
     print(f"output     {args.url}")
     print(f"status     {m.status}" + (f" ({m.error})" if m.error else ""))
-    print(f"samples    {rows}/{m.num_samples} in {len(m.shards)} shards, {size / 1e6:.2f} MB")
+    print(f"samples    {rows}/{m.num_samples} in {_count(len(m.shards), 'shard')}, {size / 1e6:.2f} MB")
     print(f"schema     {json.dumps(m.schema_)}")
     print(f"sampler    {json.dumps(m.sampler_state)}")
     print(f"model      {m.model.get('factory')} sha256={str(m.model.get('sha256'))[:16]}...")
@@ -191,7 +197,7 @@ def _export(args: argparse.Namespace) -> int:
 
 
 _GENERATE_HELP = """\
-Run a sampling job. CONFIG is a YAML file with five sections:
+Run a sampling job. CONFIG is a YAML file with five sections and an optional sixth:
   run      what to generate and where: num_samples, seed, shard_size, batch_size, output (path or URL), format,
            dtype, labels, overwrite/resume, storage_options, progress, grid
   model    the network: factory (module:callable) + kwargs, checkpoint, interface, shape, num_classes, dtype,
@@ -200,6 +206,7 @@ Run a sampling job. CONFIG is a YAML file with five sections:
   cluster  where: Ray address, num_workers, gpus_per_worker, cpus_per_worker, restarts, attempts,
            wait_for_workers_s
   metrics  FID while sampling (metrics.fid)
+  conditioning  optional: per-sample conditions (class labels, embeddings, prompts) from a Parquet table
 `seedshard config` prints every field with its type and default. A rerun on the same output resumes it."""
 
 _URL_HELP = "a seedshard output: local path or fsspec URL (s3://bucket/run, gs://...)"
@@ -283,9 +290,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return func(args)
     except KeyboardInterrupt as e:  # Ctrl-C, or a JobInterrupted (SIGTERM/SIGINT) carrying its exit code
-        reason = f"{e}; " if str(e) else ""
-        print(f"seedshard: interrupted: {reason}finished shards are kept, rerun to resume", file=sys.stderr)
+        print(f"seedshard: {e or 'interrupted'}; finished shards are kept, rerun to resume", file=sys.stderr)
         return getattr(e, "exit_code", 130)
+    except BrokenPipeError:  # stdout closed early (`seedshard inspect OUT | head -3`): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the flush at exit would raise again
+        return EXIT_RUNTIME
     except Exception as e:  # noqa: BLE001 - the one place user-facing errors become exit codes
         if args.debug:
             traceback.print_exc()

@@ -67,7 +67,7 @@ def test_a_relative_output_on_a_joined_cluster_lands_in_the_drivers_working_dire
     r = run_cli("generate", str(ROOT / "configs/demo.yaml"), "run.output=out/rel", "run.num_samples=20", "run.grid=0",
                 "sampler.steps=2", "cluster.num_workers=1", env=shared_ray_env, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    assert "seedshard: FID " in r.stdout and "wrote 20 samples in 1 shards to out/rel" in r.stdout
+    assert "seedshard: FID " in r.stdout and "wrote 20 samples in 1 shard to out/rel" in r.stdout
     assert (tmp_path / "out/rel/shard-00000.parquet").is_file() and not (Path.cwd() / "out/rel").exists()
     assert main(["verify", str(tmp_path / "out/rel")]) == 0
 
@@ -221,3 +221,12 @@ def test_config_prints_every_field_with_its_default(capsys):
     assert "\n  autocast: null  # one of bf16, fp16, or null\n" in out and "Annotated" not in out  # an optional choice
     assert "\n  decoder: null  # optional: " in out and "\nconditioning:  # optional: " in out  # optional sections
     assert all(re.match(r"^ *\w+: .*# ", line) for line in out.splitlines())  # one line per field or section
+
+
+def test_a_reader_that_closes_the_pipe_early_ends_the_command_quietly():
+    """`seedshard config | head -3`: the reader is gone before the output comes; no traceback, no error line."""
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "config"], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    proc.stdout.close()
+    err = proc.stderr.read()
+    assert proc.wait(timeout=60) == 1 and err == b"", err

@@ -61,7 +61,7 @@ def test_a_signal_ends_the_job_cleanly_and_a_rerun_resumes(tmp_path, sig, code, 
     assert not left
     name = signal.Signals(sig).name
     lines = [line for line in log.read_text().splitlines() if line.strip()]
-    assert lines[-1] == f"seedshard: interrupted: interrupted by {name}; finished shards are kept, rerun to resume"
+    assert lines[-1] == f"seedshard: interrupted by {name}; finished shards are kept, rerun to resume"
     assert not [line for line in lines if "Traceback" in line or "Aborted" in line or "*** " in line], lines
     manifest = read_manifest(*open_output(out))
     assert manifest.status == "interrupted" and manifest.error == f"interrupted by {name}"

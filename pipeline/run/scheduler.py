@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from .errors import JobError
+from .interrupt import check_interrupted
 from .plan import Shard
 from .result import ShardResult
 from .retry import backoff_s, is_transient
@@ -76,6 +77,7 @@ class ShardScheduler:
 
         try:
             while self.pending():
+                check_interrupted()  # a SIGTERM/SIGINT whose exception a finalizer swallowed
                 self._release_due()
                 self.fill()
                 if not self.in_flight and not self.starting:

@@ -101,3 +101,23 @@ def test_a_signal_during_a_blocking_ray_call_still_ends_the_job_with_its_exit_co
         assert caught.exit_code == 143 and str(caught) == "interrupted by SIGTERM"
     finally:
         ray_local.cancel(ref, force=True)
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the swallowed exception, on purpose
+def test_a_signal_whose_exception_a_finalizer_swallowed_is_raised_again_by_check_interrupted():
+    """The handler may run inside a finalizer (an ObjectRef's __del__), where Python prints its exception and goes
+    on; the scheduler's loop calls check_interrupted(), so the job still stops."""
+    from pipeline.run.interrupt import JobInterrupted, check_interrupted, interrupts_raise
+
+    class Finalized:
+        def __del__(self) -> None:
+            os.kill(os.getpid(), signal.SIGTERM)  # handled here, in __del__: its JobInterrupted is dropped
+
+    reached = False
+    with pytest.raises(JobInterrupted, match="^interrupted by SIGTERM$"):
+        with interrupts_raise():
+            Finalized()
+            reached = True  # the signal's own exception was lost
+            check_interrupted()
+    assert reached
+    check_interrupted()  # outside the block nothing is pending

@@ -4,11 +4,13 @@ timeout, without stalling the job in the meantime."""
 
 import logging
 import os
+import signal
 import time
 
 import pytest
 
 from pipeline.run.errors import JobError
+from pipeline.run.interrupt import JobInterrupted, interrupts_raise
 from pipeline.run.plan import plan_shards
 from pipeline.run.scheduler import ShardScheduler
 
@@ -78,3 +80,21 @@ def test_a_replacement_that_fails_to_build_is_given_up(worker_class, caplog):
         schedule([worker_class.remote(die_on=0)], lambda: worker_class.remote(broken=True), shard_timeout_s=600)
     messages = [r.getMessage() for r in caplog.records]
     assert [m for m in messages if m.startswith("worker 0's replacement did not start (") and "Error)" in m], messages
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the swallowed exception, on purpose
+def test_a_signal_whose_exception_a_finalizer_swallowed_still_stops_the_scheduler(worker_class):
+    class Finalized:
+        def __del__(self) -> None:
+            os.kill(os.getpid(), signal.SIGTERM)  # the handler runs here; Python drops its exception
+
+    done: list[int] = []
+
+    def on_done(index: int) -> None:
+        Finalized()
+        done.append(index)
+
+    with pytest.raises(JobInterrupted, match="SIGTERM"), interrupts_raise():
+        ShardScheduler([worker_class.remote()], worker_class.remote, plan_shards(80, 10), max_in_flight=1,
+                       max_restarts=3, max_shard_attempts=3, shard_timeout_s=600).run(on_done)
+    assert done == [0]  # the next turn of the loop stopped it

@@ -146,7 +146,10 @@ def _shape_of(t: pa.DataType) -> tuple[int, ...]:
 def decode(data: bytes) -> ShardData:
     """Inverse of ``encode``; ValueError when the bytes are not a Parquet shard."""
     try:
-        table = pq.read_table(pa.BufferReader(data))
+        # ParquetFile, not read_table: read_table's dataset fragment can drop the last reference to the buffer on an
+        # Arrow pool thread, which aborts a process that exits then ("terminate called without an active exception").
+        with pq.ParquetFile(pa.BufferReader(data)) as f:
+            table = f.read()
     except (pa.ArrowException, OSError) as e:
         raise ValueError(f"not a readable Parquet file: {e}") from e
     types = {f.name: f.type for f in table.schema}

@@ -26,6 +26,7 @@ from .features import features_stats
 from .stats import FeatureStats
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+NPZ_IMAGE_KEYS = ("images", "x", "arr_0")  # arr_0: ADM's sample batches (labels in arr_1), `seedshard export --to npz`
 
 
 def _as_nchw(arr: np.ndarray, where: str) -> np.ndarray:
@@ -42,7 +43,8 @@ def _as_nchw(arr: np.ndarray, where: str) -> np.ndarray:
 
 
 def load_array_file(path: str) -> np.ndarray:
-    """Images from a .npy / .npz (key 'images', 'x' or the only array) / .pt (a tensor, loaded weights_only)."""
+    """Images from a .npy / .npz (key 'images', 'x', 'arr_0' as ADM's and `seedshard export --to npz` write it, or
+    the only array) / .pt (a tensor, loaded weights_only)."""
     from ..models.checkpoint import read_bytes
 
     data = read_bytes(path)
@@ -50,9 +52,11 @@ def load_array_file(path: str) -> np.ndarray:
         arr = np.load(io.BytesIO(data), allow_pickle=False)
     elif path.endswith(".npz"):
         with np.load(io.BytesIO(data), allow_pickle=False) as z:
-            keys = [k for k in ("images", "x") if k in z] or list(z.keys())
-            if len(keys) != 1 and not any(k in z for k in ("images", "x")):
-                raise ValueError(f"{path}: .npz with several arrays {list(z.keys())}; name the images 'images' or 'x'")
+            named = [k for k in NPZ_IMAGE_KEYS if k in z]
+            keys = named[:1] or list(z.keys())
+            if len(keys) != 1:
+                raise ValueError(f"{path}: .npz with several arrays {list(z.keys())}; name the images "
+                                 f"{', '.join(map(repr, NPZ_IMAGE_KEYS))}")
             arr = z[keys[0]]
     elif path.endswith((".pt", ".pth")):
         arr = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)

@@ -86,12 +86,15 @@ def _digits_uint8(n=64):
     return np.clip(np.rint((x[:n].numpy() + 1) * 127.5), 0, 255).astype(np.uint8)
 
 
-@pytest.mark.parametrize("kind", ["npy", "png_dir", "zip"])
+@pytest.mark.parametrize("kind", ["npy", "adm_npz", "png_dir", "zip"])
 def test_reference_stats_of_datasets_equal_one_shot_stats(ray_demo, tmp_path, kind):
     images = _digits_uint8()
     if kind == "npy":
         source = tmp_path / "images.npy"
         np.save(source, images)
+    elif kind == "adm_npz":  # ADM's layout, as `seedshard export --to npz` writes it: arr_0 (N, H, W, C), arr_1 labels
+        source = tmp_path / "images.npz"
+        np.savez(source, images.transpose(0, 2, 3, 1), np.arange(len(images)) % 10)
     else:
         source = tmp_path / "images"
         source.mkdir()

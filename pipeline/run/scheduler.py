@@ -5,8 +5,9 @@ changes only through its own methods. It keeps `max_in_flight` calls per actor; 
 raised is re-queued next, up to `max_shard_attempts` runs. A dead actor is replaced, up to
 `max_restarts` times per slot: slot `a` holds `actors[a]`, and a replacement bumps `generation[a]`,
 so a late failure of the old actor's calls is told from a failure of its replacement. A replacement
-joins once it has built its model; the other actors keep working meanwhile (one that cannot be placed,
-e.g. on a cluster that lost a node, is given up after the shard timeout). A shard whose
+joins once it has built its model; the other actors keep working meanwhile. One that fails to start, or
+cannot be placed within the shard timeout (a cluster that lost a node), counts as a restart: another is
+started while restarts remain. A shard whose
 worker died while running it becomes a suspect and runs alone on an idle actor next time: a shard
 that kills its worker is then told apart from the shards that were in flight beside it.
 
@@ -162,9 +163,7 @@ class ShardScheduler:
         for ref, (a, since) in list(self.starting.items()):
             if now - since > limit:
                 del self.starting[ref]
-                ray.kill(self.actors[a], no_restart=True)
-                log.warning("worker %d's replacement did not start within %.0fs (cluster.shard_timeout_s); "
-                            "continuing without it", a, limit)
+                self._start_failed(a, f"within {limit:.0f}s (cluster.shard_timeout_s)")
         for a, since in list(self.busy_since.items()):
             if now - since > limit and a in self.alive:
                 log.warning("worker %d finished no shard in %.0fs (cluster.shard_timeout_s=%.0f); killing it",
@@ -228,16 +227,31 @@ class ShardScheduler:
             self.alive.discard(a)
             log.warning("worker %d died; cluster.max_restarts=%d reached, continuing without it", a, self.max_restarts)
             return
-        self.restarts[a] += 1
-        self.generation[a] += 1
         self.load[a] = 0
         self.busy_since.pop(a, None)
-        log.warning("worker %d died; starting a replacement (%d of %d)", a, self.restarts[a], self.max_restarts)
-        self.actors[a] = self.new_actor()
-        # The slot takes shards once the replacement has built its model (so its shard clock does not count the
-        # start); until then the other actors go on.
         self.alive.discard(a)
+        log.warning("worker %d died; starting a replacement (%d of %d)", a, self.restarts[a] + 1, self.max_restarts)
+        self._start_replacement(a)
+
+    def _start_replacement(self, a: int) -> None:
+        """Start a new actor in slot `a`. The slot takes shards once it has built its model (so its shard clock
+        does not count the start); until then the other actors go on."""
+        self.restarts[a] += 1
+        self.generation[a] += 1
+        self.actors[a] = self.new_actor()
         self.starting[self.actors[a].ready.remote()] = (a, time.monotonic())
+
+    def _start_failed(self, a: int, why: str) -> None:
+        """Slot `a`'s replacement did not start: start another while restarts remain, else go on without it."""
+        import ray
+
+        ray.kill(self.actors[a], no_restart=True)
+        if self.restarts[a] < self.max_restarts:
+            log.warning("worker %d's replacement did not start %s; starting another (%d of %d)", a, why,
+                        self.restarts[a] + 1, self.max_restarts)
+            self._start_replacement(a)
+        else:
+            log.warning("worker %d's replacement did not start %s; continuing without it", a, why)
 
     def _started(self, ref: Any) -> None:
         """A replacement's ready() call returned: its slot takes shards again, or is given up if it failed."""
@@ -247,8 +261,7 @@ class ShardScheduler:
         try:
             ray.get(ref)
         except ray.exceptions.RayError as e:
-            ray.kill(self.actors[a], no_restart=True)
-            log.warning("worker %d's replacement did not start (%s); continuing without it", a, type(e).__name__)
+            self._start_failed(a, f"({type(e).__name__})")
             return
         self.alive.add(a)
         log.info("worker %d's replacement is ready", a)

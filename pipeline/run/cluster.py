@@ -52,6 +52,11 @@ def ray_session(cluster: Any) -> Iterator[None]:
             shutil.rmtree(temp_dir, ignore_errors=True)
         where = cluster.address or os.environ.get("RAY_ADDRESS")
         raise ClusterError(f"cannot connect to Ray at {where!r}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+    except BaseException:  # Ctrl-C or SIGTERM while Ray starts: stop what it started, leave no temp dir
+        ray.shutdown()
+        if temp_dir is not None:
+            shutil.rmtree(temp_dir, ignore_errors=True)
+        raise
     try:
         yield
     finally:

@@ -50,3 +50,28 @@ def test_wait_asks_the_autoscaler_reports_and_fails_after_the_limit(ray_local, r
 def test_resources_that_are_there_need_no_request(ray_local, requests):
     wait_for_resources(ClusterConfig(num_workers=1, wait_for_workers_s=60))
     assert requests == []
+
+
+def test_an_interrupt_while_the_private_ray_starts_stops_it_and_removes_its_temp_dir(shared_ray, monkeypatch):
+    """Ctrl-C (or SIGTERM) landing in ray.init: what it started is shut down and its temp dir removed."""
+    import glob
+
+    import ray
+
+    from pipeline.run.cluster import ray_session
+
+    shared_ray.stop()  # this test starts (and interrupts) a private Ray of its own
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    real_init, seen = ray.init, []
+
+    def interrupted_init(*args, **kwargs):
+        seen.append(kwargs["_temp_dir"])
+        real_init(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ray, "init", interrupted_init)
+    before = set(glob.glob("/tmp/ss-ray-*"))
+    with pytest.raises(KeyboardInterrupt), ray_session(ClusterConfig(num_workers=1)):
+        pass
+    assert seen and not ray.is_initialized()
+    assert not set(glob.glob("/tmp/ss-ray-*")) - before

@@ -3,8 +3,8 @@ excepted; see tests/docs/blocks.py), in README order, in one temporary copy of t
 
 Python blocks run as scripts, shell blocks with `bash -euo pipefail`, both with the copy as working
 directory and first on PYTHONPATH. Ray stays private: RAY_AUTH_MODE=disabled, TMPDIR / RAY_TMPDIR point
-into a short temp dir of this test, and after each block every process whose command line names that dir (a
-`ray start` head, a local Ray a block left) is stopped by PID. The blocks' drivers (`seedshard generate`,
+into a short temp dir of this test, and after each block every process of its session and every process whose
+command line names that dir (a `ray start` head, a local Ray a block left) is stopped by PID. The blocks' drivers (`seedshard generate`,
 `fid`, `read_dataset`) join one private local Ray that this module starts (RAY_ADDRESS, as on a cluster)
 instead of starting one each (~4 s a process); tests/pipeline/test_cli.py's first run covers a driver that
 starts and stops its own. `s3://bucket` is a moto server (AWS_ENDPOINT_URL and fake credentials in the
@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from tests.docs.blocks import Block, code_blocks
-from tests.e2e.raycluster import kill_pids_naming, ray_env
+from tests.e2e.raycluster import kill_pids_naming, kill_session, ray_env
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
@@ -113,11 +113,14 @@ def test_readme_block_runs_as_written(block: Block, workdir):
         cmd = ["bash", "-euo", "pipefail", "-c", block.code]
         if "ray start" in block.code:  # a block that starts its own head addresses it; a user's shell has no other
             env = {k: v for k, v in env.items() if k != "RAY_ADDRESS"}
+    proc = subprocess.Popen(cmd, cwd=copy, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
     try:
-        result = subprocess.run(cmd, cwd=copy, env=env, capture_output=True, text=True, timeout=600,
-                                start_new_session=True)
+        stdout, stderr = proc.communicate(timeout=600)
     finally:
-        kill_pids_naming(env["TMPDIR"])  # what the block left running (a Ray head, a local Ray)
+        kill_session(proc.pid)  # what the block left running, e.g. the head a failed `ray start` block did not stop
+        kill_pids_naming(env["TMPDIR"])  # and what runs elsewhere in its temp dir (a local Ray)
+    result = subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
     assert result.returncode == 0, (
         f"README.md line {block.line} ({block.kind}) exited {result.returncode}:\n{block.code}\n"
         f"--- stdout\n{result.stdout[-3000:]}\n--- stderr\n{result.stderr[-3000:]}")

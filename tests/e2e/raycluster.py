@@ -46,6 +46,18 @@ def pids_naming(text: str) -> list[int]:
     return pids
 
 
+def kill_session(sid: int) -> None:
+    """SIGKILL every process of session `sid` (a process started with start_new_session=True and what it left)."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rpartition(")")[2].split()  # state ppid pgrp session ...
+                if int(fields[3]) == sid:
+                    os.kill(int(entry.name), signal.SIGKILL)
+            except (OSError, ValueError, IndexError):
+                pass
+
+
 def kill_pids_naming(text: str, grace_s: float = 2.0) -> None:
     """SIGTERM the processes whose command line contains `text`, SIGKILL those still there after `grace_s`."""
     for sig in (signal.SIGTERM, signal.SIGKILL):

@@ -17,14 +17,15 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 PEERS_VENV = REPO / "benchmarks" / ".peers-venv"
 PEERS = os.environ.get("SEEDSHARD_BENCH_PEERS") == "1" and PEERS_VENV.exists()
-SCRIPTS = [  # (benchmarks/NAME, whether it measures peers); a new benchmark script is added here
-    ("sampler_overhead.py", True),
-    ("accuracy.py", True),
-    ("noise_cost.py", False),
+SCRIPTS = [  # (benchmarks/NAME, whether it measures peers), longest --quick run first (so that the two at a time
+    # overlap best); a new benchmark script is added here
     ("pipeline_efficiency.py", False),
+    ("fid_overhead.py", False),
     ("driver_scale.py", False),
     ("gpu.py", False),
-    ("fid_overhead.py", False),
+    ("accuracy.py", True),
+    ("sampler_overhead.py", True),
+    ("noise_cost.py", False),
     ("cli_startup.py", False),
 ]
 

@@ -70,12 +70,12 @@ def test_a_replacement_that_starts_takes_shards(worker_class, caplog):
 def test_a_replacement_that_does_not_start_within_the_timeout_is_given_up(worker_class, caplog):
     unplaceable = lambda: worker_class.options(resources={"no-such-node": 1}).remote()  # noqa: E731
     with caplog.at_level(logging.WARNING, logger="pipeline.run"), pytest.raises(JobError, match="every worker died"):
-        schedule([worker_class.remote(die_on=0)], unplaceable, shard_timeout_s=2)
+        schedule([worker_class.remote(die_on=0)], unplaceable, shard_timeout_s=1)
     messages = [r.getMessage() for r in caplog.records]
     assert [m for m in messages if "did not start" in m] == [  # each try counts as a restart (max_restarts=3)
-        "worker 0's replacement did not start within 2s (cluster.shard_timeout_s); starting another (2 of 3)",
-        "worker 0's replacement did not start within 2s (cluster.shard_timeout_s); starting another (3 of 3)",
-        "worker 0's replacement did not start within 2s (cluster.shard_timeout_s); continuing without it"]
+        "worker 0's replacement did not start within 1s (cluster.shard_timeout_s); starting another (2 of 3)",
+        "worker 0's replacement did not start within 1s (cluster.shard_timeout_s); starting another (3 of 3)",
+        "worker 0's replacement did not start within 1s (cluster.shard_timeout_s); continuing without it"]
 
 
 def test_a_replacement_that_fails_to_build_is_given_up(worker_class, caplog):

@@ -25,7 +25,9 @@ def fan_out_stats(source: str, kind: str, chunks: list[list[Any]], extractor: st
     import ray
 
     task = ray.remote(num_cpus=num_cpus, num_gpus=num_gpus)(chunk_stats)
-    kwargs = absolute_weights(extractor_kwargs)
+    # Local paths made absolute here: the tasks may run in another working directory (the raylet's, on a cluster
+    # joined through RAY_ADDRESS or cluster.address).
+    source, kwargs = absolute_local(source), absolute_weights(extractor_kwargs)
     refs = [task.remote(source, kind, c, extractor, kwargs, storage_options) for c in chunks]
     total = FeatureStats()
     for stats in ray.get(refs):
@@ -44,4 +46,4 @@ def dataset_stats(source: str, extractor: str, extractor_kwargs: dict[str, Any] 
                   num_workers: int = 2, storage_options: dict | None = None) -> FeatureStats:
     """Merged FeatureStats of a dataset, featurised in parallel by Ray tasks (Ray must be connected)."""
     kind, chunks = image_chunks(source, num_workers)
-    return fan_out_stats(absolute_local(source), kind, chunks, extractor, extractor_kwargs or {}, storage_options)
+    return fan_out_stats(source, kind, chunks, extractor, extractor_kwargs or {}, storage_options)

@@ -47,15 +47,13 @@ def ray_session(cluster: Any) -> Iterator[None]:
                      _temp_dir=temp_dir, log_to_driver=False, configure_logging=False)
         else:
             ray.init(address=cluster.address, log_to_driver=False, configure_logging=False)
-    except (ConnectionError, RuntimeError, ValueError) as e:
-        if temp_dir is not None:
-            shutil.rmtree(temp_dir, ignore_errors=True)
-        where = cluster.address or os.environ.get("RAY_ADDRESS")
-        raise ClusterError(f"cannot connect to Ray at {where!r}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
-    except BaseException:  # Ctrl-C or SIGTERM while Ray starts: stop what it started, leave no temp dir
+    except BaseException as e:  # a connection error, or Ctrl-C / SIGTERM while Ray starts: stop what it started
         ray.shutdown()
         if temp_dir is not None:
             shutil.rmtree(temp_dir, ignore_errors=True)
+        if isinstance(e, (ConnectionError, RuntimeError, ValueError)):
+            where = cluster.address or os.environ.get("RAY_ADDRESS")
+            raise ClusterError(f"cannot connect to Ray at {where!r}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
         raise
     try:
         yield

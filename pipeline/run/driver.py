@@ -317,5 +317,5 @@ def dispatch(actors: list[Any], new_actor: Callable[[], Any], shards: list[Shard
 def shard_stats(cfg: JobConfig, paths: list[str]) -> FeatureStats:
     """Feature statistics of committed shards, read back and featurised by Ray tasks."""
     c, fid = cfg.cluster, cfg.metrics.fid
-    return fan_out_stats(absolute_local(cfg.run.output), "output", split(paths, c.num_workers), fid.extractor, fid.extractor_kwargs,
+    return fan_out_stats(cfg.run.output, "output", split(paths, c.num_workers), fid.extractor, fid.extractor_kwargs,
                          cfg.run.storage_options, num_cpus=c.cpus_per_worker, num_gpus=c.gpus_per_worker)

@@ -17,6 +17,8 @@ from ..output.fs import absolute_local
 from .sources import chunk_stats, image_chunks
 from .stats import FeatureStats
 
+CANCEL_WAIT_S = 30.0  # how long a failed fan-out waits for its cancelled tasks to end
+
 
 def fan_out_stats(source: str, kind: str, chunks: list[list[Any]], extractor: str, extractor_kwargs: dict[str, Any],
                   storage_options: dict | None = None, num_cpus: float = 1, num_gpus: float = 0) -> FeatureStats:
@@ -29,8 +31,17 @@ def fan_out_stats(source: str, kind: str, chunks: list[list[Any]], extractor: st
     # joined through RAY_ADDRESS or cluster.address).
     source, kwargs = absolute_local(source), absolute_weights(extractor_kwargs)
     refs = [task.remote(source, kind, c, extractor, kwargs, storage_options) for c in chunks]
+    try:
+        results = ray.get(refs)
+    except ray.exceptions.RayError:
+        # Stop the other tasks and let them end before this process may exit: a task that fails once its driver
+        # is gone makes Ray print "Failed to push error to driver" on the driver's stderr.
+        for ref in refs:
+            ray.cancel(ref)
+        ray.wait(refs, num_returns=len(refs), timeout=CANCEL_WAIT_S)
+        raise
     total = FeatureStats()
-    for stats in ray.get(refs):
+    for stats in results:
         total.merge(stats)
     return total
 

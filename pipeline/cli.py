@@ -108,14 +108,14 @@ def _kwargs(text: str | None) -> dict:
 
 def _inspect(args: argparse.Namespace) -> int:
     from .output.fs import open_output
-    from .output.manifest import read_manifest
+    from .output.manifest import manifest_json, read_manifest
 
     fs, root = open_output(args.url, _storage_options(args), create=False)
     m = read_manifest(fs, root)
     if m is None:
         raise FileNotFoundError(f"{args.url}: no manifest.json (not a seedshard output)")
     if args.json:
-        print(m.model_dump_json(indent=2))
+        print(manifest_json(m))
         return 0
     rows = sum(s.rows for s in m.shards)
     size = sum(s.bytes for s in m.shards)

@@ -133,19 +133,34 @@ def test_a_remote_folder_is_copied_once_and_loads_the_same_model(tmp_path, monke
     assert len(list((tmp_path / "cache" / "seedshard-diffusers").iterdir())) == 1
 
 
+def _no_constants(name):
+    raise ValueError(f"{name} is not JSON (RFC 8259)")
+
+
 @pytest.mark.slow
-def test_ray_job_stores_the_handles_samples_and_hashes_the_folders_weights(ray_local, tmp_path):
+@pytest.mark.parametrize("scheduler,sampler", [("DDIMScheduler", "ddim"), ("DPMSolverMultistepScheduler", "dpmpp_2m")])
+def test_ray_job_stores_the_handles_samples_and_hashes_the_folders_weights(ray_local, tmp_path, scheduler, sampler):
+    """DPMSolverMultistepScheduler's config holds lambda_min_clipped = -inf: the manifest stays strict JSON, and
+    the output verifies and resumes (nothing to redo) with the same sampler state."""
     from pipeline.run.driver import run_job
     from pipeline.network import state_dict_sha256
     from pipeline.output.reader import read_samples
+    from pipeline.output.verify import verify_output
 
-    pipe = save_pipeline(tmp_path, diffusers.DDIMPipeline, diffusers.DDIMScheduler())
-    cfg = job(tmp_path, tmp_path, {"name": "ddim", "steps": 4, "time_dist": "diffusers"})
+    pipe = save_pipeline(tmp_path, diffusers.DDPMPipeline, getattr(diffusers, scheduler)())
+    cfg = job(tmp_path, tmp_path, {"name": sampler, "steps": 4, "time_dist": "diffusers"})
     manifest = run_job(cfg)
     assert manifest.status == "complete"
     assert manifest.model["sha256"] == state_dict_sha256({f"model.{k}": v for k, v in pipe.unet.state_dict().items()})
     stored = torch.as_tensor(read_samples(cfg.run.output))  # the actor runs 1 thread: float tolerance, not bits
     assert torch.allclose(stored, SamplingHandle.from_config(cfg).sample(3), rtol=0, atol=1e-5)
+    text = (tmp_path / "out" / "__seedshard__" / "manifest.json").read_text()
+    json.loads(text, parse_constant=_no_constants)
+    if sampler == "dpmpp_2m":
+        assert '{"$float": "-Infinity"}' in text.replace("\n", "").replace("  ", "")
+    assert verify_output(cfg.run.output) == []
+    again = run_job(cfg)
+    assert again.status == "complete" and again.shards == manifest.shards and again.fingerprint == manifest.fingerprint
 
 
 def test_conditional_unet_takes_its_embeddings_from_a_conditioning_table(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 
 import pytest
@@ -46,6 +47,38 @@ def test_round_trip(backend, tmp_path):
     assert FORMAT_VERSION == 2 and not fs.exists(f"{root}/{MANIFEST_NAME}")
     assert raw["format_version"] == FORMAT_VERSION and raw["schema"]["shape"] == [3, 8, 8]
     assert raw["shards"][0] == {"index": 0, "start": 0, "stop": 5, "path": "shard-00000.parquet", "rows": 5, "bytes": 100, "sha256": "ab" * 32, "fingerprint": None}
+
+
+def test_non_finite_floats_are_strict_json_and_read_back(tmp_path):
+    """A diffusers scheduler_config holds -inf, a config may hold .inf: the file parses with a strict parser (no
+    -Infinity / NaN literals) and reads back equal, so fingerprints, verify and resume see the same values."""
+    fs, root = open_output(str(tmp_path))
+    state = {"name": "dpmpp_2m", "version": 2, "scheduler": {"lambda_min_clipped": -math.inf, "x": [math.inf, 1.5]}}
+    written = write_manifest(fs, root, make_manifest(sampler_state=state, metrics={"fid": {"fid": math.nan}}))
+    text = (tmp_path / SIDE_DIR / MANIFEST_NAME).read_text()
+
+    def no_constants(name):
+        raise AssertionError(f"{name} in manifest.json")
+
+    raw = json.loads(text, parse_constant=no_constants)
+    assert raw["sampler_state"]["scheduler"] == {"lambda_min_clipped": {"$float": "-Infinity"},
+                                                 "x": [{"$float": "Infinity"}, 1.5]}
+    assert raw["metrics"] == {"fid": {"fid": {"$float": "NaN"}}}
+    back = read_manifest(fs, root)
+    assert back.sampler_state == state and math.isnan(back.metrics["fid"]["fid"])
+    assert back.model_dump(exclude={"metrics"}) == written.model_dump(exclude={"metrics"})
+
+
+def test_manifests_with_bare_infinity_literals_still_read(tmp_path):
+    """Manifests written before the tag held -Infinity as Python's json writes it."""
+    fs, root = open_output(str(tmp_path))
+    write_manifest(fs, root, make_manifest())
+    path = tmp_path / SIDE_DIR / MANIFEST_NAME
+    raw = json.loads(path.read_text())
+    raw["sampler_state"]["lambda_min_clipped"] = -math.inf
+    path.write_text(json.dumps(raw, indent=2))
+    assert "-Infinity" in path.read_text()
+    assert read_manifest(fs, root).sampler_state["lambda_min_clipped"] == -math.inf
 
 
 def test_validation():

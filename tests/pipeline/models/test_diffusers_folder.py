@@ -153,7 +153,8 @@ def test_ray_job_stores_the_handles_samples_and_hashes_the_folders_weights(ray_l
     assert manifest.status == "complete"
     assert manifest.model["sha256"] == state_dict_sha256({f"model.{k}": v for k, v in pipe.unet.state_dict().items()})
     stored = torch.as_tensor(read_samples(cfg.run.output))  # the actor runs 1 thread: float tolerance, not bits
-    assert torch.allclose(stored, SamplingHandle.from_config(cfg).sample(3), rtol=0, atol=1e-5)
+    ours = SamplingHandle.from_config(cfg).sample(3)  # untrained: DPM's states reach ~300
+    assert torch.allclose(stored, ours, rtol=0, atol=1e-5 * max(1.0, ours.abs().max().item()))
     text = (tmp_path / "out" / "__seedshard__" / "manifest.json").read_text()
     json.loads(text, parse_constant=_no_constants)
     if sampler == "dpmpp_2m":

@@ -305,6 +305,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(cause, Exception) and type(e).__module__.startswith("ray."):
             e = cause
             message = f"{type(cause).__name__}: {cause}"
+        elif type(e).__module__.startswith("ray."):  # Ray's own (a worker crashed, a node ran out of memory): its gist
+            message = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''} " \
+                      "(--debug shows Ray's whole message)"
         else:
             message = str(e)
         lines = scrub(message).strip().splitlines() or [type(e).__name__]  # no secret of the environment, no URL's

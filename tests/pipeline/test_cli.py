@@ -124,6 +124,21 @@ def test_errors_are_one_line_with_exit_status(capsys, argv, code, message):
     assert all(line.startswith("seedshard: error: ") for line in err) and "Traceback" not in "".join(err)
 
 
+def test_rays_own_multi_line_errors_are_one_line(capsys, monkeypatch):
+    """An error of Ray itself without a task's exception inside (a worker killed for memory) keeps its first line."""
+    import ray.exceptions
+
+    def oom(args):
+        raise ray.exceptions.OutOfMemoryError("Task was killed due to the node running low on memory.\n"
+                                              "Memory on the node (IP: 10.0.0.1) was 7.2GB / 7.6GB (0.95).\n\nRefer to ...")
+
+    monkeypatch.setattr("pipeline.cli._inspect", oom)
+    assert main(["inspect", "anywhere"]) == 1
+    err = capsys.readouterr().err
+    assert err == ("seedshard: error: OutOfMemoryError: Task was killed due to the node running low on memory. "
+                   "(--debug shows Ray's whole message)\n")
+
+
 def test_help_and_inspect_import_neither_torch_nor_ray(tmp_path):
     """`seedshard --help` and `inspect` start fast: importing the CLI, printing help and inspecting an output
     load neither torch nor ray (checked in a fresh process)."""

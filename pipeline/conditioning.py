@@ -13,6 +13,11 @@ other keyword (classifier-free guidance nulls `class_labels`). A text column (pr
 starts (the columns exist, the rows cover run.num_samples, text columns have an encoder) and its sha256 joins the
 model identity in the manifest, so a resume with another table is refused. Actors read only the row groups their
 batches need.
+
+Classifier-free guidance on the table's keywords (Ho & Salimans 2022, as diffusers' `negative_prompt`): the guide
+is the network itself, seeing `negative_columns` (keyword -> a column of per-row negatives, e.g. null or negative
+prompt embeddings) in place of the mapped columns and, for every text column, the encoding of `negative_prompt`
+("" is Stable Diffusion's unconditional embedding); keywords without a negative stay as they are.
 """
 
 from __future__ import annotations
@@ -55,21 +60,29 @@ def table_identity(cfg: Any) -> dict[str, Any] | None:
     except Exception as e:  # noqa: BLE001 - fsspec and pyarrow raise many types; report one line
         raise ConditioningError(f"conditioning.table {redact_url(url)!r}: cannot read "
                                 f"({scrub(f'{type(e).__name__}: {e}', options)})") from None
-    missing = sorted(set(cond.columns.values()) - set(schema.names))
-    if missing:
-        raise ConditioningError(f"conditioning.columns: {missing} not in conditioning.table {redact_url(url)!r}; "
-                                f"its columns: {', '.join(schema.names)}")
+    for name, mapping in (("columns", cond.columns), ("negative_columns", cond.negative_columns)):
+        if missing := sorted(set(mapping.values()) - set(schema.names)):
+            raise ConditioningError(f"conditioning.{name}: {missing} not in conditioning.table {redact_url(url)!r}; "
+                                    f"its columns: {', '.join(schema.names)}")
     if rows < cfg.run.num_samples:
         raise ConditioningError(f"conditioning.table {redact_url(url)!r} has {rows} rows, fewer than "
                                 f"run.num_samples={cfg.run.num_samples} (row i conditions sample i)")
-    text = sorted(c for c in set(cond.columns.values()) if _is_text(schema.field(c).type))
+    text = sorted(c for c in {*cond.columns.values(), *cond.negative_columns.values()} if _is_text(schema.field(c).type))
     if text and cond.text_encoder is None:
         raise ConditioningError(f"conditioning.columns: text column(s) {text} need conditioning.text_encoder "
                                 "(a transformers text model folder) to become network keywords (got None)")
     if not text and cond.text_encoder is not None:
         raise ConditioningError(f"conditioning.text_encoder: no mapped column is text (columns: {dict(cond.columns)}); "
                                 f"map a prompt column or remove it (got {redact_url(cond.text_encoder)!r})")
+    if cond.negative_prompt is not None and not any(_is_text(schema.field(c).type) for c in cond.columns.values()):
+        raise ConditioningError(f"conditioning.negative_prompt: no mapped column is text (columns: {dict(cond.columns)}); "
+                                "it replaces prompts, so map one, or give embedding columns' negatives in "
+                                "conditioning.negative_columns")
     identity = {"table": redact_url(url), "columns": dict(cond.columns), "rows": rows, "sha256": h.hexdigest()}
+    if cond.negative_prompt is not None:
+        identity["negative_prompt"] = cond.negative_prompt
+    if cond.negative_columns:
+        identity["negative_columns"] = dict(cond.negative_columns)
     if cond.text_encoder is not None:
         from .text_encoder import folder_sha256
 
@@ -121,14 +134,18 @@ def _inner_shape(column: Any, per_row: int) -> tuple[int, ...]:
 
 
 class ConditioningTable:
-    """The mapped columns of a Parquet table, read a row group at a time: `kwargs(start, stop)` -> network keywords."""
+    """The mapped columns of a Parquet table, read a row group at a time: `kwargs(start, stop)` -> network keywords,
+    `guide_kwargs(start, stop)` -> the classifier-free guide's negatives."""
 
     def __init__(self, url: str, columns: dict[str, str], storage_options: dict[str, Any] | None = None,
-                 text_encoder: Any = None) -> None:
+                 text_encoder: Any = None, *, negative_prompt: str | None = None,
+                 negative_columns: dict[str, str] | None = None) -> None:
         """`text_encoder`: prompts -> tensor (`pipeline.text_encoder.TextEncoder`) for the text columns."""
         import pyarrow.parquet as pq
 
         self.columns, self.text_encoder = dict(columns), text_encoder
+        self.negative_prompt, self.negative_columns = negative_prompt, dict(negative_columns or {})
+        self._negative_embedding: dict[str, torch.Tensor] = {}  # per device
         self.file = pq.ParquetFile(_open(url, storage_options))
         meta = self.file.metadata
         sizes = [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
@@ -139,17 +156,40 @@ class ConditioningTable:
         first = int(np.searchsorted(self.offsets, start, side="right")) - 1
         last = int(np.searchsorted(self.offsets, stop, side="left"))  # row groups first .. last - 1
         if self._cached is None or self._cached[:2] != (first, last):
-            table = self.file.read_row_groups(range(first, last), columns=sorted(set(self.columns.values())))
-            self._cached = (first, last, {c: column_array(table[c]) for c in set(self.columns.values())})
+            names = sorted({*self.columns.values(), *self.negative_columns.values()})
+            table = self.file.read_row_groups(range(first, last), columns=names)
+            self._cached = (first, last, {c: column_array(table[c]) for c in names})
         offset = int(self.offsets[first])
         return {c: a[start - offset:stop - offset] for c, a in self._cached[2].items()}
 
-    def kwargs(self, start: int, stop: int, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
-        """{keyword: tensor (stop - start, ...)} of rows [start, stop) on `device`; text columns encoded."""
-        rows = self._rows(start, stop)
+    @property
+    def negatives(self) -> bool:
+        """Whether the guide sees its own keywords (`guide_kwargs`)."""
+        return self.negative_prompt is not None or bool(self.negative_columns)
+
+    def _keywords(self, mapping: dict[str, str], rows: dict[str, np.ndarray], device: torch.device | str
+                  ) -> dict[str, torch.Tensor]:
         return {key: self.text_encoder(rows[column].tolist(), device) if rows[column].dtype == object
                 else torch.from_numpy(np.array(rows[column])).to(device)  # a copy: arrow buffers are read-only
-                for key, column in self.columns.items()}
+                for key, column in mapping.items()}
+
+    def kwargs(self, start: int, stop: int, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+        """{keyword: tensor (stop - start, ...)} of rows [start, stop) on `device`; text columns encoded."""
+        return self._keywords(self.columns, self._rows(start, stop), device)
+
+    def guide_kwargs(self, start: int, stop: int, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+        """The keywords the classifier-free guide sees instead for rows [start, stop): each negative column's rows,
+        and for each other text column the encoding of `negative_prompt` (made once, the same for every row)."""
+        rows = self._rows(start, stop)
+        out = self._keywords(self.negative_columns, rows, device)
+        if self.negative_prompt is not None:
+            for key, column in self.columns.items():
+                if key not in out and rows[column].dtype == object:
+                    if str(device) not in self._negative_embedding:
+                        self._negative_embedding[str(device)] = self.text_encoder([self.negative_prompt], device)
+                    embedding = self._negative_embedding[str(device)]
+                    out[key] = embedding.expand(stop - start, *embedding.shape[1:])
+        return out
 
 
 def load_table(cfg: Any) -> ConditioningTable | None:
@@ -162,4 +202,5 @@ def load_table(cfg: Any) -> ConditioningTable | None:
         from .text_encoder import TextEncoder
 
         encoder = TextEncoder(cond.text_encoder, cfg.run.storage_options)
-    return ConditioningTable(cond.table, cond.columns, cfg.run.storage_options, encoder)
+    return ConditioningTable(cond.table, cond.columns, cfg.run.storage_options, encoder,
+                             negative_prompt=cond.negative_prompt, negative_columns=cond.negative_columns)

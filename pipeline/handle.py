@@ -59,7 +59,8 @@ class SamplingHandle:
         # as a job builds it: the factory under torch's RNG seeded with run.seed, then the checkpoint
         weights = model_identity(cfg.model, options, seed)[1]
         guide_weights = model_identity(guide, options, seed)[1] if guide is not None else None
-        net, g_net = build_fields(cfg.model, cfg.sampler.guidance_scale, device, weights, guide_weights, seed=seed)
+        net, g_net = build_fields(cfg.model, cfg.sampler.guidance_scale, device, weights, guide_weights, seed=seed,
+                                  negatives=cfg.conditioning is not None and cfg.conditioning.negatives)
         handle = cls(net, shape=cfg.model.shape, sampler=build_sampler(cfg), device=device, g_net=g_net,
                      num_classes=cfg.model.num_classes, null_label=cfg.model.null_label, batch_size=cfg.run.batch_size)
         handle.spec_defaults = dict(seed=cfg.run.seed, labels=cfg.run.labels, label=cfg.run.label,
@@ -88,9 +89,12 @@ class SamplingHandle:
                           decoder=self.decoder, noise_scheme=noise_scheme or d.get("noise_scheme", samplers.DEFAULT_NOISE_SCHEME))
         g_net = None
         if w != 1.0:
-            if self.g_net is None and self.num_classes is None:
-                raise ValueError(f"guidance_scale={w} needs a guide: g_net= (autoguidance) or num_classes= (CFG)")
-            g_net = self.g_net or samplers.null_condition(self.net, self.null_label)
+            negatives = self.conditioning is not None and self.conditioning.negatives
+            if self.g_net is None and self.num_classes is None and not negatives:
+                raise ValueError(f"guidance_scale={w} needs a guide: g_net= (autoguidance), num_classes= (CFG) or "
+                                 "a conditioning table's negatives")
+            g_net = self.g_net or (samplers.null_condition(self.net, self.null_label) if self.num_classes is not None
+                                   else self.net)
         shard = Shard(index=0, start=start_index, stop=start_index + N)
         x, _, _ = sample_shard(self.sampler, self.net, g_net, spec, shard, batch_size or self.batch_size, self.device)
         return torch.from_numpy(x)

@@ -150,8 +150,10 @@ def build_fields(
     seed: int | None = None,
     sha256: tuple[str | None, str | None] = (None, None),
     nets: tuple[torch.nn.Module | None, torch.nn.Module | None] = (None, None),
+    negatives: bool = False,
 ) -> tuple[samplers.Field, samplers.Field | None]:
-    """(net, g_net): the guide is model.guide (autoguidance), else the null class (classifier-free), else None.
+    """(net, g_net): the guide is model.guide (autoguidance), else the null class (classifier-free), else, with
+    `negatives` (a conditioning table's, fed to the guide as guide_kwargs), the network itself, else None.
     Networks are built under torch's RNG seeded with `seed` and checked against `sha256` (model, guide), unless
     `nets` (model, guide) holds them already built (`identify_network`)."""
     field = build_field(model_cfg, device, state, seed=seed, sha256=sha256[0], net=nets[0])
@@ -162,7 +164,10 @@ def build_fields(
     if model_cfg.num_classes is not None:
         null = model_cfg.null_label if model_cfg.null_label is not None else model_cfg.num_classes
         return field, samplers.null_condition(field, null)
-    raise ModelError(f"guidance_scale={guidance_scale} needs a guide: set model.guide or model.num_classes")
+    if negatives:
+        return field, field
+    raise ModelError(f"guidance_scale={guidance_scale} needs a guide: set model.guide, model.num_classes or a "
+                     "conditioning table's negatives")
 
 
 def cpu_config(model_cfg: Any) -> Any:

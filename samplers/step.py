@@ -100,14 +100,17 @@ class StepSampler(Sampler):
             raise TypeError(f"{self.name}: g_net interface {g_net.interface!r} differs from net's {net.interface!r}")
 
     def integrate(self, net: Field, x: torch.Tensor, *, g_net: Field | None = None, guidance_scale: float = 1.0,
-                  noise: SampleNoise | NoiseProducer | None = None, **net_kwargs: Any) -> torch.Tensor:
+                  noise: SampleNoise | NoiseProducer | None = None, guide_kwargs: dict[str, Any] | None = None,
+                  **net_kwargs: Any) -> torch.Tensor:
         """Run the loop from x at t_max (already scaled by the prior) to t = 0; x: (N, ...).
-        `noise` gives step k's draws as `noise.step(k, x, draw)` (a NoiseProducer gives the same bits, drawn ahead)."""
+        `noise` gives step k's draws as `noise.step(k, x, draw)` (a NoiseProducer gives the same bits, drawn ahead);
+        the guide sees `net_kwargs` updated by `guide_kwargs` (e.g. negative prompt embeddings)."""
         grid = self.sample_t().tolist()
         self.check_fields(net, g_net, grid[0])
         if self.stochastic and noise is None:
             raise ValueError(f"{self.name}.integrate needs noise= (a samplers.SampleNoise) for its per-step noise")
-        guided = GuidedField(net, g_net, guidance_scale, interval=self.guidance_interval, net_kwargs=net_kwargs)
+        guided = GuidedField(net, g_net, guidance_scale, interval=self.guidance_interval, net_kwargs=net_kwargs,
+                             guide_kwargs=guide_kwargs)
         x = x.to(self.torch_dtype)
         history: dict[str, Any] = {}
         for k in range(len(grid) - 1):
@@ -119,14 +122,16 @@ class StepSampler(Sampler):
     def sample(self, N: int, device: torch.device | str, *, net: Field, shape: tuple[int, ...] | list[int],
                seed: int = 0, start_index: int = 0, labels: torch.Tensor | None = None, g_net: Field | None = None,
                guidance_scale: float = 1.0, net_kwargs: dict[str, Any] | None = None,
-               noise_scheme: str = DEFAULT_NOISE_SCHEME) -> torch.Tensor:
+               guide_kwargs: dict[str, Any] | None = None, noise_scheme: str = DEFAULT_NOISE_SCHEME) -> torch.Tensor:
         """Samples for indices start_index .. start_index + N - 1 under `seed`: (N, *shape) in `dtype`.
-        `labels` (N,) are passed to the network as `class_labels`; `noise_scheme` names how every draw is made
-        (a key of `NOISE_SCHEMES`; the one a job's outputs were written with)."""
+        `labels` (N,) are passed to the network as `class_labels`; the guide sees `net_kwargs` updated by
+        `guide_kwargs`; `noise_scheme` names how every draw is made (a key of `NOISE_SCHEMES`; the one a job's
+        outputs were written with)."""
         noise = SampleNoise(seed, start_index, N, device, scheme=noise_scheme)
         t_max = float(self.sample_t()[0])
         x = noise.start(tuple(shape), self.torch_dtype) * net.prior_scale(t_max)
         kwargs = dict(net_kwargs or {})
         if labels is not None:
             kwargs["class_labels"] = labels.to(device)
-        return self.integrate(net, x, g_net=g_net, guidance_scale=guidance_scale, noise=noise, **kwargs)
+        return self.integrate(net, x, g_net=g_net, guidance_scale=guidance_scale, noise=noise, guide_kwargs=guide_kwargs,
+                              **kwargs)

@@ -112,3 +112,18 @@ class ConditioningConfig(_Strict):
     table: str = Field(min_length=1)
     columns: dict[str, str] = Field(min_length=1)  # network keyword -> column
     text_encoder: str | None = Field(default=None, min_length=1)  # a transformers text model folder (prompt columns)
+    # classifier-free guidance on the table's keywords (sampler.guidance_scale != 1): what the guide sees instead
+    negative_prompt: str | None = None  # for every text column ("": Stable Diffusion's unconditional prompt)
+    negative_columns: dict[str, str] = {}  # network keyword -> column of its negative (e.g. null embeddings)
+
+    @model_validator(mode="after")
+    def _negatives_replace_mapped_keywords(self) -> "ConditioningConfig":
+        if unknown := sorted(set(self.negative_columns) - set(self.columns)):
+            raise ValueError(f"negative_columns: keywords {unknown} are not in conditioning.columns "
+                             f"({', '.join(self.columns)}); a negative replaces a mapped keyword for the guide")
+        return self
+
+    @property
+    def negatives(self) -> bool:
+        """Whether the table gives the guide its own keywords (classifier-free guidance)."""
+        return self.negative_prompt is not None or bool(self.negative_columns)

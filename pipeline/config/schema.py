@@ -213,13 +213,18 @@ def _cross_field_problems(cfg: JobConfig) -> list[str]:
             f"run.label: only allowed with run.labels='fixed' (got {run.label} "
             f"with run.labels={run.labels!r})"
         )
+    negatives = cfg.conditioning is not None and cfg.conditioning.negatives
+    if negatives and model.guide is not None:
+        problems.append("conditioning.negative_prompt / negative_columns make the network its own classifier-free "
+                        "guide; they cannot be combined with model.guide (autoguidance): remove one")
     if sampler.guidance_scale != 1 and model.guide is None:
-        if model.num_classes is None:
+        if model.num_classes is None and not negatives:
             problems.append(
                 f"sampler.guidance_scale={sampler.guidance_scale} needs a guide: set model.guide "
-                "(autoguidance) or model.num_classes (classifier-free guidance)"
+                "(autoguidance), model.num_classes (classifier-free guidance on class labels) or "
+                "conditioning.negative_prompt / negative_columns (on a conditioning table's keywords)"
             )
-        elif run.labels == "none":
+        elif model.num_classes is not None and run.labels == "none":
             problems.append(
                 f"sampler.guidance_scale={sampler.guidance_scale} uses classifier-free guidance, "
                 "which needs class labels: set run.labels (fixed, uniform or balanced) "

@@ -4,7 +4,7 @@
 differs can name each field with its old and new value): the resolved sampler state, seed,
 labels, guidance, the model's and guide's identity (sha256 of the weights the workers run,
 factory, kwargs, interface, shape, classes, network dtype, autocast, compile), the decoder's and the
-conditioning table's sha256 (and its text encoder's), stored dtype and format, run.store_latents (when true),
+conditioning table's sha256 (its text encoder's, its negatives for classifier-free guidance), stored dtype and format, run.store_latents (when true),
 shard and batch size, torch intra-op threads, device type, torch version, noise scheme and the
 format version. `run.num_samples` is not among them: a job grows without changing its shards.
 The fingerprint is the sha256 of their canonical JSON (sorted keys, no spaces); it is stored in
@@ -59,7 +59,9 @@ def _extras(cfg: Any, model: dict[str, Any]) -> dict[str, Any]:
     if (cond := getattr(cfg, "conditioning", None)) is not None:
         table = model.get("conditioning") or {}
         extras["conditioning"] = {"sha256": table.get("sha256"), "columns": cond.columns,
-                                  **({"text_encoder": table["text_encoder"]["sha256"]} if "text_encoder" in table else {})}
+                                  **({"text_encoder": table["text_encoder"]["sha256"]} if "text_encoder" in table else {}),
+                                  **({"negative_prompt": cond.negative_prompt} if cond.negative_prompt is not None else {}),
+                                  **({"negative_columns": cond.negative_columns} if cond.negative_columns else {})}
     return extras
 
 

@@ -84,8 +84,9 @@ def check_forward(cfg: JobConfig, sampler: samplers.Sampler, weights: Any = None
     networks (model, guide) `identify_network` built, used instead of building them again."""
     if not cfg.model.preflight or not isinstance(sampler, samplers.StepSampler):
         return
+    negatives = cfg.conditioning is not None and cfg.conditioning.negatives
     net, g_net = build_fields(cpu_config(cfg.model), cfg.sampler.guidance_scale, "cpu", weights, guide_weights,
-                              seed=cfg.run.seed, nets=nets)
+                              seed=cfg.run.seed, nets=nets, negatives=negatives)
     t = float(sampler.sample_t()[0])
     shape = (1, *cfg.model.shape)
     x = torch.randn(shape, generator=torch.Generator().manual_seed(0), dtype=sampler.torch_dtype) * net.prior_scale(t)
@@ -94,17 +95,20 @@ def check_forward(cfg: JobConfig, sampler: samplers.Sampler, weights: Any = None
     table = load_table(cfg)  # conditioning.table: the network keywords of sample 0
     kwargs |= table.kwargs(0, 1) if table is not None else {}
     where = f"on one sample at t={t:g}" + ("" if label is None else f" with class label {label}")
-    roles = [("model", net)]
-    if g_net is not None:
-        roles.append(("model.guide", g_net) if cfg.model.guide is not None
-                     else (f"model.null_label={cfg.model.null_label} (classifier-free guide)", g_net))
-    for role, field in roles:
+    roles = [("model", net, kwargs)]
+    if g_net is not None and cfg.model.guide is not None:
+        roles.append(("model.guide", g_net, kwargs))
+    elif g_net is not None and cfg.model.num_classes is not None:
+        roles.append((f"model.null_label={cfg.model.null_label} (classifier-free guide)", g_net, kwargs))
+    if g_net is not None and negatives:  # the table's negatives in place of its keywords
+        roles.append(("conditioning negatives (classifier-free guide)", g_net, kwargs | table.guide_kwargs(0, 1)))
+    for role, field, role_kwargs in roles:
         probe = copy.copy(field)
         probe.net = recorder = _Recorder(field.net)
         error = None
         try:
             with torch.inference_mode():
-                probe.velocity(x, t, **kwargs)
+                probe.velocity(x, t, **role_kwargs)
         except Exception as e:  # noqa: BLE001 - user code: one line naming what ran, after the output checks
             error = e
         out = recorder.out

@@ -99,10 +99,12 @@ def sample_batch(
     """(samples (n, *stored shape) float32 on CPU, labels (n,) or None, and with a decoder the latents it decoded
     (n, *shape) float32 on CPU, else None) for indices [start, stop)."""
     labels = labels_for(spec, start, stop, device)
+    table = spec.conditioning
     x = sampler.sample(
         stop - start, device, net=net, shape=spec.shape, seed=spec.seed, start_index=start, labels=labels,
         g_net=g_net, guidance_scale=spec.guidance_scale,
-        net_kwargs=spec.conditioning.kwargs(start, stop, device) if spec.conditioning is not None else None,
+        net_kwargs=table.kwargs(start, stop, device) if table is not None else None,
+        guide_kwargs=table.guide_kwargs(start, stop, device) if table is not None and g_net is not None else None,
         noise_scheme=spec.noise_scheme,
     )
     latents = None

@@ -69,7 +69,8 @@ class SamplerWorker:
         check_runtime(expect, {"device": self.device.type, "torch": torch.__version__})
         self.sampler = samplers.from_state(sampler_state)
         self.net, self.g_net = build_fields(self.cfg.model, self.cfg.sampler.guidance_scale, self.device, weights, guide_weights,
-                                            seed=self.cfg.run.seed, sha256=expect.get("sha256", (None, None)))
+                                            seed=self.cfg.run.seed, sha256=expect.get("sha256", (None, None)),
+                                            negatives=self.cfg.conditioning is not None and self.cfg.conditioning.negatives)
         self.spec = SampleSpec.from_config(self.cfg, self.device)
         self.fs, self.root = open_output(self.cfg.run.output, self.cfg.run.storage_options)
         self.fingerprint = expect.get("fingerprint")

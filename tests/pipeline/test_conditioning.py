@@ -11,6 +11,7 @@ import torch
 
 import samplers
 from pipeline.conditioning import ConditioningError, ConditioningTable, column_array, table_identity
+from pipeline.config import validate_config
 from pipeline.handle import SamplingHandle
 from tests.pipeline.jobs import gaussian_job
 
@@ -128,3 +129,90 @@ def test_the_manifest_masks_credentials_in_the_table_url(tmp_path):
 
     cfg = cond_job(tmp_path, "https://user:hunter2@example.org/cond.parquet")
     assert manifest_config(cfg)["conditioning"]["table"] == "https://***@example.org/cond.parquet"
+
+
+def write_negatives_table(path, rows=N):
+    """write_table's columns plus `neg`: per-row negative embeddings (N, 2, 3)."""
+    labels, emb = write_table(path, rows)
+    neg = np.random.default_rng(1).standard_normal((rows, 2, 3)).astype(np.float32)
+    table = pq.read_table(path).append_column("neg", pa.array(neg.tolist(), type=pa.list_(pa.list_(pa.float32(), 3), 2)))
+    pq.write_table(table, path, row_group_size=4)
+    return labels, emb, neg
+
+
+def test_negative_columns_are_the_classifier_free_guides_keywords(tmp_path):
+    """guidance_scale w with negative_columns: v = v(neg) + w (v(cond) - v(neg)) per Euler step, against a
+    hand-written loop on the same grid (class labels, which have no negative, stay the same for both)."""
+    labels, emb, neg = write_negatives_table(tmp_path / "cond.parquet")
+    cfg = cond_job(tmp_path, tmp_path / "cond.parquet")
+    data = cfg.resolved()
+    data["sampler"]["guidance_scale"] = 3.0
+    data["conditioning"]["negative_columns"] = {"encoder_hidden_states": "neg"}
+    cfg = validate_config(data)
+    ours = SamplingHandle.from_config(cfg).sample(N)  # batches of 3 across row groups of 4
+    net, w = CondFlow(), 3.0
+    grid = samplers.build("euler", steps=4).sample_t().tolist()
+    x = samplers.SampleNoise(cfg.run.seed, 0, N).start((1, 3), torch.float32)
+    c = torch.from_numpy(labels)
+    for t, t_next in zip(grid[:-1], grid[1:]):
+        tt = torch.full((N,), t)
+        v_cond = net(x, tt, class_labels=c, encoder_hidden_states=torch.from_numpy(emb))
+        v_neg = net(x, tt, class_labels=c, encoder_hidden_states=torch.from_numpy(neg))
+        x = x + (t_next - t) * (v_neg + w * (v_cond - v_neg))
+    assert torch.allclose(ours, x, rtol=0, atol=1e-5), (ours - x).abs().max()
+    unguided = SamplingHandle.from_config(cfg).sample(N, guidance_scale=1.0)
+    assert not torch.allclose(ours, unguided, atol=1e-3)
+
+
+def test_negatives_are_checked_and_join_the_identity_only_when_given(tmp_path):
+    from pipeline.config import ConfigError
+    from pipeline.run.fingerprint import fingerprint_fields
+
+    write_negatives_table(tmp_path / "cond.parquet")
+    cfg = cond_job(tmp_path, tmp_path / "cond.parquet")
+    plain = table_identity(cfg)
+    assert "negative_columns" not in plain and "negative_prompt" not in plain
+    assert set(fingerprint_fields(cfg, {"conditioning": plain}, {}, "v", {})["conditioning"]) == {"sha256", "columns"}
+    data = cfg.resolved()
+    data["conditioning"]["negative_columns"] = {"encoder_hidden_states": "neg"}
+    guided = validate_config(data)
+    assert table_identity(guided)["negative_columns"] == {"encoder_hidden_states": "neg"}
+    fields = fingerprint_fields(guided, {"conditioning": table_identity(guided)}, {}, "v", {})
+    assert fields["conditioning"]["negative_columns"] == {"encoder_hidden_states": "neg"}
+    data["conditioning"]["negative_columns"] = {"encoder_hidden_states": "nothing"}
+    with pytest.raises(ConditioningError, match=r"conditioning.negative_columns: \['nothing'\] not in conditioning.table"):
+        table_identity(validate_config(data))
+    data["conditioning"]["negative_columns"] = {"pooled_projections": "neg"}
+    with pytest.raises(ConfigError, match=r"negative_columns: keywords \['pooled_projections'\] are not in "
+                                          r"conditioning.columns \(class_labels, encoder_hidden_states\)"):
+        validate_config(data)
+    data["conditioning"] |= {"negative_columns": {}, "negative_prompt": ""}
+    with pytest.raises(ConditioningError, match=r"conditioning.negative_prompt: no mapped column is text"):
+        table_identity(validate_config(data))
+    data["conditioning"] |= {"negative_columns": {"encoder_hidden_states": "caption"}, "negative_prompt": None}
+    with pytest.raises(ConditioningError, match=r"text column\(s\) \['caption'\] need conditioning.text_encoder"):
+        table_identity(validate_config(data))
+    data["conditioning"]["negative_columns"] = {"encoder_hidden_states": "neg"}
+    data["model"]["guide"] = {"factory": data["model"]["factory"], "interface": "flow", "shape": [1, 3]}
+    with pytest.raises(ConfigError, match=r"cannot be combined with model.guide \(autoguidance\)"):
+        validate_config(data)
+    data["model"].pop("guide")
+    data["sampler"]["guidance_scale"] = 2.0  # negatives are the guide: no num_classes or model.guide needed
+    assert validate_config(data).sampler.guidance_scale == 2.0
+    data["conditioning"]["negative_columns"] = {}
+    with pytest.raises(ConfigError, match=r"sampler.guidance_scale=2.0 needs a guide"):
+        validate_config(data)
+
+
+def test_preflight_names_a_negative_that_does_not_fit_the_network(tmp_path):
+    from pipeline.run.driver import prepare
+
+    labels, emb, _ = write_negatives_table(tmp_path / "cond.parquet")
+    bad = pq.read_table(tmp_path / "cond.parquet").drop_columns(["neg"]).append_column(
+        "neg", pa.array(np.zeros((N, 3, 2), np.float32).tolist(), type=pa.list_(pa.list_(pa.float32(), 2), 3)))
+    pq.write_table(bad, tmp_path / "cond.parquet")
+    data = cond_job(tmp_path, tmp_path / "cond.parquet").resolved()
+    data["sampler"]["guidance_scale"] = 2.0
+    data["conditioning"]["negative_columns"] = {"encoder_hidden_states": "neg"}
+    with pytest.raises(Exception, match=r"conditioning negatives \(classifier-free guide\)"):
+        prepare(validate_config(data))

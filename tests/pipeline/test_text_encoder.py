@@ -94,3 +94,43 @@ def test_text_columns_and_encoder_need_each_other(tmp_path):
     model = {"conditioning": {"sha256": "t", "text_encoder": {"sha256": "e"}}}
     assert fingerprint_fields(cfg, model, {}, "v", {})["conditioning"]["text_encoder"] == "e"
     assert "text_encoder" not in fingerprint_fields(cfg, {"conditioning": {"sha256": "t"}}, {}, "v", {})["conditioning"]
+
+
+def test_negative_prompt_is_encoded_once_for_the_classifier_free_guide(tmp_path):
+    """negative_prompt "" with guidance_scale 4: the guide sees the encoding of "" for every row (Stable
+    Diffusion's unconditional embedding), the network its row's prompt."""
+    from pipeline.models.diffusers_folder import load
+    from pipeline.output.reader import read_samples
+    from pipeline.output.verify import verify_output
+    from pipeline.run.driver import JobError, prepare
+    from pipeline.run.sampling import build_sampler
+
+    folder, tokenizer, model = save_clip(tmp_path / "clip")
+    cfg, _ = prompt_job(tmp_path, text_encoder=str(folder), negative_prompt="")
+    data = cfg.resolved()
+    data["sampler"]["guidance_scale"] = 4.0
+    cfg = validate_config(data)
+    manifest = run_in_process(cfg)
+    assert manifest.model["conditioning"]["negative_prompt"] == ""
+    net = samplers.wrap(load(**cfg.model.kwargs), cfg.model.interface, **cfg.model.interface_kwargs)
+
+    def encode(prompts):
+        ids = tokenizer(prompts, padding="max_length", max_length=8, truncation=True, return_tensors="pt").input_ids
+        return model(ids).last_hidden_state
+
+    expected = []
+    with torch.inference_mode():
+        for start, stop in ((0, 3), (3, 4)):  # the job's batches
+            expected.append(build_sampler(cfg).sample(
+                stop - start, "cpu", net=net, shape=(3, 8, 8), seed=2, start_index=start, g_net=net,
+                guidance_scale=4.0, net_kwargs={"encoder_hidden_states": encode(PROMPTS[start:stop])},
+                guide_kwargs={"encoder_hidden_states": encode([""] * (stop - start))}))
+    np.testing.assert_allclose(read_samples(cfg.run.output), torch.cat(expected).numpy(), rtol=0, atol=1e-5)
+    with torch.inference_mode():
+        unguided = build_sampler(cfg).sample(4, "cpu", net=net, shape=(3, 8, 8), seed=2,
+                                             net_kwargs={"encoder_hidden_states": encode(PROMPTS)})
+    assert not np.allclose(read_samples(cfg.run.output), unguided.numpy(), atol=1e-3)
+    assert verify_output(cfg.run.output) == []
+    data["conditioning"]["negative_prompt"] = "blurry"  # other negatives, other samples: no resume
+    with pytest.raises(JobError, match=r'conditioning.negative_prompt: "" -> "blurry"'):
+        prepare(validate_config(data))

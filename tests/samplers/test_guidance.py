@@ -56,6 +56,22 @@ def test_null_condition_is_classifier_free_guidance():
     assert torch.equal(v[:, 0], 10 + 2.0 * (labels - 10.0))
 
 
+def test_guide_kwargs_replace_the_networks_keywords_for_the_guide_only():
+    seen = []
+
+    def net(x, t, emb=None, scale=None):
+        seen.append((emb.tolist(), scale))
+        return x * 0 + emb[:, None] * scale
+
+    field = samplers.wrap(net, "flow")
+    guided = samplers.GuidedField(field, field, 3.0, net_kwargs={"emb": torch.tensor([1.0, 2.0]), "scale": 2.0},
+                                  guide_kwargs={"emb": torch.tensor([0.5, 0.0])})
+    v = guided.velocity(torch.zeros(2, 1), 1.0)
+    assert seen == [([1.0, 2.0], 2.0), ([0.5, 0.0], 2.0)]  # keywords without a negative stay as they are
+    assert torch.equal(v[:, 0], torch.tensor([1.0, 0.0]) + 3.0 * (torch.tensor([2.0, 4.0]) - torch.tensor([1.0, 0.0])))
+    assert guided.net_kwargs["emb"].tolist() == [1.0, 2.0]
+
+
 def test_guide_must_share_the_interface():
     net = samplers.wrap(GaussianNet("flow"), "flow")
     g_net = samplers.wrap(GaussianNet("meanflow"), "meanflow")

@@ -59,8 +59,8 @@ BAD = [
     ("labels-without-classes", {"model__num_classes": DELETE, "sampler__guidance_scale": 1.0},
      ["run.labels: 'balanced' needs model.num_classes", "None"]),
     ("guidance-without-guide", {"model__num_classes": DELETE, "run__labels": "none"},
-     ["sampler.guidance_scale=2.0 needs a guide: set model.guide (autoguidance) or "
-      "model.num_classes (classifier-free guidance)"]),
+     ["sampler.guidance_scale=2.0 needs a guide: set model.guide (autoguidance), model.num_classes "
+      "(classifier-free guidance on class labels) or conditioning.negative_prompt / negative_columns"]),
     ("cfg-without-labels", {"run__labels": "none"}, ["sampler.guidance_scale=2.0", "run.labels"]),
     ("null-label-without-classes", {"model__num_classes": DELETE, "run__labels": "none",
                                     "sampler__guidance_scale": 1.0, "model__null_label": 3},

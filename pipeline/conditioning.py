@@ -188,7 +188,7 @@ class ConditioningTable:
                     if str(device) not in self._negative_embedding:
                         self._negative_embedding[str(device)] = self.text_encoder([self.negative_prompt], device)
                     embedding = self._negative_embedding[str(device)]
-                    out[key] = embedding.expand(stop - start, *embedding.shape[1:])
+                    out[key] = embedding.expand(stop - start, *embedding.shape[1:]).contiguous()  # nets may .view() it
         return out
 
 

@@ -67,7 +67,8 @@ def table_identity(cfg: Any) -> dict[str, Any] | None:
     if rows < cfg.run.num_samples:
         raise ConditioningError(f"conditioning.table {redact_url(url)!r} has {rows} rows, fewer than "
                                 f"run.num_samples={cfg.run.num_samples} (row i conditions sample i)")
-    text = sorted(c for c in {*cond.columns.values(), *cond.negative_columns.values()} if _is_text(schema.field(c).type))
+    mapped = {*cond.columns.values(), *cond.negative_columns.values()}
+    text = sorted(c for c in mapped if _is_text(schema.field(c).type))
     if text and cond.text_encoder is None:
         raise ConditioningError(f"conditioning.columns: text column(s) {text} need conditioning.text_encoder "
                                 "(a transformers text model folder) to become network keywords (got None)")
@@ -75,9 +76,9 @@ def table_identity(cfg: Any) -> dict[str, Any] | None:
         raise ConditioningError(f"conditioning.text_encoder: no mapped column is text (columns: {dict(cond.columns)}); "
                                 f"map a prompt column or remove it (got {redact_url(cond.text_encoder)!r})")
     if cond.negative_prompt is not None and not any(_is_text(schema.field(c).type) for c in cond.columns.values()):
-        raise ConditioningError(f"conditioning.negative_prompt: no mapped column is text (columns: {dict(cond.columns)}); "
-                                "it replaces prompts, so map one, or give embedding columns' negatives in "
-                                "conditioning.negative_columns")
+        raise ConditioningError(f"conditioning.negative_prompt: no mapped column is text (columns: "
+                                f"{dict(cond.columns)}); it replaces prompts, so map one, or give embedding "
+                                "columns' negatives in conditioning.negative_columns")
     identity = {"table": redact_url(url), "columns": dict(cond.columns), "rows": rows, "sha256": h.hexdigest()}
     if cond.negative_prompt is not None:
         identity["negative_prompt"] = cond.negative_prompt

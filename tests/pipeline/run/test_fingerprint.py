@@ -199,3 +199,17 @@ def test_a_malformed_sidecar_or_manifest_is_a_one_line_refusal_or_a_regeneration
     json.dump(data, open(path, "w"))
     with pytest.raises(JobError, match=r"^\S+: its manifest cannot be read as a job \(.*\); set run.overwrite=true"):
         prepare(cfg)
+
+
+def test_a_decoder_factorys_kwargs_are_part_of_the_fingerprint(tmp_path):
+    """A decoder factory's kwargs may change every stored byte without changing a weight (here a parameter-free
+    clamp): like the model's factory and kwargs they are part of the job, or a resume would keep shards decoded
+    one way beside shards decoded another."""
+    url = str(tmp_path / "out")
+
+    def clamped(lo):
+        return gaussian_job(url, model={"decoder": {"factory": "torch.nn:Hardtanh", "kwargs": {"min_val": lo, "max_val": 1.0},
+                                                    "shape": [3, 4]}})
+
+    assert reference_digests(clamped(-1.0)) != reference_digests(clamped(-0.5))
+    assert job_identity(clamped(-1.0))[3] != job_identity(clamped(-0.5))[3]

@@ -3,8 +3,8 @@
 `fingerprint_fields` lists those things by name (dotted like config paths, so a resume that
 differs can name each field with its old and new value): the resolved sampler state, seed,
 labels, guidance, the model's and guide's identity (sha256 of the weights the workers run,
-factory, kwargs, interface, shape, classes, network dtype, autocast, compile), the decoder's and the
-conditioning table's sha256 (and its text encoder's), stored dtype and format, run.store_latents (when true),
+factory, kwargs, interface, shape, classes, network dtype, autocast, compile), the decoder's (and its
+factory's name and kwargs) and the conditioning table's sha256 (and its text encoder's), stored dtype and format, run.store_latents (when true),
 shard and batch size, torch intra-op threads, device type, torch version, noise scheme and the
 format version. `run.num_samples` is not among them: a job grows without changing its shards.
 The fingerprint is the sha256 of their canonical JSON (sorted keys, no spaces); it is stored in
@@ -50,12 +50,13 @@ def _network(net_cfg: Any, identity: dict[str, Any]) -> dict[str, Any]:
 
 
 def _extras(cfg: Any, model: dict[str, Any]) -> dict[str, Any]:
-    """The decoder (weights and latent scaling) and the conditioning table (content and columns), when the job
-    has them: not their URLs or folders, which may move without changing a byte."""
+    """The decoder (weights, latent scaling, and a factory's name and kwargs) and the conditioning table (content
+    and columns), when the job has them: not their URLs or folders, which may move without changing a byte."""
     extras = {}
     if (decoder := cfg.model.decoder) is not None:
         extras["model.decoder"] = {"sha256": model.get("decoder", {}).get("sha256"), "shape": list(decoder.shape),
-                                   "scaling_factor": decoder.scaling_factor, "shift_factor": decoder.shift_factor}
+                                   "scaling_factor": decoder.scaling_factor, "shift_factor": decoder.shift_factor,
+                                   **({"factory": decoder.factory, "kwargs": decoder.kwargs} if decoder.factory else {})}
     if (cond := getattr(cfg, "conditioning", None)) is not None:
         table = model.get("conditioning") or {}
         extras["conditioning"] = {"sha256": table.get("sha256"), "columns": cond.columns,

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -76,6 +77,16 @@ def state_dict_sha256(state: dict[str, torch.Tensor]) -> str:
 def module_sha256(net: torch.nn.Module) -> str:
     """sha256 of what a module computes with: every parameter and every buffer (non-persistent ones too)."""
     return state_dict_sha256({**dict(net.named_parameters()), **dict(net.named_buffers())})
+
+
+def config_sha256(net: torch.nn.Module) -> str | None:
+    """sha256 of the configs of the diffusers models in `net` (settings no weight shows: act_fn, norm_eps, ...),
+    without their `_`-keys (the folder's path, the diffusers version) but for `_class_name`; None without any."""
+    configs = [{k: v for k, v in m.config.items() if not k.startswith("_") or k == "_class_name"}
+               for m in net.modules() if isinstance(getattr(m, "config", None), dict)]
+    if not configs:
+        return None
+    return hashlib.sha256(json.dumps(configs, sort_keys=True, default=str).encode()).hexdigest()
 
 
 @contextlib.contextmanager
@@ -199,9 +210,10 @@ def check_model(model_cfg: Any, state: dict[str, torch.Tensor] | None = None,
 
 
 def model_identity(model_cfg: Any, storage_options: dict[str, Any], seed: int | None = None) -> tuple[dict[str, Any], Any]:
-    """({factory, kwargs, checkpoint, checkpoint_sha256, sha256}, state dict): what the samples are drawn from.
-    The network is built once here: the factory under torch's RNG seeded with `seed`, then the checkpoint;
-    its full state (parameters and buffers) is what every worker loads, and `sha256` its module_sha256."""
+    """({factory, kwargs, checkpoint, checkpoint_sha256, sha256[, config_sha256]}, state dict): what the samples are
+    drawn from. The network is built once here: the factory under torch's RNG seeded with `seed`, then the checkpoint;
+    its full state (parameters and buffers) is what every worker loads, and `sha256` its module_sha256;
+    `config_sha256` (config_sha256) when it holds diffusers models."""
     return identify_network(model_cfg, storage_options, seed)[:2]
 
 
@@ -217,6 +229,8 @@ def identify_network(model_cfg: Any, storage_options: dict[str, Any],
                                                                     model_cfg.max_checkpoint_bytes)
     net = load_network(model_cfg, checkpoint, seed)
     identity["sha256"] = module_sha256(net)
+    if (config := config_sha256(net)) is not None:
+        identity["config_sha256"] = config
     return identity, {k: v.detach() for k, v in net.state_dict().items()}, net
 
 

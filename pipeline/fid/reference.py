@@ -20,6 +20,7 @@ import numpy as np
 
 from ..output.fs import put_atomic
 from ..output.layout import side_file
+from ..redact import redact_url
 from .stats import FeatureStats, frechet_distance
 
 REPORT_NAME = "fid.json"
@@ -140,9 +141,9 @@ def reference_url(extractor: str, ref: str | None) -> str:
 
 
 def fid_report(stats: FeatureStats, extractor: str, ref: str | None) -> dict[str, Any]:
-    """{'fid', 'extractor', 'reference', 'num_samples'} of merged statistics."""
+    """{'fid', 'extractor', 'reference' (its URL without userinfo or query), 'num_samples'} of merged statistics."""
     url = reference_url(extractor, ref)
-    return {"fid": fid_from_stats(stats, url), "extractor": extractor, "reference": url, "num_samples": stats.n}
+    return {"fid": fid_from_stats(stats, url), "extractor": extractor, "reference": redact_url(url), "num_samples": stats.n}
 
 
 def write_report(fs: Any, root: str, report: dict[str, Any]) -> None:

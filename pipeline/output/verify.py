@@ -134,13 +134,32 @@ def _planned(manifest: Manifest, cfg: JobConfig | None, problems: list[str]) -> 
 
 
 def _foreign_data_files(fs: Any, root: str, manifest: Manifest) -> list[str]:
-    """Files beside the shards that dataset readers would take for data but the manifest does not list
-    (extra.parquet, Shard-00009.parquet); names starting with '.' are skipped by every reader."""
+    """Files under the output that dataset readers would take for data but the manifest does not list: by
+    extension (extra.parquet, Shard-00009.parquet) or by content (a Parquet file named extra.data), at the root
+    or in a subfolder (pyarrow, pandas and HF datasets read folders recursively). Names starting with '.' and
+    `__x__` folders (`__seedshard__`) are skipped by every reader; `shard-*` files at the root are the sidecar check's."""
     extensions = set(FORMATS.values()) | {"parquet", "arrow", "tar", "safetensors"}
     listed = {r.path for r in manifest.shards}
-    return [f"{name}: a data file not in the complete manifest (readers of the output would pick it up)"
-            for name in list_names(fs, root, "*") if not name.startswith((".", "shard-"))
-            and name not in listed and name.rsplit(".", 1)[-1].lower() in extensions]
+    base = root.rstrip("/")
+    problems = []
+    for path in sorted(fs.find(root)):
+        *folders, name = path[len(base) + 1:].split("/")
+        if (any(f.startswith(".") or (f.startswith("__") and f.endswith("__")) for f in folders)
+                or name.startswith(".") or (not folders and (name.startswith("shard-") or name in listed))):
+            continue
+        if name.rsplit(".", 1)[-1].lower() in extensions or _is_parquet(fs, path):
+            problems.append(f"{'/'.join([*folders, name])}: a data file not in the complete manifest "
+                            "(readers of the output would pick it up)")
+    return problems
+
+
+def _is_parquet(fs: Any, path: str) -> bool:
+    """True when the file starts with Parquet's magic bytes (pyarrow reads it whatever its name)."""
+    try:
+        with fs.open(path, "rb") as f:
+            return f.read(4) == b"PAR1"
+    except OSError:
+        return False
 
 
 def _sidecar_problems(fs: Any, root: str, manifest: Manifest) -> list[str]:

@@ -34,7 +34,7 @@ from ..grid import GRID_NAME, save_grid
 from ..conditioning import table_identity
 from ..decoder import build_decoder
 from ..models.diffusers_folder import FACTORY as DIFFUSERS_FACTORY
-from ..network import check_model, coverage_warning, identify_network, state_dict_sha256
+from ..network import check_model, config_sha256, coverage_warning, identify_network, state_dict_sha256
 from ..output.committed import missing_shards
 from ..output.fs import absolute_local, open_output, protocols
 from ..output.layout import job_version, side_path
@@ -120,7 +120,9 @@ def prepare(cfg: JobConfig) -> JobPlan:
     if cfg.conditioning is not None:  # checked (columns, rows) before Ray starts; its sha256 is part of the model
         model["conditioning"] = table_identity(cfg)
     if cfg.model.decoder is not None:  # the decoder's weights are part of what the stored images depend on
-        model["decoder"] = {"sha256": state_dict_sha256(build_decoder(cfg.model, seed=cfg.run.seed).state_dict())}
+        decoder = build_decoder(cfg.model, seed=cfg.run.seed)
+        model["decoder"] = {"sha256": state_dict_sha256(decoder.state_dict()),
+                            **({"config_sha256": config} if (config := config_sha256(decoder)) else {})}
     guide_weights = guide_net = None
     if cfg.model.guide is not None:
         model["guide"], guide_weights, guide_net = _checked_model(cfg.model.guide, cfg.run.storage_options, cfg.run.seed)

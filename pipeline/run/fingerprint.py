@@ -3,8 +3,10 @@
 `fingerprint_fields` lists those things by name (dotted like config paths, so a resume that
 differs can name each field with its old and new value): the resolved sampler state, seed,
 labels, guidance, the model's and guide's identity (sha256 of the weights the workers run,
-factory, kwargs, interface, shape, classes, network dtype, autocast, compile), the decoder's and the
-conditioning table's sha256 (its text encoder's, its negatives for classifier-free guidance), stored dtype and format, run.store_latents (when true),
+factory, kwargs, interface, shape, classes, network dtype, autocast, compile, and the configs of diffusers
+models: network.config_sha256), the decoder's (and its factory's name and kwargs, or its config) and the
+conditioning table's sha256 (its text encoder's, its negatives for classifier-free guidance), stored dtype and
+format, run.store_latents (when true),
 shard and batch size, torch intra-op threads, device type, torch version, noise scheme and the
 format version. `run.num_samples` is not among them: a job grows without changing its shards.
 The fingerprint is the sha256 of their canonical JSON (sorted keys, no spaces); it is stored in
@@ -46,16 +48,20 @@ def _network(net_cfg: Any, identity: dict[str, Any]) -> dict[str, Any]:
     return {"sha256": identity.get("sha256"), "factory": net_cfg.factory, "kwargs": net_cfg.kwargs,
             "interface": net_cfg.interface, "interface_kwargs": net_cfg.interface_kwargs, "shape": list(net_cfg.shape),
             "num_classes": net_cfg.num_classes, "null_label": net_cfg.null_label, "dtype": net_cfg.dtype,
-            "compile": net_cfg.compile, **({"autocast": net_cfg.autocast} if getattr(net_cfg, "autocast", None) else {})}
+            "compile": net_cfg.compile, **({"autocast": net_cfg.autocast} if getattr(net_cfg, "autocast", None) else {}),
+            **({"config_sha256": identity["config_sha256"]} if identity.get("config_sha256") else {})}
 
 
 def _extras(cfg: Any, model: dict[str, Any]) -> dict[str, Any]:
-    """The decoder (weights and latent scaling) and the conditioning table (content and columns), when the job
-    has them: not their URLs or folders, which may move without changing a byte."""
+    """The decoder (weights, latent scaling, and a factory's name and kwargs) and the conditioning table (content
+    and columns), when the job has them: not their URLs or folders, which may move without changing a byte."""
     extras = {}
     if (decoder := cfg.model.decoder) is not None:
-        extras["model.decoder"] = {"sha256": model.get("decoder", {}).get("sha256"), "shape": list(decoder.shape),
-                                   "scaling_factor": decoder.scaling_factor, "shift_factor": decoder.shift_factor}
+        identity = model.get("decoder", {})
+        extras["model.decoder"] = {"sha256": identity.get("sha256"), "shape": list(decoder.shape),
+                                   "scaling_factor": decoder.scaling_factor, "shift_factor": decoder.shift_factor,
+                                   **({"factory": decoder.factory, "kwargs": decoder.kwargs} if decoder.factory else {}),
+                                   **({"config_sha256": identity["config_sha256"]} if identity.get("config_sha256") else {})}
     if (cond := getattr(cfg, "conditioning", None)) is not None:
         table = model.get("conditioning") or {}
         extras["conditioning"] = {"sha256": table.get("sha256"), "columns": cond.columns,

@@ -38,6 +38,10 @@ def manifest_config(cfg: JobConfig) -> dict[str, Any]:
             model["checkpoint"] = redact_url(model["checkpoint"])
     if config.get("conditioning"):
         config["conditioning"]["table"] = redact_url(config["conditioning"]["table"])
+    if fid := config["metrics"].get("fid"):  # the reference and the extractor's weights: maybe presigned URLs
+        if fid.get("ref"):
+            fid["ref"] = redact_url(fid["ref"])
+        fid["extractor_kwargs"] = {k: redact_url(v) if isinstance(v, str) else v for k, v in fid["extractor_kwargs"].items()}
     return config
 
 

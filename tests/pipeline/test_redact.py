@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
+import numpy as np
 import pytest
 
 from pipeline.network import ModelError, read_checkpoint
@@ -119,3 +120,37 @@ def test_the_manifest_config_holds_no_secret(monkeypatch, tmp_path):
     assert stored["run"]["output"] == "s3://***@bucket/out"
     assert stored["model"]["checkpoint"] == "https://bucket.s3.amazonaws.com/w.pt?***"
     assert stored["run"]["storage_options"]["client_kwargs"]["region_name"] == "eu-west-1"
+
+
+def test_a_presigned_fid_reference_leaves_no_secret_in_the_manifest_config_or_the_fid_report(tmp_path):
+    """metrics.fid.ref (and the extractor's weights) may be presigned URLs too: the stored config and the FID report
+    (fid.json, the manifest's metrics, the CLI's FID line, `inspect`) keep neither their userinfo nor their query."""
+    import functools
+    import json
+    import shutil
+
+    from pipeline.fid.reference import default_reference, fid_report, load_reference
+    from pipeline.fid.stats import FeatureStats
+    from pipeline.run.resume import manifest_config
+    from tests.pipeline.jobs import gaussian_job
+
+    shutil.copy(default_reference("digits"), tmp_path / "ref.npz")
+    handler = functools.partial(type("Quiet", (SimpleHTTPRequestHandler,), {"log_message": lambda *a: None}),
+                                directory=str(tmp_path))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        ref = f"http://reader:ref-pass-1234@127.0.0.1:{server.server_port}/ref.npz?X-Amz-Signature={SIGNATURE}"
+        weights = PRESIGNED
+        cfg = gaussian_job(str(tmp_path / "out"), metrics={"fid": {"ref": ref, "extractor_kwargs": {"weights": weights}}})
+        mu, sigma = load_reference(ref)
+        stats = FeatureStats(mu.shape[0])
+        rng = np.random.default_rng(0)
+        stats.update(rng.multivariate_normal(mu, sigma + 1e-3 * np.eye(len(mu)), size=50))
+        report = fid_report(stats, "digits", ref)
+    finally:
+        server.shutdown()
+    text = json.dumps(manifest_config(cfg)) + json.dumps(report)
+    for secret in (SIGNATURE, "ref-pass-1234", "AKIAEXAMPLE42"):
+        assert secret not in text, secret
+    assert report["reference"] == f"http://***@127.0.0.1:{server.server_port}/ref.npz?***"

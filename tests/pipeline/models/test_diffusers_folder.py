@@ -318,3 +318,18 @@ def test_guide_from_a_diffusers_folder_equals_the_guided_field(tmp_path, guide_s
     stored = torch.from_numpy(read_samples(cfg.run.output))
     torch.testing.assert_close(stored, expected, rtol=0, atol=1e-6)  # same batch, same threads: the same computation
     assert (stored - unguided).abs().max() > 1e-2  # the guide took part
+
+
+def test_a_folder_whose_model_config_changes_in_place_is_another_job(tmp_path):
+    """config.json holds settings no weight shows (act_fn, norm_eps, ...): edited in place under the same path, the
+    samples change, so the fingerprint must too, or a resume keeps the old network's shards beside the new one's
+    (seen on a real job: `1 kept, 1 regenerated` and verify OK)."""
+    from tests.pipeline.jobs import job_identity
+
+    save_pipeline(tmp_path / "pipe", diffusers.DDIMPipeline, diffusers.DDIMScheduler())
+    cfg = job(tmp_path, tmp_path / "pipe", {"name": "ddim", "steps": 3, "time_dist": "diffusers"})
+    before, fingerprint = SamplingHandle.from_config(cfg).sample(3), job_identity(cfg)[3]
+    config = tmp_path / "pipe" / "unet" / "config.json"
+    config.write_text(config.read_text().replace('"act_fn": "silu"', '"act_fn": "mish"'))
+    assert not torch.equal(SamplingHandle.from_config(cfg).sample(3), before)
+    assert job_identity(cfg)[3] != fingerprint

@@ -2,8 +2,10 @@
 
 import json
 import os
+import shutil
 
 import numpy as np
+import pyarrow.dataset
 import pytest
 
 from pipeline.output.fs import open_output
@@ -200,3 +202,17 @@ def test_every_unexpected_data_file_is_reported(written):
     problems = verify_output(url)
     assert [p.split(":")[0] for p in problems] == ["Shard-00009.parquet", "_hidden.parquet", "extra.parquet"]
     assert problems[0] == "Shard-00009.parquet: a data file not in the complete manifest (readers of the output would pick it up)"
+
+
+def test_data_in_a_subfolder_or_under_another_name_is_reported(written):
+    """pyarrow (and pandas, HF datasets) read every file below the folder, whatever its extension, in folders too:
+    a copied shard in extra/ or named extra.data adds rows to what readers see, so verify reports it."""
+    url, manifest = written
+    shard = os.path.join(url, manifest.shards[0].path)
+    for name in ("extra/part.parquet", "extra.data", ".cache/part.parquet", "__pycache__/part.parquet"):
+        os.makedirs(os.path.dirname(os.path.join(url, name)), exist_ok=True)
+        shutil.copy(shard, os.path.join(url, name))
+    if manifest.format_version == 2:  # readers open a version-1 folder only with a glob
+        assert pyarrow.dataset.dataset(url).count_rows() == 70 + 2 * manifest.shards[0].rows
+    problems = verify_output(url)
+    assert [p.split(":")[0] for p in problems] == ["extra.data", "extra/part.parquet"], problems

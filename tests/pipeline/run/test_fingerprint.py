@@ -199,3 +199,60 @@ def test_a_malformed_sidecar_or_manifest_is_a_one_line_refusal_or_a_regeneration
     json.dump(data, open(path, "w"))
     with pytest.raises(JobError, match=r"^\S+: its manifest cannot be read as a job \(.*\); set run.overwrite=true"):
         prepare(cfg)
+
+
+def test_a_decoder_factorys_kwargs_are_part_of_the_fingerprint(tmp_path):
+    """A decoder factory's kwargs may change every stored byte without changing a weight (here a parameter-free
+    clamp): like the model's factory and kwargs they are part of the job, or a resume would keep shards decoded
+    one way beside shards decoded another."""
+    url = str(tmp_path / "out")
+
+    def clamped(lo):
+        return gaussian_job(url, model={"decoder": {"factory": "torch.nn:Hardtanh", "kwargs": {"min_val": lo, "max_val": 1.0},
+                                                    "shape": [3, 4]}})
+
+    assert reference_digests(clamped(-1.0)) != reference_digests(clamped(-0.5))
+    assert job_identity(clamped(-1.0))[3] != job_identity(clamped(-0.5))[3]
+
+
+_ISA_PROBE = """
+import json, sys
+import torch
+from pipeline.config import validate_config
+from tests.pipeline.jobs import job_identity, reference_digests
+cfg = validate_config(json.loads(sys.argv[1]))
+print(json.dumps([job_identity(cfg)[3], reference_digests(cfg), torch.backends.cpu.get_cpu_capability()]))
+"""
+
+
+def test_the_cpu_kernels_a_worker_samples_with_are_part_of_the_fingerprint(tmp_path):
+    """Same weights, threads and batch layout, yet torch's CPU kernels for another instruction set (an older or an
+    ARM node; ATEN_CPU_CAPABILITY=default here) give other float32 bits. DESIGN counts the CPU vector width among
+    what the bytes depend on; a resume on such a worker kept the old shards and wrote new ones under the same
+    fingerprint (seen on a Ray cluster whose raylet had ATEN_CPU_CAPABILITY=default: verify OK, bytes differ)."""
+    import subprocess
+    import sys
+
+    diffusers = pytest.importorskip("diffusers")
+    import torch
+
+    torch.manual_seed(0)
+    unet = diffusers.UNet2DModel(sample_size=8, in_channels=3, out_channels=3, block_out_channels=(8, 16), layers_per_block=1,
+                                 down_block_types=("DownBlock2D",) * 2, up_block_types=("UpBlock2D",) * 2, norm_num_groups=4)
+    diffusers.DDIMPipeline(unet=unet, scheduler=diffusers.DDIMScheduler()).save_pretrained(tmp_path / "pipe")
+    job = {"run": {"num_samples": 4, "seed": 0, "shard_size": 4, "batch_size": 4, "output": str(tmp_path / "out")},
+           "model": {"diffusers": {"path": str(tmp_path / "pipe"), "subfolder": "unet"}, "shape": [3, 8, 8]},
+           "sampler": {"name": "ddim", "steps": 3, "time_dist": "diffusers"}}
+
+    def probe(capability):
+        env = {k: v for k, v in os.environ.items() if k != "ATEN_CPU_CAPABILITY"}
+        env.update({"ATEN_CPU_CAPABILITY": capability} if capability else {})
+        out = subprocess.run([sys.executable, "-c", _ISA_PROBE, json.dumps(job)], env=env, capture_output=True, text=True,
+                             check=True, cwd=os.getcwd())
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    (fingerprint, digest, native), (plain_fingerprint, plain_digest, plain) = probe(None), probe("default")
+    if native == plain:
+        pytest.skip(f"this CPU's kernels are torch's default ones ({native})")
+    assert digest != plain_digest  # the bytes differ ...
+    assert fingerprint != plain_fingerprint  # ... so the job must

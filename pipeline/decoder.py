@@ -47,6 +47,20 @@ class _Decode(torch.nn.Module):
         return self.vae.decode(z)
 
 
+def decoder_identity(model_cfg: Any, seed: int | None = None) -> dict[str, Any]:
+    """{sha256 of its weights, config_sha256 of the diffusers models it holds, a factory's name and kwargs}: what
+    the stored images depend on besides the latents (a parameter-free factory changes bytes through its kwargs)."""
+    from .network import config_sha256, state_dict_sha256
+
+    decoder = build_decoder(model_cfg, seed=seed)
+    identity: dict[str, Any] = {"sha256": state_dict_sha256(decoder.state_dict())}
+    if (config := config_sha256(decoder)) is not None:
+        identity["config_sha256"] = config
+    if model_cfg.decoder.factory is not None:
+        identity |= {"factory": model_cfg.decoder.factory, "kwargs": model_cfg.decoder.kwargs}
+    return identity
+
+
 def build_decoder(model_cfg: Any, device: torch.device | str = "cpu", seed: int | None = None) -> LatentDecoder | None:
     """The decoder of `model_cfg.decoder` on `device` (None for a model without one); a factory is called under
     torch's RNG seeded with `seed`, so a randomly initialised one is the same in every process."""

@@ -32,9 +32,9 @@ from ..fid.sources import split
 from ..fid.stats import FeatureStats
 from ..grid import GRID_NAME, save_grid
 from ..conditioning import table_identity
-from ..decoder import build_decoder
+from ..decoder import decoder_identity
 from ..models.diffusers_folder import FACTORY as DIFFUSERS_FACTORY
-from ..network import check_model, config_sha256, coverage_warning, identify_network, state_dict_sha256
+from ..network import check_model, coverage_warning, identify_network
 from ..output.committed import missing_shards
 from ..output.fs import absolute_local, open_output, protocols
 from ..output.layout import job_version, side_path
@@ -50,7 +50,7 @@ from .plan import Shard, iter_shards
 from .preflight import check_forward, check_sampler
 from .progress import Progress
 from .result import ShardResult
-from .resume import begin_output, check_output, job_schema, manifest_config, resolve_noise_scheme
+from .resume import as_recorded, begin_output, check_output, job_schema, manifest_config, resolve_noise_scheme
 from .sampling import build_sampler
 from .scheduler import ShardScheduler
 from .submission import check_output_location
@@ -120,15 +120,13 @@ def prepare(cfg: JobConfig) -> JobPlan:
     if cfg.conditioning is not None:  # checked (columns, rows) before Ray starts; its sha256 is part of the model
         model["conditioning"] = table_identity(cfg)
     if cfg.model.decoder is not None:  # the decoder's weights are part of what the stored images depend on
-        decoder = build_decoder(cfg.model, seed=cfg.run.seed)
-        model["decoder"] = {"sha256": state_dict_sha256(decoder.state_dict()),
-                            **({"config_sha256": config} if (config := config_sha256(decoder)) else {})}
+        model["decoder"] = decoder_identity(cfg.model, cfg.run.seed)
     guide_weights = guide_net = None
     if cfg.model.guide is not None:
         model["guide"], guide_weights, guide_net = _checked_model(cfg.model.guide, cfg.run.storage_options, cfg.run.seed)
     check_forward(cfg, sampler, weights, guide_weights, nets=(net, guide_net))  # the networks built above
     check_lease(fs, root, cfg.run.output, cfg.run.take_over_lease)  # another driver writing there: fail now
-    runtime = job_runtime(cfg)
+    model, runtime = as_recorded(fs, root, cfg, model, job_runtime(cfg))  # an output written before newer fields
     done, fingerprint = check_output(fs, root, cfg, model, sampler_state, noise_scheme, runtime)
     manifest = Manifest(
         status="running", config=manifest_config(cfg), sampler_state=sampler_state, model=model,

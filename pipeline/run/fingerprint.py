@@ -6,9 +6,10 @@ labels, guidance, the model's and guide's identity (sha256 of the weights the wo
 factory, kwargs, interface, shape, classes, network dtype, autocast, compile, and the configs of diffusers
 models: network.config_sha256), the decoder's (and its factory's name and kwargs, or its config) and the
 conditioning table's sha256 (its text encoder's, its negatives for classifier-free guidance), stored dtype and
-format, run.store_latents (when true),
-shard and batch size, torch intra-op threads, device type, torch version, noise scheme and the
-format version. `run.num_samples` is not among them: a job grows without changing its shards.
+format, run.store_latents (when true), shard and batch size, torch intra-op threads, device type, torch version,
+for CPU jobs the CPU kernels (architecture and vector instructions: float32 bits differ across them), noise
+scheme and the format version. `run.num_samples` is not among them: a job grows without changing its shards.
+Fields added later are absent from older outputs' fingerprints, which keep resuming (resume.as_recorded).
 The fingerprint is the sha256 of their canonical JSON (sorted keys, no spaces); it is stored in
 the manifest (`fingerprint`), in every shard's key/value metadata (`seedshard.fingerprint`) and
 in its sidecar.
@@ -31,10 +32,21 @@ def torch_threads(cfg: Any) -> int:
 
 
 def job_runtime(cfg: Any) -> dict[str, str]:
-    """What the workers run on besides the config: {torch version, device type}."""
+    """What the workers run on besides the config: {torch version, device type} and, for the CPU, the kernels."""
     import torch
 
-    return {"torch": torch.__version__, "device": worker_device(cfg)}
+    device = worker_device(cfg)
+    return {"torch": torch.__version__, "device": device, **({"cpu": cpu_kernels()} if device == "cpu" else {})}
+
+
+def cpu_kernels() -> str:
+    """'x86_64 AVX512': the architecture and the vector instructions torch's CPU kernels use here (float32 results
+    differ across them), as ATEN_CPU_CAPABILITY may lower it."""
+    import platform
+
+    import torch
+
+    return f"{platform.machine()} {torch.backends.cpu.get_cpu_capability()}"
 
 
 def worker_device(cfg: Any) -> str:
@@ -57,11 +69,10 @@ def _extras(cfg: Any, model: dict[str, Any]) -> dict[str, Any]:
     and columns), when the job has them: not their URLs or folders, which may move without changing a byte."""
     extras = {}
     if (decoder := cfg.model.decoder) is not None:
-        identity = model.get("decoder", {})
+        identity = model.get("decoder", {})  # decoder.decoder_identity; factory, kwargs, config_sha256: newer
         extras["model.decoder"] = {"sha256": identity.get("sha256"), "shape": list(decoder.shape),
                                    "scaling_factor": decoder.scaling_factor, "shift_factor": decoder.shift_factor,
-                                   **({"factory": decoder.factory, "kwargs": decoder.kwargs} if decoder.factory else {}),
-                                   **({"config_sha256": identity["config_sha256"]} if identity.get("config_sha256") else {})}
+                                   **{k: identity[k] for k in ("factory", "kwargs", "config_sha256") if k in identity}}
     if (cond := getattr(cfg, "conditioning", None)) is not None:
         table = model.get("conditioning") or {}
         extras["conditioning"] = {"sha256": table.get("sha256"), "columns": cond.columns,
@@ -85,6 +96,7 @@ def fingerprint_fields(cfg: Any, model: dict[str, Any], sampler_state: dict[str,
         "model": _network(m, model),
         "model.guide": _network(m.guide, model.get("guide", {})) if m.guide is not None else None,
         "torch.threads": torch_threads(cfg), "torch.version": runtime.get("torch"), "device": runtime.get("device"),
+        **({"cpu.kernels": runtime["cpu"]} if "cpu" in runtime else {}),  # absent: older fingerprints, cuda
         **({"run.store_latents": True} if run.store_latents else {}),  # an extra column; absent: older fingerprints
         **_extras(cfg, model),
     }

@@ -10,6 +10,7 @@ once every check passed and the workers are up.
 
 from __future__ import annotations
 
+import copy
 import logging
 from typing import Any
 
@@ -17,7 +18,7 @@ from ..config import JobConfig, config_diff
 from ..decoder import stored_shape
 from ..output.fs import cleanup_temp, open_output
 from ..output.layout import job_version
-from ..output.manifest import Manifest, read_manifest, write_manifest
+from ..output.manifest import Manifest, ManifestError, read_manifest, write_manifest
 from ..output.shards import ShardRecord, load_sidecars, shard_metadata, shard_name, shard_schema, verify_shard
 from ..redact import redact_options, redact_url
 from .errors import JobError
@@ -72,6 +73,41 @@ def _shard_plan_ok(record: ShardRecord, cfg: JobConfig) -> bool:
         return False
     shard = shard_for(record.index, cfg.run.num_samples, cfg.run.shard_size)
     return (record.start, record.stop) == (shard.start, shard.stop) and record.path == shard_name(record.index, cfg.run.format)
+
+
+# Fields that joined a job's identity after outputs were first written with fingerprints (by section of the model
+# identity; runtime keys): an output whose manifest lacks one resumes under the fingerprint it was written with.
+NEWER_IDENTITY = {"model": ("config_sha256",), "guide": ("config_sha256",),
+                  "decoder": ("factory", "kwargs", "config_sha256")}
+NEWER_RUNTIME = ("cpu",)
+
+
+def as_recorded(fs: Any, root: str, cfg: JobConfig, model: dict[str, Any], runtime: dict[str, Any]
+                ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(model identity, runtime) without the newer fields (above) that the output's manifest does not record, so
+    a job resumes an output written before them with its fingerprint (logged: those are not checked for it)."""
+    try:
+        existing = None if cfg.run.overwrite else read_manifest(fs, root)
+    except ManifestError:
+        existing = None  # check_output names it
+    if existing is None or existing.fingerprint is None:
+        return model, runtime
+    model, runtime, dropped = copy.deepcopy(model), dict(runtime), []
+    for section, keys in NEWER_IDENTITY.items():
+        new = model if section == "model" else model.get(section)
+        old = existing.model if section == "model" else existing.model.get(section)
+        for key in keys if isinstance(new, dict) and isinstance(old, dict) else ():
+            if key in new and key not in old:
+                del new[key]
+                dropped.append(f"{section}.{key}")
+    for key in NEWER_RUNTIME:
+        if key in runtime and key not in existing.runtime:
+            del runtime[key]
+            dropped.append(f"runtime.{key}")
+    if dropped:
+        log.warning("%s was written before seedshard recorded %s; resuming it without checking those",
+                    redact_url(cfg.run.output), ", ".join(dropped))
+    return model, runtime
 
 
 def check_output(fs: Any, root: str, cfg: JobConfig, model: dict[str, Any], sampler_state: dict[str, Any],

@@ -26,7 +26,7 @@ from ..output.dtypes import to_stored
 from ..output.fs import open_output
 from ..output.layout import output_version
 from ..output.shards import commit_shard, encode_shard, shard_metadata, shard_name
-from .fingerprint import torch_threads, worker_device
+from .fingerprint import cpu_kernels, torch_threads, worker_device
 from .plan import Shard
 from .result import ShardResult
 from .sampling import SampleSpec, check_stored, sample_shard
@@ -42,11 +42,15 @@ MALLOC_ENV = {"MALLOC_ARENA_MAX": "1", "MALLOC_MMAP_THRESHOLD_": str(1 << 30), "
 
 
 def check_runtime(expect: dict[str, Any], found: dict[str, str]) -> None:
-    """RuntimeError naming what differs when this worker's device type or torch version is not the job's
-    (both are in its fingerprint: they change the bytes)."""
-    wrong = [f"{k} {found[k]!r} (the job's: {expect[k]!r})" for k in ("device", "torch") if k in expect and expect[k] != found[k]]
+    """RuntimeError naming what differs when this worker's device type, torch version or CPU kernels are not the
+    job's (all are in its fingerprint: they change the bytes)."""
+    wrong = [f"{k} {found[k]!r} (the job's: {expect[k]!r})" for k in ("device", "torch", "cpu")
+             if k in expect and k in found and expect[k] != found[k]]
     if wrong:
-        raise RuntimeError(f"this worker runs {', '.join(wrong)}; the job's fingerprint needs the same on every worker")
+        hint = (" (the job's CPU kernels are the driver's machine's: run the driver on a node like the workers, or "
+                "set ATEN_CPU_CAPABILITY alike for the driver and the workers)") if any(w.startswith("cpu") for w in wrong) else ""
+        raise RuntimeError(f"this worker runs {', '.join(wrong)}; the job's fingerprint needs the same on every "
+                           f"worker{hint}")
 
 
 class SamplerWorker:
@@ -66,7 +70,7 @@ class SamplerWorker:
         torch.set_num_threads(torch_threads(self.cfg))
         wanted = worker_device(self.cfg)  # a cuda job on a worker without CUDA fails the check below
         self.device = torch.device("cuda" if wanted == "cuda" and ray.get_gpu_ids() and torch.cuda.is_available() else "cpu")
-        check_runtime(expect, {"device": self.device.type, "torch": torch.__version__})
+        check_runtime(expect, {"device": self.device.type, "torch": torch.__version__, "cpu": cpu_kernels()})
         self.sampler = samplers.from_state(sampler_state)
         self.net, self.g_net = build_fields(self.cfg.model, self.cfg.sampler.guidance_scale, self.device, weights, guide_weights,
                                             seed=self.cfg.run.seed, sha256=expect.get("sha256", (None, None)),

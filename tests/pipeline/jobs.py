@@ -138,6 +138,10 @@ def job_identity(cfg: Any, version: int | None = None) -> tuple[dict[str, Any], 
     guide_weights = None
     if cfg.model.guide is not None:
         model["guide"], guide_weights = model_identity(cfg.model.guide, cfg.run.storage_options, cfg.run.seed)
+    if cfg.model.decoder is not None:
+        from pipeline.decoder import decoder_identity
+
+        model["decoder"] = decoder_identity(cfg.model, cfg.run.seed)
     fields = fingerprint_fields(cfg, model, build_sampler(cfg).save(), noise_description(cfg), job_runtime(cfg),
                                 version or FORMAT_VERSION)
     return model, weights, guide_weights, job_fingerprint(fields)
@@ -253,5 +257,5 @@ def run_in_process(cfg: Any) -> Any:
     plan = prepare(cfg)
     manifest = begin_output(cfg, plan.manifest)
     worker = SamplerWorker(cfg.resolved(), plan.sampler_state, None, worker_expectations(plan))
-    records = {shard.index: worker.run(shard).record for shard in plan.todo}
+    records = {r.index: r for r in plan.done} | {shard.index: worker.run(shard).record for shard in plan.todo}
     return finalize(plan, JobResults(records=records, manifest=manifest))

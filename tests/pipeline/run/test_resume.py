@@ -156,3 +156,34 @@ def test_an_output_written_with_noise_v1_resumes_with_v1_and_new_outputs_use_v2(
     assert third.noise_scheme == NOISE_SCHEMES["v2"].description and third.config["run"]["noise_scheme"] == "v2"
     assert digests(third) == reference_digests(new) and verify_output(new.run.output) == []
     assert payload_digests(new.run.output, third) != payload_digests(url, second)  # other noise, other samples
+
+
+def test_an_output_written_before_newer_identity_fields_resumes_under_its_fingerprint(tmp_path, monkeypatch, caplog):
+    """The CPU kernels and a factory decoder's name and kwargs joined the fingerprint after outputs were written
+    with fingerprints: such an output resumes under the fingerprint it carries (kept shards, the same bytes for a
+    regenerated one, a warning naming what is not checked), and a new output records both."""
+    import torch
+
+    from pipeline.decoder import decoder_identity
+    from pipeline.run.fingerprint import cpu_kernels
+    from tests.pipeline.jobs import run_in_process
+
+    def job(out):
+        return gaussian_job(str(tmp_path / out), model={"decoder": {
+            "factory": "torch.nn:Hardtanh", "kwargs": {"min_val": -1.0, "max_val": 1.0}, "shape": [3, 4]}})
+
+    with monkeypatch.context() as m:  # the driver of before: neither field recorded
+        m.setattr("pipeline.run.driver.job_runtime", lambda cfg: {"torch": torch.__version__, "device": "cpu"})
+        m.setattr("pipeline.run.driver.decoder_identity", lambda *a: {"sha256": decoder_identity(*a)["sha256"]})
+        old = run_in_process(job("out"))
+    assert "cpu" not in old.runtime and set(old.model["decoder"]) == {"sha256"}
+    os.remove(tmp_path / "out" / "shard-00001.parquet")
+    caplog.set_level(logging.WARNING, logger="pipeline.run.resume")
+    again = run_in_process(job("out"))
+    assert again.fingerprint == old.fingerprint and again.shards == old.shards  # shard 1: the same bytes again
+    assert "written before seedshard recorded decoder.factory, decoder.kwargs, runtime.cpu" in caplog.text
+    assert verify_output(str(tmp_path / "out")) == []
+    fresh = run_in_process(job("fresh"))
+    assert fresh.runtime["cpu"] == cpu_kernels() and fresh.model["decoder"]["kwargs"] == {"min_val": -1.0, "max_val": 1.0}
+    assert fresh.fingerprint != old.fingerprint
+    assert payload_digests(str(tmp_path / "fresh"), fresh) == payload_digests(str(tmp_path / "out"), again)  # same samples

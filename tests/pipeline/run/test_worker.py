@@ -46,11 +46,11 @@ def test_sample_time_excludes_waiting_for_the_other_call(ray_local, tmp_path):
 
 
 def test_a_worker_runs_the_jobs_thread_count_and_refuses_another_torch_or_device(ray_local, tmp_path):
-    """Threads, torch version and device type are in the job's fingerprint: they change bytes."""
+    """Threads, torch version, device type and CPU kernels are in the job's fingerprint: they change bytes."""
     import pytest
     import torch
 
-    from pipeline.run.fingerprint import torch_threads
+    from pipeline.run.fingerprint import cpu_kernels, torch_threads
 
     cfg = gaussian_job(str(tmp_path / "out"), cluster={"cpus_per_worker": 2})
     before = torch.get_num_threads()
@@ -60,5 +60,8 @@ def test_a_worker_runs_the_jobs_thread_count_and_refuses_another_torch_or_device
         with pytest.raises(RuntimeError, match=rf"this worker runs device 'cpu' \(the job's: 'cuda'\), torch '{re.escape(torch.__version__)}' "
                                                r"\(the job's: '0.0'\); the job's fingerprint needs the same on every worker"):
             SamplerWorker(cfg.resolved(), driver.build_sampler(cfg).save(), None, {"device": "cuda", "torch": "0.0"})
+        with pytest.raises(RuntimeError, match=rf"this worker runs cpu '{re.escape(cpu_kernels())}' \(the job's: "
+                                               r"'riscv64 RVV'\); .* set ATEN_CPU_CAPABILITY alike for the driver"):
+            SamplerWorker(cfg.resolved(), driver.build_sampler(cfg).save(), None, {"cpu": "riscv64 RVV"})
     finally:
         torch.set_num_threads(before)

@@ -200,3 +200,14 @@ def test_every_unexpected_data_file_is_reported(written):
     problems = verify_output(url)
     assert [p.split(":")[0] for p in problems] == ["Shard-00009.parquet", "_hidden.parquet", "extra.parquet"]
     assert problems[0] == "Shard-00009.parquet: a data file not in the complete manifest (readers of the output would pick it up)"
+
+
+def test_data_files_in_a_subfolder_are_reported(written):
+    """pyarrow, pandas and HF datasets read an output's subfolders too (an output written inside it, a copy):
+    their data files are the output's rows for those readers; folders starting with '.' are skipped by all."""
+    url, _ = written
+    for name in ("inner/shard-00000.parquet", "inner/deep/x.tar", "inner/notes.txt", ".cache/y.parquet", "docs/a.md"):
+        os.makedirs(os.path.dirname(os.path.join(url, name)), exist_ok=True)
+        open(os.path.join(url, name), "wb").write(b"x")
+    assert verify_output(url) == ["inner/: a folder holding 2 data files (inner/deep/x.tar, inner/shard-00000.parquet) "
+                                  "that readers of the output would pick up"]

@@ -26,7 +26,7 @@ from ..config import JobConfig
 from ..run.plan import iter_shards
 from ..redact import redact_url, scrub
 from .fs import list_names, list_temp, resolve_url
-from .layout import VERSION_KEY, side_root
+from .layout import SIDE_DIR, VERSION_KEY, side_root
 from .manifest import Manifest, ManifestError, read_manifest
 from .codecs import FORMATS
 from .shards import load_sidecars, shard_metadata, sidecar_name, verify_shard
@@ -138,9 +138,20 @@ def _foreign_data_files(fs: Any, root: str, manifest: Manifest) -> list[str]:
     (extra.parquet, Shard-00009.parquet); names starting with '.' are skipped by every reader."""
     extensions = set(FORMATS.values()) | {"parquet", "arrow", "tar", "safetensors"}
     listed = {r.path for r in manifest.shards}
-    return [f"{name}: a data file not in the complete manifest (readers of the output would pick it up)"
-            for name in list_names(fs, root, "*") if not name.startswith((".", "shard-"))
-            and name not in listed and name.rsplit(".", 1)[-1].lower() in extensions]
+    problems = [f"{name}: a data file not in the complete manifest (readers of the output would pick it up)"
+                for name in list_names(fs, root, "*") if not name.startswith((".", "shard-"))
+                and name not in listed and name.rsplit(".", 1)[-1].lower() in extensions]
+    for entry in fs.ls(root, detail=True):  # readers descend into folders (all but '.x'; HF also skips '__x__')
+        name = entry["name"].rstrip("/").rsplit("/", 1)[-1]
+        if entry["type"] != "directory" or name.startswith(".") or name == SIDE_DIR:
+            continue
+        found = sorted(path[len(root):].lstrip("/") for path in fs.find(entry["name"])
+                       if path.rsplit(".", 1)[-1].lower() in extensions)
+        if found:
+            shown = ", ".join(found[:3]) + (f" and {len(found) - 3} more" if len(found) > 3 else "")
+            problems.append(f"{name}/: a folder holding {len(found)} data files ({shown}) that readers of the output "
+                            f"would pick up")
+    return problems
 
 
 def _sidecar_problems(fs: Any, root: str, manifest: Manifest) -> list[str]:

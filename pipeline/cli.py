@@ -69,8 +69,9 @@ def _fid(args: argparse.Namespace) -> int:
         from .fid.job import dataset_stats
         from .fid.reference import fid_report
 
-        with ray_session(ClusterConfig(address=args.address, num_workers=args.workers)):
-            stats = dataset_stats(args.samples, args.extractor, _kwargs(args.extractor_kwargs), args.workers)
+        kwargs = _kwargs(args.extractor_kwargs)
+        with ray_session(ClusterConfig(address=args.address, num_workers=_positive(args.workers, "--workers"))):
+            stats = dataset_stats(args.samples, args.extractor, kwargs, args.workers)
         report = fid_report(stats, args.extractor, args.ref)
     if args.report:
         import fsspec
@@ -87,8 +88,9 @@ def _ref_stats(args: argparse.Namespace) -> int:
     from .config import ClusterConfig
     from .fid.job import dataset_stats
 
-    with ray_session(ClusterConfig(address=args.address, num_workers=args.workers)):
-        stats = dataset_stats(args.source, args.extractor, _kwargs(args.extractor_kwargs), args.workers)
+    kwargs = _kwargs(args.extractor_kwargs)
+    with ray_session(ClusterConfig(address=args.address, num_workers=_positive(args.workers, "--workers"))):
+        stats = dataset_stats(args.source, args.extractor, kwargs, args.workers)
     stats.save_npz(args.out)
     print(f"seedshard: wrote reference statistics of {stats.n} images ({args.extractor}, {stats.dim}-d) to {args.out}")
     return 0
@@ -100,9 +102,21 @@ def _kwargs(text: str | None) -> dict:
 
     from .config import ConfigError
 
-    value = yaml.safe_load(text) if text else {}
+    try:
+        value = yaml.safe_load(text) if text else {}
+    except yaml.YAMLError:
+        value = None
     if not isinstance(value, dict):
         raise ConfigError(f"--extractor-kwargs: must be a mapping like '{{weights: file.pth}}' (got {text!r})")
+    return value
+
+
+def _positive(value: int, option: str) -> int:
+    """``value`` of a count option such as --workers; ConfigError unless it is >= 1."""
+    from .config import ConfigError
+
+    if value < 1:
+        raise ConfigError(f"{option}: must be a positive integer (got {value})")
     return value
 
 
@@ -182,7 +196,8 @@ def _storage_options(args: argparse.Namespace) -> dict:
 def _grid(args: argparse.Namespace) -> int:
     from .grid import save_grid
 
-    rows, cols = save_grid(args.url, args.out, n=args.n, nrow=args.nrow)
+    nrow = None if args.nrow is None else _positive(args.nrow, "--nrow")
+    rows, cols = save_grid(args.url, args.out, n=_positive(args.n, "--n"), nrow=nrow)
     print(f"seedshard: wrote a {rows}x{cols} grid to {args.out}")
     return 0
 

@@ -28,7 +28,7 @@ def save_grid(url: str, out: str, n: int = 100, nrow: int | None = None, min_siz
     from .output.fs import open_output
     from .output.manifest import read_manifest
 
-    fs, root = open_output(url, storage_options)
+    fs, root = open_output(url, storage_options, create=False)
     manifest = read_manifest(fs, root)
     if manifest is None:
         raise FileNotFoundError(f"{url}: no manifest.json (not a seedshard output)")

@@ -8,6 +8,8 @@ import typing
 from collections.abc import Sequence
 from typing import Any
 
+import yaml
+
 from .errors import ConfigError, fmt_value, unwrap_model
 from .schema import JobConfig, validate_config
 from .yaml12 import MAX_YAML_BYTES, check_size, parse_yaml
@@ -23,8 +25,13 @@ def _set_override(data: dict[str, Any], override: str) -> None:
         raise ConfigError(f"override {override!r}: empty value (write {key}=null for None)")
     parts = key.split(".")
     if not all(p.isidentifier() for p in parts):
-        raise ConfigError(f"override {override!r}: bad key path {key!r}")
+        raise ConfigError(f"override {override!r}: bad key path {key!r}; a key path is dot-separated field names "
+                          f"such as run.num_samples or model.kwargs.width")
     value = parse_yaml(raw, f"override {key}")
+    comment = _yaml_comment(raw)
+    if comment:
+        raise ConfigError(f"override {override!r}: the value holds a YAML comment {comment!r}, which would be dropped; "
+                          f"quote the value to keep the '#': {key}=\"...\"")
 
     _check_override_path(parts, override)
     node = data
@@ -39,6 +46,12 @@ def _set_override(data: dict[str, Any], override: str) -> None:
             )
         node = child
     node[parts[-1]] = value
+
+
+def _yaml_comment(raw: str) -> str:
+    """The YAML comment in an override's value ('' when none): the text after the value's last token."""
+    end = max((t.end_mark.index for t in yaml.scan(raw) if not isinstance(t, yaml.StreamEndToken)), default=0)
+    return raw[end:].strip()
 
 
 def _check_override_path(parts: Sequence[str], override: str) -> None:

@@ -14,13 +14,12 @@ what readers use to find samples without knowing the shard layout.
 from __future__ import annotations
 
 import datetime
-import json
-import math
 from typing import Any, Literal
 
 import fsspec
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from . import strict_json
 from .fs import put_atomic
 from .layout import FORMAT_VERSION, FORMAT_VERSIONS, MANIFEST_NAME, side_path
 from .shards import ShardRecord
@@ -40,7 +39,7 @@ def _now() -> str:
 class Manifest(BaseModel):
     """Contents of ``manifest.json``; the JSON key of ``schema_`` is ``schema``."""
 
-    # ser_json_inf_nan: keeps non-finite floats as floats in model_dump(mode="json"), for _tag_nonfinite below
+    # ser_json_inf_nan: keeps non-finite floats as floats in model_dump(mode="json"), for strict_json
     model_config = ConfigDict(extra="forbid", validate_by_name=True, validate_by_alias=True, serialize_by_alias=True,
                               ser_json_inf_nan="constants")
 
@@ -89,38 +88,9 @@ class Manifest(BaseModel):
         return self
 
 
-# Strict JSON has no infinities or NaN, yet a diffusers scheduler_config in the sampler state holds -inf
-# (lambda_min_clipped) and a config may hold .inf. Written as null they would read back as another job (fingerprint,
-# verify and resume would disagree); written as -Infinity, JavaScript, polars and jq cannot read the manifest. So a
-# non-finite float is written as {"$float": "-Infinity"} and read back as the float; older manifests wrote the bare
-# -Infinity, which Python's json still reads.
-_FLOAT_TAG = "$float"
-_NONFINITE = ("Infinity", "-Infinity", "NaN")
-
-
-def _tag_nonfinite(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return {_FLOAT_TAG: "NaN" if math.isnan(value) else "Infinity" if value > 0 else "-Infinity"}
-    if isinstance(value, dict):
-        return {k: _tag_nonfinite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_tag_nonfinite(v) for v in value]
-    return value
-
-
-def _untag_nonfinite(value: Any) -> Any:
-    if isinstance(value, dict):
-        if value.keys() == {_FLOAT_TAG} and value[_FLOAT_TAG] in _NONFINITE:
-            return float(value[_FLOAT_TAG])
-        return {k: _untag_nonfinite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_untag_nonfinite(v) for v in value]
-    return value
-
-
 def manifest_json(manifest: Manifest) -> str:
-    """The manifest as strict JSON (RFC 8259: non-finite floats tagged, see above), indented."""
-    return json.dumps(_tag_nonfinite(manifest.model_dump(mode="json")), indent=2, allow_nan=False)
+    """The manifest as strict JSON (RFC 8259: non-finite floats tagged, see ``strict_json``), indented."""
+    return strict_json.dumps(manifest.model_dump(mode="json"), indent=2)
 
 
 def write_manifest(fs: fsspec.AbstractFileSystem, root: str, manifest: Manifest) -> Manifest:
@@ -146,7 +116,7 @@ def read_manifest(fs: fsspec.AbstractFileSystem, root: str) -> Manifest | None:
         return None
     where = fs.unstrip_protocol(path)
     try:
-        obj = _untag_nonfinite(json.loads(raw))
+        obj = strict_json.loads(raw)
     except ValueError as e:
         raise ManifestError(f"{where} is not valid JSON ({e})") from None
     version = obj.get("format_version") if isinstance(obj, dict) else None

@@ -29,6 +29,7 @@ import fsspec
 import numpy as np
 
 from ..redact import scrub
+from . import strict_json
 from .codecs import FORMATS, LATENT, ShardData, codec, format_of
 from .dtypes import SAMPLE_DTYPES
 from .fs import join_path, list_names, put_atomic
@@ -42,6 +43,7 @@ log = logging.getLogger(__name__)
 
 
 FINGERPRINT_KEY = "seedshard.fingerprint"
+SAMPLER_STATE_KEY = "seedshard.sampler_state"  # strict JSON (``strict_json``); older shards hold a bare -Infinity
 LATENT_DTYPE = "float32"  # stored latents keep the sampler's float32 output, whatever run.dtype
 
 
@@ -53,7 +55,7 @@ def shard_metadata(cfg: Any, sampler_state: dict[str, Any], noise_scheme: str,
     return {**fingerprint_entry,
         "seedshard.seed": str(cfg.run.seed),
         "seedshard.sampler": sampler_state["name"],
-        "seedshard.sampler_state": json.dumps(sampler_state, sort_keys=True),
+        SAMPLER_STATE_KEY: strict_json.dumps(sampler_state, sort_keys=True),
         "seedshard.noise_scheme": noise_scheme,
         "seedshard.dtype": cfg.run.dtype,
     }
@@ -188,9 +190,19 @@ def verify_shard(fs: fsspec.AbstractFileSystem, root: str, record: ShardRecord, 
         if wrong:
             problems.append(f"{record.path}: schema differs: {', '.join(wrong)}")
     for key, value in (metadata or {}).items():
-        if shard.metadata.get(key) != value:
-            problems.append(f"{record.path}: metadata {key} is {_short(shard.metadata.get(key))}, expected {_short(value)}")
+        found = shard.metadata.get(key)
+        if found != value and not (key == SAMPLER_STATE_KEY and _same_json(found, value)):
+            problems.append(f"{record.path}: metadata {key} is {_short(found)}, expected {_short(value)}")
     return problems
+
+
+def _same_json(a: str | None, b: str) -> bool:
+    """Whether two JSON texts hold the same value (a bare -Infinity equal to its strict tag)."""
+    try:
+        return strict_json.dumps(strict_json.loads(a), sort_keys=True) == \
+            strict_json.dumps(strict_json.loads(b), sort_keys=True)
+    except (TypeError, ValueError):
+        return False
 
 
 def _short(value: Any, limit: int = 60) -> str:

@@ -26,7 +26,7 @@ from ..config import JobConfig
 from ..run.plan import iter_shards
 from ..redact import redact_url, scrub
 from .fs import list_names, list_temp, resolve_url
-from .layout import VERSION_KEY, side_root
+from .layout import SIDE_DIR, VERSION_KEY, side_root
 from .manifest import Manifest, ManifestError, read_manifest
 from .codecs import FORMATS
 from .shards import load_sidecars, shard_metadata, sidecar_name, verify_shard

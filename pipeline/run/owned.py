@@ -10,6 +10,7 @@ holds such foreign shard-like files is refused: readers would take them for shar
 from __future__ import annotations
 
 import fnmatch
+import posixpath
 from typing import Any
 
 from ..config import ConfigError
@@ -51,6 +52,18 @@ def refuse_foreign_shards(fs: Any, root: str, url: str) -> None:
         shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
         raise ConfigError(f"run.output={redact_url(url)!r} holds files that look like shards but no seedshard "
                           f"manifest: {shown}; choose an empty folder or move them away")
+
+
+def refuse_nested_output(fs: Any, root: str, url: str) -> None:
+    """ConfigError when ``root`` lies inside another seedshard output: that output's readers (pyarrow, pandas, HF
+    datasets) descend into folders and would take this one's shards for its own samples."""
+    path = root.rstrip("/")
+    while (parent := posixpath.dirname(path)) not in ("", path):
+        path = parent
+        if any(fs.exists(side_path(path, MANIFEST_NAME, version)) for version in FORMAT_VERSIONS):
+            outer = fs.unstrip_protocol(path) if "://" in url else path
+            raise ConfigError(f"run.output={redact_url(url)!r} lies inside the seedshard output {redact_url(outer)}, "
+                              f"whose readers would take its shards for their own; choose a folder outside it")
 
 
 def remove_owned(fs: Any, root: str) -> list[str]:

@@ -139,6 +139,29 @@ def test_rays_own_multi_line_errors_are_one_line(capsys, monkeypatch):
                    "(--debug shows Ray's whole message)\n")
 
 
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["grid", "{out}", "--out", "{png}", "--n", "0"], "--n: must be a positive integer (got 0)"),
+        (["grid", "{out}", "--out", "{png}", "--n", "-3"], "--n: must be a positive integer (got -3)"),
+        (["grid", "{out}", "--out", "{png}", "--nrow", "0"], "--nrow: must be a positive integer (got 0)"),
+        (["fid", "--samples", "{out}", "--workers", "0"], "--workers: must be a positive integer (got 0)"),
+        (["ref-stats", "{out}", "--out", "{png}", "--workers", "-1"], "--workers: must be a positive integer (got -1)"),
+        (["fid", "--samples", "{out}", "--extractor-kwargs", "[1"], "--extractor-kwargs: must be a mapping"),
+        (["ref-stats", "{out}", "--out", "{png}", "--extractor-kwargs", "a: [1"], "--extractor-kwargs: must be a mapping"),
+    ],
+)
+def test_bad_command_options_are_one_line_exit_2_before_anything_runs(tmp_path, capsys, argv, message):
+    """Counts of samples and workers and --extractor-kwargs are checked before any output is opened or Ray starts
+    (a zero --n was 'division by zero', exit 1; a bad --extractor-kwargs a multi-line YAML error after Ray started)."""
+    out = tmp_path / "absent"
+    argv = [a.format(out=out, png=tmp_path / "g.png") for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("seedshard: error: ") and message in err[0], err
+    assert list(tmp_path.iterdir()) == []  # grid no longer creates the folder it reads
+
+
 def test_help_and_inspect_import_neither_torch_nor_ray(tmp_path):
     """`seedshard --help` and `inspect` start fast: importing the CLI, printing help and inspecting an output
     load neither torch nor ray (checked in a fresh process)."""

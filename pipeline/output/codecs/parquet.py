@@ -146,9 +146,10 @@ def _shape_of(t: pa.DataType) -> tuple[int, ...]:
 def decode(data: bytes) -> ShardData:
     """Inverse of ``encode``; ValueError when the bytes are not a Parquet shard."""
     try:
-        # ParquetFile, not read_table: read_table's dataset fragment can drop the last reference to the buffer on an
-        # Arrow pool thread, which aborts a process that exits then ("terminate called without an active exception").
-        with pq.ParquetFile(pa.BufferReader(data)) as f:
+        # Arrow reads from its own copy of the bytes: a reader over Python memory (pa.BufferReader(data)) can be
+        # released last by an Arrow pool thread, which needs the GIL for it and aborts a process that is exiting then
+        # ("terminate called without an active exception", exit 134, even through ParquetFile).
+        with pq.ParquetFile(pa.BufferReader(_arrow_copy(data))) as f:
             table = f.read()
     except (pa.ArrowException, OSError) as e:
         raise ValueError(f"not a readable Parquet file: {e}") from e
@@ -165,6 +166,13 @@ def decode(data: bytes) -> ShardData:
     latents = _arrays(table, LATENT) if LATENT in types else None
     meta = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items() if k.decode() != HF_KEY}
     return ShardData(table["index"].to_numpy(), labels, _arrays(table, "sample"), meta, latents)
+
+
+def _arrow_copy(data: bytes) -> pa.Buffer:
+    """``data`` copied into memory Arrow owns (no Python object to release from a pool thread)."""
+    stream = pa.BufferOutputStream()
+    stream.write(data)
+    return stream.getvalue()
 
 
 def _arrays(table: pa.Table, name: str) -> np.ndarray:

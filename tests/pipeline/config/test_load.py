@@ -65,6 +65,12 @@ def test_override_below_a_scalar_in_the_file(tmp_path, demo_data):
     assert lines == ["override 'run.seed=1': run is 5 in the file, not a mapping"]
 
 
+def test_a_quoted_override_keeps_its_hash(tmp_path, demo_data):
+    cfg = load_config(write_job(tmp_path, demo_data), ['run.output="out/run #1"', "run.label=3", "run.labels=fixed"])
+    assert cfg.run.output == "out/run #1"
+    assert load_config(write_job(tmp_path, demo_data), ["run.output=out/run#1"]).run.output == "out/run#1"
+
+
 def test_unreadable_file(tmp_path):
     lines = error_lines(str(tmp_path / "nope.yaml"))
     assert len(lines) == 1 and "nope.yaml: cannot read config" in lines[0]
@@ -78,7 +84,11 @@ def test_unreadable_file(tmp_path):
         ("run.num_samples", ["override 'run.num_samples': expected key.path=value"]),
         ("=5", ["override '=5': expected key.path=value"]),
         ("run.seed=", ["override 'run.seed=': empty value", "run.seed=null"]),
-        ("run..seed=1", ["bad key path 'run..seed'"]),
+        ("run..seed=1", ["bad key path 'run..seed'", "dot-separated field names such as run.num_samples"]),
+        ("model.shape.0=2", ["bad key path 'model.shape.0'", "dot-separated field names"]),
+        # a ' #' starts a YAML comment: the samples would go silently to 'out/run' (and seed 3 would become 3)
+        ("run.output=out/run #1", ["override 'run.output=out/run #1'", "YAML comment '#1'", "quote the value"]),
+        ("run.seed=3 # was 4", ["override 'run.seed=3 # was 4'", "YAML comment '# was 4'"]),
         ("run.bogus=1", ["unknown field run.bogus", "allowed: num_samples"]),
         ("bogus.x=1", ["unknown field bogus", "allowed: run, model"]),
         ("model.guide.ckpt=x", ["unknown field model.guide.ckpt", "checkpoint"]),

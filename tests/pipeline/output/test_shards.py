@@ -6,11 +6,13 @@ import dataclasses
 import hashlib
 import io
 import json
+import math
 import os
 import subprocess
 import sys
 import textwrap
 import traceback
+import types
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +31,7 @@ from pipeline.output.shards import (
     decode_shard,
     encode_shard,
     load_sidecars,
+    shard_metadata,
     shard_name,
     verify_shard,
 )
@@ -383,6 +386,33 @@ def test_verify_finds_damage(tmp_path):
     # Checksum matches but the bytes are no shard at all.
     rec = commit_shard(fs, root, shard_name(4, "parquet"), b"garbage", {"index": 4, "start": 24, "stop": 30})
     assert [p for p in verify_shard(fs, root, rec) if "cannot decode" in p]
+
+
+def _no_constants(name):
+    raise ValueError(f"{name} is not JSON (RFC 8259)")
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "safetensors", "webdataset"])
+def test_sampler_state_metadata_is_strict_json_and_shards_with_the_bare_literal_still_verify(tmp_path, fmt):
+    """A diffusers DPMSolverMultistep state holds lambda_min_clipped = -inf: every shard's seedshard.sampler_state is
+    RFC 8259 JSON (JavaScript's JSON.parse and jq reject a bare -Infinity), tagged as in the manifest; shards written
+    with the bare literal still verify (and so resume), and another state is still caught."""
+    cfg = types.SimpleNamespace(run=types.SimpleNamespace(seed=3, dtype="float32"))
+    state = {"name": "dpmpp_2m", "version": 1, "time_kwargs": {"scheduler": {"lambda_min_clipped": -math.inf}}}
+    meta = shard_metadata(cfg, state, "v2")
+    stored = json.loads(meta["seedshard.sampler_state"], parse_constant=_no_constants)
+    assert stored["time_kwargs"]["scheduler"] == {"lambda_min_clipped": {"$float": "-Infinity"}}
+    fs, root = open_output(str(tmp_path))
+    legacy = {**meta, "seedshard.sampler_state": json.dumps(state, sort_keys=True)}
+    other = {**meta, "seedshard.sampler_state": json.dumps({**state, "version": 2}, sort_keys=True)}
+    recs = [commit_shard(fs, root, shard_name(i, fmt), encode_shard(*make_shard(6 * i), fmt, m),
+                         {"index": i, "start": 6 * i, "stop": 6 * i + 6}) for i, m in enumerate((meta, legacy, other))]
+    assert decode_shard((tmp_path / recs[0].path).read_bytes(), fmt).metadata["seedshard.sampler_state"] == \
+        meta["seedshard.sampler_state"]
+    assert verify_shard(fs, root, recs[0], metadata=meta) == []
+    assert verify_shard(fs, root, recs[1], metadata=meta) == []
+    assert [p.split(" is ")[0] for p in verify_shard(fs, root, recs[2], metadata=meta)] == \
+        [f"{recs[2].path}: metadata seedshard.sampler_state"]
 
 
 def test_load_sidecars_skips_unreadable_ones(tmp_path):

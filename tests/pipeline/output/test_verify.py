@@ -216,3 +216,14 @@ def test_data_in_a_subfolder_or_under_another_name_is_reported(written):
         assert pyarrow.dataset.dataset(url).count_rows() == 70 + 2 * manifest.shards[0].rows
     problems = verify_output(url)
     assert [p.split(":")[0] for p in problems] == ["extra.data", "extra/part.parquet"], problems
+
+
+def test_data_files_in_a_subfolder_are_reported(written):
+    """pyarrow, pandas and HF datasets read an output's subfolders too (an output written inside it, a copy):
+    their data files are the output's rows for those readers; folders starting with '.' are skipped by all."""
+    url, _ = written
+    for name in ("inner/shard-00000.parquet", "inner/deep/x.tar", "inner/notes.txt", ".cache/y.parquet", "docs/a.md"):
+        os.makedirs(os.path.dirname(os.path.join(url, name)), exist_ok=True)
+        open(os.path.join(url, name), "wb").write(b"x")
+    assert verify_output(url) == [f"{name}: a data file not in the complete manifest (readers of the output would "
+                                  "pick it up)" for name in ("inner/deep/x.tar", "inner/shard-00000.parquet")]

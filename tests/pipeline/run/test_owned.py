@@ -74,6 +74,21 @@ def test_generate_refuses_foreign_shards_with_exit_2_and_changes_nothing(tmp_pat
     assert snapshot(out) == before
 
 
+@pytest.mark.parametrize("version", [1, 2])
+def test_an_output_inside_another_output_is_refused_and_changes_nothing(tmp_path, capsys, version):
+    """Readers of the outer output (pyarrow, pandas, HF datasets) descend into folders: the inner output's shards
+    would be read as the outer's samples (34 rows for a 30-sample output, indices twice)."""
+    outer = tmp_path / "outer"
+    _previous_run(str(outer), version)
+    before = snapshot(outer)
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump(gaussian_job(str(outer / "a" / "inner")).resolved()))
+    assert main(["generate", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"lies inside the seedshard output {outer}" in err[0], err
+    assert snapshot(outer) == before
+
+
 def test_overwrite_replaces_the_previous_job_and_keeps_foreign_files(ray2, tmp_path):
     out = str(tmp_path / "out")
     run_job(gaussian_job(out))

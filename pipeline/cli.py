@@ -50,6 +50,8 @@ def _fid(args: argparse.Namespace) -> int:
     """FID of a new job (CONFIG with metrics.fid) or of an existing sample set (--samples URL)."""
     from .config import ClusterConfig, ConfigError, load_config
 
+    if args.report and (args.report.endswith("/") or os.path.isdir(args.report)):
+        raise ConfigError(f"--report: a file to write the JSON report to, not a folder (got {args.report!r})")
     if args.samples is None:
         if args.config is None:
             raise ConfigError("seedshard fid: give a job CONFIG, or --samples URL with --ref")
@@ -67,18 +69,23 @@ def _fid(args: argparse.Namespace) -> int:
             raise ConfigError("seedshard fid: give either a job CONFIG or --samples URL, not both")
         from .run.cluster import ray_session
         from .fid.job import dataset_stats
-        from .fid.reference import fid_report
+        from .fid.reference import fid_report, load_reference, reference_url
+        from .redact import redact_url
 
         kwargs = _kwargs(args.extractor_kwargs)
+        try:  # before Ray starts: a missing or malformed reference fails now, not after featurising every sample
+            load_reference(reference_url(args.extractor, args.ref))
+        except (OSError, ValueError) as e:
+            raise ConfigError(f"--ref {redact_url(str(args.ref))!r}: {e}" if args.ref else f"--ref: {e}") from None
         with ray_session(ClusterConfig(address=args.address, num_workers=_positive(args.workers, "--workers"))):
             stats = dataset_stats(args.samples, args.extractor, kwargs, args.workers)
         report = fid_report(stats, args.extractor, args.ref)
+    print(json.dumps(report, sort_keys=True), flush=True)  # first: a report that cannot be written loses nothing
     if args.report:
         import fsspec
 
         with fsspec.open(args.report, "w") as f:
             json.dump(report, f, indent=2, sort_keys=True)
-    print(json.dumps(report, sort_keys=True))
     return 0
 
 

@@ -149,15 +149,20 @@ def test_rays_own_multi_line_errors_are_one_line(capsys, monkeypatch):
         (["ref-stats", "{out}", "--out", "{png}", "--workers", "-1"], "--workers: must be a positive integer (got -1)"),
         (["fid", "--samples", "{out}", "--extractor-kwargs", "[1"], "--extractor-kwargs: must be a mapping"),
         (["ref-stats", "{out}", "--out", "{png}", "--extractor-kwargs", "a: [1"], "--extractor-kwargs: must be a mapping"),
+        (["fid", "--samples", "{out}", "--ref", "{png}"], "--ref '{png}': [Errno 2] No such file or directory"),
+        (["fid", "--samples", "{out}", "--extractor", "inception"], "--ref: metrics.fid.ref is required for extractor"),
+        (["fid", "--samples", "{out}", "--report", "{out}/"], "--report: a file to write the JSON report to, not a folder"),
     ],
 )
 def test_bad_command_options_are_one_line_exit_2_before_anything_runs(tmp_path, capsys, argv, message):
-    """Counts of samples and workers and --extractor-kwargs are checked before any output is opened or Ray starts
-    (a zero --n was 'division by zero', exit 1; a bad --extractor-kwargs a multi-line YAML error after Ray started)."""
+    """Counts of samples and workers, --extractor-kwargs, --ref and --report are checked before any output is opened
+    or Ray starts (a zero --n was 'division by zero', exit 1; a bad --extractor-kwargs a multi-line YAML error after
+    Ray started; a missing --ref a bare '[Errno 2]' after featurising every sample)."""
     out = tmp_path / "absent"
     argv = [a.format(out=out, png=tmp_path / "g.png") for a in argv]
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
+    message = message.format(png=tmp_path / "g.png")
     assert len(err) == 1 and err[0].startswith("seedshard: error: ") and message in err[0], err
     assert list(tmp_path.iterdir()) == []  # grid no longer creates the folder it reads
 

@@ -134,23 +134,39 @@ def _planned(manifest: Manifest, cfg: JobConfig | None, problems: list[str]) -> 
 
 
 def _foreign_data_files(fs: Any, root: str, manifest: Manifest) -> list[str]:
-    """Files under the output that dataset readers would take for data but the manifest does not list: by
-    extension (extra.parquet, Shard-00009.parquet) or by content (a Parquet file named extra.data), at the root
-    or in a subfolder (pyarrow, pandas and HF datasets read folders recursively). Names starting with '.' and
-    `__x__` folders (`__seedshard__`) are skipped by every reader; `shard-*` files at the root are the sidecar check's."""
+    """Files under the output that dataset readers would take for data but the manifest does not list."""
+    return [f"{name}: a data file not in the complete manifest (readers of the output would pick it up)"
+            for name in stray_data_files(fs, root, {r.path for r in manifest.shards})]
+
+
+def stray_data_files(fs: Any, root: str, listed: set[str], subfolders_only: bool = False) -> list[str]:
+    """Names (relative to `root`) of the files that dataset readers would take for data, besides `listed`: by
+    extension (extra.parquet, Shard-00009.parquet) or by content (a Parquet file named extra.data), at the root or
+    in a subfolder (pyarrow, pandas and HF datasets read folders recursively). Names starting with '.' and `__x__`
+    folders (`__seedshard__`) are skipped by every reader; `shard-*` files at the root are the sidecar check's."""
     extensions = set(FORMATS.values()) | {"parquet", "arrow", "tar", "safetensors"}
-    listed = {r.path for r in manifest.shards}
     base = root.rstrip("/")
-    problems = []
-    for path in sorted(fs.find(root)):
+    try:
+        entries = fs.ls(root, detail=True)
+    except FileNotFoundError:
+        return []
+    paths = []
+    for entry in entries:
+        name = entry["name"].rstrip("/").rsplit("/", 1)[-1]
+        if name.startswith(".") or (name.startswith("__") and name.endswith("__")):
+            continue
+        if entry["type"] == "directory":
+            paths += fs.find(entry["name"])
+        elif not subfolders_only and not name.startswith("shard-") and name not in listed:
+            paths.append(entry["name"])
+    found = []
+    for path in sorted(paths):
         *folders, name = path[len(base) + 1:].split("/")
-        if (any(f.startswith(".") or (f.startswith("__") and f.endswith("__")) for f in folders)
-                or name.startswith(".") or (not folders and (name.startswith("shard-") or name in listed))):
+        if any(f.startswith(".") or (f.startswith("__") and f.endswith("__")) for f in folders) or name.startswith("."):
             continue
         if name.rsplit(".", 1)[-1].lower() in extensions or _is_parquet(fs, path):
-            problems.append(f"{'/'.join([*folders, name])}: a data file not in the complete manifest "
-                            "(readers of the output would pick it up)")
-    return problems
+            found.append("/".join([*folders, name]))
+    return found
 
 
 def _is_parquet(fs: Any, path: str) -> bool:

@@ -20,6 +20,7 @@ from ..output.fs import TEMP_PATTERN, list_names
 from ..output.layout import FORMAT_VERSIONS, MANIFEST_NAME, SIDE_DIR, output_version, side_path, side_root
 from ..output.manifest import ManifestError, read_manifest
 from ..output.shards import load_sidecars, sidecar_name
+from ..output.verify import stray_data_files
 from ..redact import redact_url
 
 SIDE_FILES = (MANIFEST_NAME, REPORT_NAME, GRID_NAME)
@@ -64,6 +65,15 @@ def refuse_nested_output(fs: Any, root: str, url: str) -> None:
             outer = fs.unstrip_protocol(path) if "://" in url else path
             raise ConfigError(f"run.output={redact_url(url)!r} lies inside the seedshard output {redact_url(outer)}, "
                               f"whose readers would take its shards for their own; choose a folder outside it")
+
+
+def refuse_data_in_subfolders(fs: Any, root: str, url: str) -> None:
+    """ConfigError when a subfolder of ``root`` holds data files (an output written inside it, copied shards):
+    readers of this output descend into folders and would take them for its samples."""
+    if found := stray_data_files(fs, root, set(), subfolders_only=True):
+        shown = ", ".join(found[:3]) + (f" and {len(found) - 3} more" if len(found) > 3 else "")
+        raise ConfigError(f"run.output={redact_url(url)!r} has data files in subfolders ({shown}), which readers of "
+                          "the output would take for its samples; choose another folder or move them away")
 
 
 def remove_owned(fs: Any, root: str) -> list[str]:

@@ -23,7 +23,7 @@ from ..output.shards import ShardRecord, load_sidecars, shard_metadata, shard_na
 from ..redact import redact_options, redact_url
 from .errors import JobError
 from .fingerprint import fingerprint_diff, fingerprint_fields, job_fingerprint, job_runtime
-from .owned import refuse_foreign_shards, refuse_nested_output, remove_owned
+from .owned import refuse_data_in_subfolders, refuse_foreign_shards, refuse_nested_output, remove_owned
 from .plan import num_shards, shard_for
 
 log = logging.getLogger(__name__)
@@ -119,6 +119,7 @@ def check_output(fs: Any, root: str, cfg: JobConfig, model: dict[str, Any], samp
     url = redact_url(cfg.run.output)
     refuse_foreign_shards(fs, root, cfg.run.output)
     refuse_nested_output(fs, root, cfg.run.output)
+    refuse_data_in_subfolders(fs, root, cfg.run.output)
     fields = fingerprint_fields(cfg, model, sampler_state, noise_scheme, runtime or job_runtime(cfg),
                                 job_version(fs, root, cfg.run.overwrite))
     fingerprint = job_fingerprint(fields)

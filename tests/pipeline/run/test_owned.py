@@ -89,6 +89,23 @@ def test_an_output_inside_another_output_is_refused_and_changes_nothing(tmp_path
     assert snapshot(outer) == before
 
 
+def test_an_output_around_data_files_is_refused_and_changes_nothing(tmp_path, capsys):
+    """The reverse: a job written into a folder whose subfolders hold data (an earlier output, copied shards) would
+    have its readers read those too; '.x' and '__x__' folders are skipped by every reader, other files are not data."""
+    _previous_run(str(tmp_path / "out" / "run1"), 2)
+    (tmp_path / "out" / ".cache").mkdir()
+    (tmp_path / "out" / ".cache" / "x.parquet").write_text("x")
+    (tmp_path / "out" / "notes").mkdir()
+    (tmp_path / "out" / "notes" / "README.md").write_text("x")
+    before = snapshot(tmp_path / "out")
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump(gaussian_job(str(tmp_path / "out")).resolved()))
+    assert main(["generate", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "has data files in subfolders (run1/shard-00000.parquet, run1/shard-000000.tar, " in err[0]
+    assert snapshot(tmp_path / "out") == before
+
+
 def test_overwrite_replaces_the_previous_job_and_keeps_foreign_files(ray2, tmp_path):
     out = str(tmp_path / "out")
     run_job(gaussian_job(out))

@@ -64,6 +64,18 @@ def refuse_nested_output(fs: Any, root: str, url: str) -> None:
             outer = fs.unstrip_protocol(path) if "://" in url else path
             raise ConfigError(f"run.output={redact_url(url)!r} lies inside the seedshard output {redact_url(outer)}, "
                               f"whose readers would take its shards for their own; choose a folder outside it")
+    fs.invalidate_cache(root)
+    try:
+        manifests = fs.find(root)
+    except FileNotFoundError:
+        manifests = []
+    for found in sorted(m for m in manifests if posixpath.basename(m) == MANIFEST_NAME):
+        inner = posixpath.dirname(found)
+        inner = posixpath.dirname(inner) if posixpath.basename(inner) == SIDE_DIR else inner
+        if inner.rstrip("/") != root.rstrip("/"):
+            shown = fs.unstrip_protocol(inner) if "://" in url else inner
+            raise ConfigError(f"run.output={redact_url(url)!r} holds the seedshard output {redact_url(shown)}, whose "
+                              f"shards its readers would take for their own; choose a folder that does not hold it")
 
 
 def remove_owned(fs: Any, root: str) -> list[str]:

@@ -243,3 +243,16 @@ def test_a_class_labels_negative_with_num_classes_is_not_silently_ignored(tmp_pa
         assert "negative_columns" in str(e) and "class_labels" in str(e) and "num_classes" in str(e)
         return
     assert not torch.equal(a, sample("neg_b"))
+
+
+def test_a_negative_that_is_the_keywords_own_column_is_refused(tmp_path):
+    """negative_columns {encoder_hidden_states: emb} where columns maps encoder_hidden_states to emb too: the guide
+    sees the prompt itself, so guidance_scale 3 gave exactly the unguided samples, recorded as guided."""
+    from pipeline.config import ConfigError
+
+    write_negatives_table(tmp_path / "cond.parquet")
+    data = cond_job(tmp_path, tmp_path / "cond.parquet").resolved()
+    data["sampler"]["guidance_scale"] = 3.0
+    data["conditioning"]["negative_columns"] = {"encoder_hidden_states": "emb"}
+    with pytest.raises(ConfigError, match=r"negative_columns.*encoder_hidden_states.*'emb'"):
+        validate_config(data)

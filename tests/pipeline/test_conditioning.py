@@ -256,3 +256,16 @@ def test_a_negative_that_is_the_keywords_own_column_is_refused(tmp_path):
     data["conditioning"]["negative_columns"] = {"encoder_hidden_states": "emb"}
     with pytest.raises(ConfigError, match=r"negative_columns.*encoder_hidden_states.*'emb'"):
         validate_config(data)
+
+
+def test_a_negative_prompt_that_every_text_keyword_overrides_is_refused(tmp_path):
+    """negative_prompt replaces text columns that have no negative column; when negative_columns covers every text
+    keyword it was silently never used, yet recorded in the fingerprint as if it guided the samples."""
+    write_negatives_table(tmp_path / "cond.parquet")
+    data = cond_job(tmp_path, tmp_path / "cond.parquet").resolved()
+    data["conditioning"] |= {"columns": {"class_labels": "label", "encoder_hidden_states": "caption"},
+                             "negative_columns": {"encoder_hidden_states": "neg"}, "negative_prompt": "blurry",
+                             "text_encoder": str(tmp_path / "encoder")}
+    data["sampler"]["guidance_scale"] = 3.0
+    with pytest.raises(ConditioningError, match=r"conditioning.negative_prompt: .*'blurry'"):
+        table_identity(validate_config(data))

@@ -75,10 +75,14 @@ def table_identity(cfg: Any) -> dict[str, Any] | None:
     if not text and cond.text_encoder is not None:
         raise ConditioningError(f"conditioning.text_encoder: no mapped column is text (columns: {dict(cond.columns)}); "
                                 f"map a prompt column or remove it (got {redact_url(cond.text_encoder)!r})")
+    prompts = [c for key, c in cond.columns.items() if key not in cond.negative_columns and _is_text(schema.field(c).type)]
     if cond.negative_prompt is not None and not any(_is_text(schema.field(c).type) for c in cond.columns.values()):
         raise ConditioningError(f"conditioning.negative_prompt: no mapped column is text (columns: "
                                 f"{dict(cond.columns)}); it replaces prompts, so map one, or give embedding "
                                 "columns' negatives in conditioning.negative_columns")
+    if cond.negative_prompt is not None and not prompts:
+        raise ConditioningError(f"conditioning.negative_prompt: {cond.negative_prompt!r} would never be used: every "
+                                f"text keyword has a negative column ({dict(cond.negative_columns)}); remove one")
     identity = {"table": redact_url(url), "columns": dict(cond.columns), "rows": rows, "sha256": h.hexdigest()}
     if cond.negative_prompt is not None:
         identity["negative_prompt"] = cond.negative_prompt

@@ -75,7 +75,8 @@ def table_identity(cfg: Any) -> dict[str, Any] | None:
     if not text and cond.text_encoder is not None:
         raise ConditioningError(f"conditioning.text_encoder: no mapped column is text (columns: {dict(cond.columns)}); "
                                 f"map a prompt column or remove it (got {redact_url(cond.text_encoder)!r})")
-    prompts = [c for key, c in cond.columns.items() if key not in cond.negative_columns and _is_text(schema.field(c).type)]
+    prompts = [c for key, c in cond.columns.items()
+               if key not in cond.negative_columns and _is_text(schema.field(c).type)]  # what negative_prompt replaces
     if cond.negative_prompt is not None and not any(_is_text(schema.field(c).type) for c in cond.columns.values()):
         raise ConditioningError(f"conditioning.negative_prompt: no mapped column is text (columns: "
                                 f"{dict(cond.columns)}); it replaces prompts, so map one, or give embedding "

@@ -269,3 +269,14 @@ def test_a_negative_prompt_that_every_text_keyword_overrides_is_refused(tmp_path
     data["sampler"]["guidance_scale"] = 3.0
     with pytest.raises(ConditioningError, match=r"conditioning.negative_prompt: .*'blurry'"):
         table_identity(validate_config(data))
+
+
+def test_a_handle_names_a_text_negative_without_an_encoder(tmp_path):
+    """SamplingHandle.from_config skips the driver's table checks: a text negative column without
+    conditioning.text_encoder failed mid-sampling with "TypeError: 'NoneType' object is not callable"."""
+    write_negatives_table(tmp_path / "cond.parquet")
+    data = cond_job(tmp_path, tmp_path / "cond.parquet").resolved()
+    data["sampler"]["guidance_scale"] = 3.0
+    data["conditioning"]["negative_columns"] = {"encoder_hidden_states": "caption"}
+    with pytest.raises(ConditioningError, match=r"\['caption'\] need conditioning.text_encoder"):
+        SamplingHandle.from_config(validate_config(data)).sample(N)

@@ -70,8 +70,7 @@ def table_identity(cfg: Any) -> dict[str, Any] | None:
     mapped = {*cond.columns.values(), *cond.negative_columns.values()}
     text = sorted(c for c in mapped if _is_text(schema.field(c).type))
     if text and cond.text_encoder is None:
-        raise ConditioningError(f"conditioning.columns: text column(s) {text} need conditioning.text_encoder "
-                                "(a transformers text model folder) to become network keywords (got None)")
+        raise _no_encoder(text)
     if not text and cond.text_encoder is not None:
         raise ConditioningError(f"conditioning.text_encoder: no mapped column is text (columns: {dict(cond.columns)}); "
                                 f"map a prompt column or remove it (got {redact_url(cond.text_encoder)!r})")
@@ -95,6 +94,11 @@ def table_identity(cfg: Any) -> dict[str, Any] | None:
         identity["text_encoder"] = {"path": redact_url(cond.text_encoder),
                                     "sha256": folder_sha256(cond.text_encoder, options)}
     return identity
+
+
+def _no_encoder(text: list[str]) -> ConditioningError:
+    return ConditioningError(f"conditioning.columns: text column(s) {text} need conditioning.text_encoder "
+                             "(a transformers text model folder) to become network keywords (got None)")
 
 
 def _is_text(t: Any) -> bool:
@@ -153,6 +157,11 @@ class ConditioningTable:
         self.negative_prompt, self.negative_columns = negative_prompt, dict(negative_columns or {})
         self._negative_embedding: dict[str, torch.Tensor] = {}  # per device
         self.file = pq.ParquetFile(_open(url, storage_options))
+        schema = self.file.schema_arrow
+        text = sorted(c for c in {*self.columns.values(), *self.negative_columns.values()}
+                      if c in schema.names and _is_text(schema.field(c).type))
+        if text and text_encoder is None:  # a SamplingHandle skips table_identity's checks
+            raise _no_encoder(text)
         meta = self.file.metadata
         sizes = [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
         self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)

@@ -70,15 +70,19 @@ def table_identity(cfg: Any) -> dict[str, Any] | None:
     mapped = {*cond.columns.values(), *cond.negative_columns.values()}
     text = sorted(c for c in mapped if _is_text(schema.field(c).type))
     if text and cond.text_encoder is None:
-        raise ConditioningError(f"conditioning.columns: text column(s) {text} need conditioning.text_encoder "
-                                "(a transformers text model folder) to become network keywords (got None)")
+        raise _no_encoder(text)
     if not text and cond.text_encoder is not None:
         raise ConditioningError(f"conditioning.text_encoder: no mapped column is text (columns: {dict(cond.columns)}); "
                                 f"map a prompt column or remove it (got {redact_url(cond.text_encoder)!r})")
+    prompts = [c for key, c in cond.columns.items()
+               if key not in cond.negative_columns and _is_text(schema.field(c).type)]  # what negative_prompt replaces
     if cond.negative_prompt is not None and not any(_is_text(schema.field(c).type) for c in cond.columns.values()):
         raise ConditioningError(f"conditioning.negative_prompt: no mapped column is text (columns: "
                                 f"{dict(cond.columns)}); it replaces prompts, so map one, or give embedding "
                                 "columns' negatives in conditioning.negative_columns")
+    if cond.negative_prompt is not None and not prompts:
+        raise ConditioningError(f"conditioning.negative_prompt: {cond.negative_prompt!r} would never be used: every "
+                                f"text keyword has a negative column ({dict(cond.negative_columns)}); remove one")
     identity = {"table": redact_url(url), "columns": dict(cond.columns), "rows": rows, "sha256": h.hexdigest()}
     if cond.negative_prompt is not None:
         identity["negative_prompt"] = cond.negative_prompt
@@ -90,6 +94,11 @@ def table_identity(cfg: Any) -> dict[str, Any] | None:
         identity["text_encoder"] = {"path": redact_url(cond.text_encoder),
                                     "sha256": folder_sha256(cond.text_encoder, options)}
     return identity
+
+
+def _no_encoder(text: list[str]) -> ConditioningError:
+    return ConditioningError(f"conditioning.columns: text column(s) {text} need conditioning.text_encoder "
+                             "(a transformers text model folder) to become network keywords (got None)")
 
 
 def _is_text(t: Any) -> bool:
@@ -148,6 +157,11 @@ class ConditioningTable:
         self.negative_prompt, self.negative_columns = negative_prompt, dict(negative_columns or {})
         self._negative_embedding: dict[str, torch.Tensor] = {}  # per device
         self.file = pq.ParquetFile(_open(url, storage_options))
+        schema = self.file.schema_arrow
+        text = sorted(c for c in {*self.columns.values(), *self.negative_columns.values()}
+                      if c in schema.names and _is_text(schema.field(c).type))
+        if text and text_encoder is None:  # a SamplingHandle skips table_identity's checks
+            raise _no_encoder(text)
         meta = self.file.metadata
         sizes = [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
         self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)

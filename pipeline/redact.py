@@ -46,12 +46,18 @@ def is_secret_name(name: Any) -> bool:
 
 
 def redact_url(url: str) -> str:
-    """``url`` with its ``user:password@`` part replaced by ``***@`` and its query string by ``?***``."""
+    """``url`` with its ``user:password@`` part replaced by ``***@`` and its query string by ``?***``; an http(s)
+    fragment is dropped. A local path (no ``://``) is kept whole: its '#' and '?' are file name characters, as '#'
+    is in an object store's key."""
+    if "://" not in url:
+        return url
     parts = urlsplit(url)
     netloc = parts.netloc if "@" not in parts.netloc else MASK + "@" + parts.netloc.rsplit("@", 1)[1]
-    if netloc == parts.netloc and not parts.query and not parts.fragment:
+    web = parts.scheme in ("http", "https")
+    if netloc == parts.netloc and not parts.query and not (web and parts.fragment):
         return url
-    return parts._replace(netloc=netloc, query=MASK if parts.query else "", fragment="").geturl()
+    return parts._replace(netloc=netloc, query=MASK if parts.query else "",
+                          fragment="" if web else parts.fragment).geturl()
 
 
 def redact_options(options: Any) -> Any:

@@ -50,7 +50,8 @@ def _set_override(data: dict[str, Any], override: str) -> None:
 
 def _yaml_comment(raw: str) -> str:
     """The YAML comment in an override's value ('' when none): the text after the value's last token."""
-    end = max((t.end_mark.index for t in yaml.scan(raw) if not isinstance(t, yaml.StreamEndToken)), default=0)
+    # zero-width tokens (stream and block ends) sit after a trailing comment
+    end = max((t.end_mark.index for t in yaml.scan(raw) if t.end_mark.index > t.start_mark.index), default=0)
     return raw[end:].strip()
 
 

@@ -121,6 +121,9 @@ class ConditioningConfig(_Strict):
         if unknown := sorted(set(self.negative_columns) - set(self.columns)):
             raise ValueError(f"negative_columns: keywords {unknown} are not in conditioning.columns "
                              f"({', '.join(self.columns)}); a negative replaces a mapped keyword for the guide")
+        if same := {k: c for k, c in self.negative_columns.items() if self.columns.get(k) == c}:
+            raise ValueError(f"negative_columns: {same} are the columns conditioning.columns maps those keywords to; "
+                             "the guide would see the prompt itself and guidance do nothing: name another column")
         return self
 
     @property

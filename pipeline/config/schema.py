@@ -217,6 +217,11 @@ def _cross_field_problems(cfg: JobConfig) -> list[str]:
     if negatives and model.guide is not None:
         problems.append("conditioning.negative_prompt / negative_columns make the network its own classifier-free "
                         "guide; they cannot be combined with model.guide (autoguidance): remove one")
+    if negatives and model.num_classes is not None and "class_labels" in cfg.conditioning.negative_columns:
+        problems.append(f"conditioning.negative_columns: class_labels -> "
+                        f"{cfg.conditioning.negative_columns['class_labels']!r} would never be seen: with "
+                        "model.num_classes the classifier-free guide sees the null label (model.null_label) as "
+                        "class_labels; remove one")
     if sampler.guidance_scale != 1 and model.guide is None:
         if model.num_classes is None and not negatives:
             problems.append(

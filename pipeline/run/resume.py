@@ -85,21 +85,28 @@ NEWER_RUNTIME = ("cpu",)
 def as_recorded(fs: Any, root: str, cfg: JobConfig, model: dict[str, Any], runtime: dict[str, Any]
                 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """(model identity, runtime) without the newer fields (above) that the output's manifest does not record, so
-    a job resumes an output written before them with its fingerprint (logged: those are not checked for it)."""
+    a job resumes an output written before them with its fingerprint (logged: those are not checked for it); a
+    decoder factory or kwargs other than its config records are refused (JobError), as the fingerprint cannot."""
     try:
         existing = None if cfg.run.overwrite else read_manifest(fs, root)
     except ManifestError:
         existing = None  # check_output names it
     if existing is None or existing.fingerprint is None:
         return model, runtime
-    model, runtime, dropped = copy.deepcopy(model), dict(runtime), []
+    model, runtime, dropped, differ = copy.deepcopy(model), dict(runtime), [], []
+    recorded = (existing.config.get("model") or {}).get("decoder") or {}  # its config: the factory and kwargs it ran
     for section, keys in NEWER_IDENTITY.items():
         new = model if section == "model" else model.get(section)
         old = existing.model if section == "model" else existing.model.get(section)
         for key in keys if isinstance(new, dict) and isinstance(old, dict) else ():
             if key in new and key not in old:
+                if section == "decoder" and key in ("factory", "kwargs") and recorded.get(key) != new[key]:
+                    differ.append(f"model.decoder.{key}: {recorded.get(key)!r} -> {new[key]!r}")
                 del new[key]
                 dropped.append(f"{section}.{key}")
+    if differ:
+        raise JobError(f"{redact_url(cfg.run.output)} holds a different job ({'; '.join(differ)}); "
+                       "set run.overwrite=true or choose a new run.output")
     for key in NEWER_RUNTIME:
         if key in runtime and key not in existing.runtime:
             del runtime[key]

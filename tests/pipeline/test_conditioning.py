@@ -216,3 +216,67 @@ def test_preflight_names_a_negative_that_does_not_fit_the_network(tmp_path):
     data["conditioning"]["negative_columns"] = {"encoder_hidden_states": "neg"}
     with pytest.raises(Exception, match=r"conditioning negatives \(classifier-free guide\)"):
         prepare(validate_config(data))
+
+
+def test_a_class_labels_negative_with_num_classes_is_not_silently_ignored(tmp_path):
+    """With model.num_classes the guide is the null-label network, which sets class_labels to the null label over
+    guide_kwargs: negative_columns {class_labels: ...} changed nothing (two different negative columns gave the same
+    bytes). It must be refused naming it, or be what the guide sees."""
+    from pipeline.config import ConfigError
+
+    write_negatives_table(tmp_path / "cond.parquet")
+    table = pq.read_table(tmp_path / "cond.parquet")
+    table = table.append_column("neg_a", pa.array(np.full(N, 3))).append_column("neg_b", pa.array(np.full(N, 5)))
+    pq.write_table(table, tmp_path / "cond.parquet", row_group_size=4)
+
+    def sample(column):
+        data = cond_job(tmp_path, tmp_path / "cond.parquet").resolved()
+        data["sampler"]["guidance_scale"] = 3.0
+        data["model"]["num_classes"] = 7
+        data["run"]["labels"] = "uniform"
+        data["conditioning"]["negative_columns"] = {"class_labels": column}
+        return SamplingHandle.from_config(validate_config(data)).sample(N)
+
+    try:
+        a = sample("neg_a")
+    except ConfigError as e:
+        assert "negative_columns" in str(e) and "class_labels" in str(e) and "num_classes" in str(e)
+        return
+    assert not torch.equal(a, sample("neg_b"))
+
+
+def test_a_negative_that_is_the_keywords_own_column_is_refused(tmp_path):
+    """negative_columns {encoder_hidden_states: emb} where columns maps encoder_hidden_states to emb too: the guide
+    sees the prompt itself, so guidance_scale 3 gave exactly the unguided samples, recorded as guided."""
+    from pipeline.config import ConfigError
+
+    write_negatives_table(tmp_path / "cond.parquet")
+    data = cond_job(tmp_path, tmp_path / "cond.parquet").resolved()
+    data["sampler"]["guidance_scale"] = 3.0
+    data["conditioning"]["negative_columns"] = {"encoder_hidden_states": "emb"}
+    with pytest.raises(ConfigError, match=r"negative_columns.*encoder_hidden_states.*'emb'"):
+        validate_config(data)
+
+
+def test_a_negative_prompt_that_every_text_keyword_overrides_is_refused(tmp_path):
+    """negative_prompt replaces text columns that have no negative column; when negative_columns covers every text
+    keyword it was silently never used, yet recorded in the fingerprint as if it guided the samples."""
+    write_negatives_table(tmp_path / "cond.parquet")
+    data = cond_job(tmp_path, tmp_path / "cond.parquet").resolved()
+    data["conditioning"] |= {"columns": {"class_labels": "label", "encoder_hidden_states": "caption"},
+                             "negative_columns": {"encoder_hidden_states": "neg"}, "negative_prompt": "blurry",
+                             "text_encoder": str(tmp_path / "encoder")}
+    data["sampler"]["guidance_scale"] = 3.0
+    with pytest.raises(ConditioningError, match=r"conditioning.negative_prompt: .*'blurry'"):
+        table_identity(validate_config(data))
+
+
+def test_a_handle_names_a_text_negative_without_an_encoder(tmp_path):
+    """SamplingHandle.from_config skips the driver's table checks: a text negative column without
+    conditioning.text_encoder failed mid-sampling with "TypeError: 'NoneType' object is not callable"."""
+    write_negatives_table(tmp_path / "cond.parquet")
+    data = cond_job(tmp_path, tmp_path / "cond.parquet").resolved()
+    data["sampler"]["guidance_scale"] = 3.0
+    data["conditioning"]["negative_columns"] = {"encoder_hidden_states": "caption"}
+    with pytest.raises(ConditioningError, match=r"\['caption'\] need conditioning.text_encoder"):
+        SamplingHandle.from_config(validate_config(data)).sample(N)

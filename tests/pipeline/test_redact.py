@@ -46,6 +46,17 @@ def test_urls_lose_userinfo_and_query(url, redacted):
     assert redact_url(url) == redacted
 
 
+@pytest.mark.parametrize("url", [
+    "out/run #1", "/data/a#b/c", "out/run?1", "C:\\data\\out#1",  # local paths: '#' and '?' are file name characters
+    "s3://bucket/x#y", "memory://bucket/x#y",  # object stores read '#' as part of the key
+])
+def test_a_path_holding_a_hash_or_question_mark_is_kept_whole(url):
+    """redact_url cut local paths and object keys at '#' (run.output 'out/run #1' was stored in the manifest, and
+    named in errors, as 'out/run '; '/data/a#b/c' as '/data/a'), masked a local '?1' as a query and lowercased 'C:'."""
+    assert redact_url(url) == url
+    assert redact_url("s3://user:pw@bucket/x#y") == "s3://***@bucket/x#y"
+
+
 def test_messages_lose_every_secret_value_and_every_url_query(monkeypatch):
     monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", CONNECTION)
     text = (f"denied: key AKIA-id-1234, secret s3cr3t-value, Bearer abcdefgh, cookie-1234567, proxy-pass-99, "

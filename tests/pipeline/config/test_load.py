@@ -89,6 +89,9 @@ def test_unreadable_file(tmp_path):
         # a ' #' starts a YAML comment: the samples would go silently to 'out/run' (and seed 3 would become 3)
         ("run.output=out/run #1", ["override 'run.output=out/run #1'", "YAML comment '#1'", "quote the value"]),
         ("run.seed=3 # was 4", ["override 'run.seed=3 # was 4'", "YAML comment '# was 4'"]),
+        # a block mapping or sequence value hides its comment the same way (model.kwargs {'name': 'run'})
+        ("model.kwargs=name: run #1", ["override 'model.kwargs=name: run #1'", "YAML comment '#1'"]),
+        ("model.shape=- 1 # was 3", ["override 'model.shape=- 1 # was 3'", "YAML comment '# was 3'"]),
         ("run.bogus=1", ["unknown field run.bogus", "allowed: num_samples"]),
         ("bogus.x=1", ["unknown field bogus", "allowed: run, model"]),
         ("model.guide.ckpt=x", ["unknown field model.guide.ckpt", "checkpoint"]),

@@ -106,6 +106,22 @@ def test_an_output_around_data_files_is_refused_and_changes_nothing(tmp_path, ca
     assert snapshot(tmp_path / "out") == before
 
 
+@pytest.mark.parametrize("version", [1, 2])
+def test_an_output_around_another_output_is_refused_and_changes_nothing(tmp_path, capsys, version):
+    """The other way round: run.output a parent folder of an existing output. The new output's readers descend
+    into the inner one and read its shards as their own (40 rows for a 20-sample output); it was written without
+    a word, and only a later seedshard verify named the inner shards."""
+    outer = tmp_path / "outer"
+    _previous_run(str(outer / "a" / "inner"), version)
+    before = snapshot(outer)
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump(gaussian_job(str(outer)).resolved()))
+    assert main(["generate", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "has data files in subfolders (a/inner/shard-00000.parquet" in err[0], err
+    assert snapshot(outer) == before
+
+
 def test_overwrite_replaces_the_previous_job_and_keeps_foreign_files(ray2, tmp_path):
     out = str(tmp_path / "out")
     run_job(gaussian_job(out))

@@ -187,3 +187,25 @@ def test_an_output_written_before_newer_identity_fields_resumes_under_its_finger
     assert fresh.runtime["cpu"] == cpu_kernels() and fresh.model["decoder"]["kwargs"] == {"min_val": -1.0, "max_val": 1.0}
     assert fresh.fingerprint != old.fingerprint
     assert payload_digests(str(tmp_path / "fresh"), fresh) == payload_digests(str(tmp_path / "out"), again)  # same samples
+
+
+def test_an_output_written_before_decoder_kwargs_joined_refuses_other_decoder_kwargs(tmp_path, monkeypatch):
+    """resume.as_recorded drops a factory decoder's name and kwargs from the fingerprint of an output written before
+    they joined it; its manifest's config still records them, so a resume with other decoder kwargs (other bytes in
+    every new shard) must be refused naming them, not mixed into the old shards."""
+    import torch
+
+    from pipeline.decoder import decoder_identity
+    from tests.pipeline.jobs import run_in_process
+
+    def job(max_val):
+        return gaussian_job(str(tmp_path / "out"), model={"decoder": {
+            "factory": "torch.nn:Hardtanh", "kwargs": {"min_val": -1.0, "max_val": max_val}, "shape": [3, 4]}})
+
+    with monkeypatch.context() as m:  # the driver of before: neither field recorded
+        m.setattr("pipeline.run.driver.job_runtime", lambda cfg: {"torch": torch.__version__, "device": "cpu"})
+        m.setattr("pipeline.run.driver.decoder_identity", lambda *a: {"sha256": decoder_identity(*a)["sha256"]})
+        run_in_process(job(1.0))
+    os.remove(tmp_path / "out" / "shard-00001.parquet")
+    with pytest.raises(JobError, match=r"model\.decoder\.kwargs"):
+        run_in_process(job(0.1))  # clips at 0.1: shard 1 would hold other bytes than shards 0, 2, 3

@@ -121,6 +121,14 @@ def column_array(column: Any) -> np.ndarray:
     values = column
     while pa.types.is_list(values.type) or pa.types.is_fixed_size_list(values.type) or \
             pa.types.is_large_list(values.type):
+        if not pa.types.is_fixed_size_list(values.type):  # every row (and sub-list) the same length, none null
+            import pyarrow.compute as pc
+
+            lengths = pc.min_max(pc.list_value_length(values))
+            low, high = lengths["min"].as_py(), lengths["max"].as_py()
+            if values.null_count or low != high:
+                raise ConditioningError(f"conditioning: a list column's rows are ragged or null (lengths {low} to "
+                                        f"{high}, {values.null_count} null); every row needs the same shape")
         values = values.flatten()
     flat = values.to_numpy(zero_copy_only=False)
     if values is column:
@@ -168,6 +176,9 @@ class ConditioningTable:
         self._cached: tuple[int, int, dict[str, np.ndarray]] | None = None
 
     def _rows(self, start: int, stop: int) -> dict[str, np.ndarray]:
+        if stop > self.offsets[-1]:
+            raise ConditioningError(f"conditioning.table has {int(self.offsets[-1])} rows; samples [{start}, {stop}) "
+                                    "need more (row i conditions sample i)")
         first = int(np.searchsorted(self.offsets, start, side="right")) - 1
         last = int(np.searchsorted(self.offsets, stop, side="left"))  # row groups first .. last - 1
         if self._cached is None or self._cached[:2] != (first, last):

@@ -214,6 +214,11 @@ def _cross_field_problems(cfg: JobConfig) -> list[str]:
             f"with run.labels={run.labels!r})"
         )
     negatives = cfg.conditioning is not None and cfg.conditioning.negatives
+    table_labels = cfg.conditioning is not None and "class_labels" in cfg.conditioning.columns
+    if table_labels and run.labels != "none":
+        problems.append(f"run.labels: {run.labels!r} would replace the class labels conditioning.columns maps from "
+                        f"column {cfg.conditioning.columns['class_labels']!r}; set run.labels: none to use the "
+                        "table's, or unmap class_labels")
     if negatives and model.guide is not None:
         problems.append("conditioning.negative_prompt / negative_columns make the network its own classifier-free "
                         "guide; they cannot be combined with model.guide (autoguidance): remove one")
@@ -229,7 +234,7 @@ def _cross_field_problems(cfg: JobConfig) -> list[str]:
                 "(autoguidance), model.num_classes (classifier-free guidance on class labels) or "
                 "conditioning.negative_prompt / negative_columns (on a conditioning table's keywords)"
             )
-        elif model.num_classes is not None and run.labels == "none":
+        elif model.num_classes is not None and run.labels == "none" and not table_labels:
             problems.append(
                 f"sampler.guidance_scale={sampler.guidance_scale} uses classifier-free guidance, "
                 "which needs class labels: set run.labels (fixed, uniform or balanced) "

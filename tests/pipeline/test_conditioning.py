@@ -280,3 +280,46 @@ def test_a_handle_names_a_text_negative_without_an_encoder(tmp_path):
     data["conditioning"]["negative_columns"] = {"encoder_hidden_states": "caption"}
     with pytest.raises(ConditioningError, match=r"\['caption'\] need conditioning.text_encoder"):
         SamplingHandle.from_config(validate_config(data)).sample(N)
+
+
+def test_ragged_or_null_list_rows_are_refused_even_when_the_first_row_fits():
+    with pytest.raises(ConditioningError, match=r"rows are ragged or null \(lengths 1 to 3, 0 null\)"):
+        column_array(pa.array([[1.0, 2.0], [3.0], [4.0, 5.0, 6.0]]))  # 6 values, 3 rows: 2 per row "fits"
+    with pytest.raises(ConditioningError, match=r"ragged or null \(lengths 2 to 2, 1 null\)"):
+        column_array(pa.array([[1.0, 2.0], None, [3.0, 4.0]]))
+    with pytest.raises(ConditioningError, match="ragged or null"):
+        column_array(pa.array([[[1.0], [2.0]], [[3.0, 4.0], []]]))  # the inner level
+
+
+def test_rows_beyond_the_table_are_a_clear_error(tmp_path):
+    write_table(tmp_path / "cond.parquet")
+    table = ConditioningTable(str(tmp_path / "cond.parquet"), {"class_labels": "label"})
+    with pytest.raises(ConditioningError, match=r"conditioning.table has 10 rows; samples \[8, 12\) need more"):
+        table.kwargs(8, 12)
+
+
+def test_class_labels_from_the_table_are_classifier_free_guided_and_not_replaced_by_run_labels(tmp_path):
+    """CFG with model.num_classes and class labels from the table (run.labels none): the guide sees the null label in
+    place of the table's, per Euler step as a hand-written loop; run.labels with a mapped class_labels is refused."""
+    from pipeline.config import ConfigError
+
+    labels, emb = write_table(tmp_path / "cond.parquet")
+    data = cond_job(tmp_path, tmp_path / "cond.parquet").resolved()
+    data["model"]["num_classes"] = 7
+    data["sampler"]["guidance_scale"] = 2.0
+    cfg = validate_config(data)
+    ours = SamplingHandle.from_config(cfg).sample(N)
+    net, w = CondFlow(), 2.0
+    grid = samplers.build("euler", steps=4).sample_t().tolist()
+    x = samplers.SampleNoise(cfg.run.seed, 0, N).start((1, 3), torch.float32)
+    e = torch.from_numpy(emb)
+    for t, t_next in zip(grid[:-1], grid[1:]):
+        tt = torch.full((N,), t)
+        v_cond = net(x, tt, class_labels=torch.from_numpy(labels), encoder_hidden_states=e)
+        v_null = net(x, tt, class_labels=torch.full((N,), 7), encoder_hidden_states=e)
+        x = x + (t_next - t) * (v_null + w * (v_cond - v_null))
+    assert torch.allclose(ours, x, rtol=0, atol=1e-5), (ours - x).abs().max()
+    data["run"]["labels"] = "balanced"
+    with pytest.raises(ConfigError, match=r"run.labels: 'balanced' would replace the class labels conditioning.columns "
+                                          r"maps from column 'label'; set run.labels: none"):
+        validate_config(data)

@@ -112,7 +112,7 @@ def as_recorded(fs: Any, root: str, cfg: JobConfig, model: dict[str, Any], runti
             del runtime[key]
             dropped.append(f"runtime.{key}")
     if dropped:
-        log.warning("%s was written before seedshard recorded %s; resuming it without checking those",
+        log.warning("%s was written before seedshard recorded %s; a resume of it cannot check those",
                     redact_url(cfg.run.output), ", ".join(dropped))
     return model, runtime
 

@@ -43,11 +43,13 @@ class SampleSpec:
     noise_scheme: str = DEFAULT_NOISE_SCHEME  # how every draw is made (samplers.NOISE_SCHEMES)
 
     @classmethod
-    def from_config(cls, cfg: Any, device: torch.device | str = "cpu") -> "SampleSpec":
+    def from_config(cls, cfg: Any, device: torch.device | str = "cpu",
+                    table_sha256: str | None = None) -> "SampleSpec":
+        """`table_sha256`: the conditioning table's bytes must have it (a worker's, the driver's table_identity)."""
         return cls(
             seed=cfg.run.seed, shape=tuple(cfg.model.shape), labels=cfg.run.labels, label=cfg.run.label,
             num_classes=cfg.model.num_classes, guidance_scale=cfg.sampler.guidance_scale,
-            conditioning=load_table(cfg), decoder=build_decoder(cfg.model, device, cfg.run.seed),
+            conditioning=load_table(cfg, table_sha256), decoder=build_decoder(cfg.model, device, cfg.run.seed),
             noise_scheme=noise_scheme(cfg),
         )
 

@@ -380,3 +380,37 @@ def test_dictionary_encoded_and_view_columns_are_read_as_their_values(tmp_path):
     data["conditioning"]["columns"] = {"class_labels": "label", "encoder_hidden_states": "caption"}
     with pytest.raises(ConditioningError, match=r"\['caption'\] need conditioning.text_encoder"):
         table_identity(validate_config(data))
+
+
+def test_class_labels_outside_num_classes_are_refused_before_ray_starts(tmp_path):
+    """With model.num_classes, a table label of num_classes is the null label (that sample silently unconditional);
+    beyond it or negative an index error mid-run or another class. run.label is refused outside [0, num_classes); the
+    table's labels must be too, and be integers."""
+    write_table(tmp_path / "cond.parquet")
+    table = pq.read_table(tmp_path / "cond.parquet")
+    data = cond_job(tmp_path, tmp_path / "cond.parquet").resolved()
+    data["model"]["num_classes"] = 7
+    for bad, shown in ((7, "7"), (-1, "-1"), (12, "12")):
+        labels = pa.array([0, 1, 2, 3, 4, 5, bad, 0, 1, 2])
+        pq.write_table(table.set_column(0, "label", labels), tmp_path / "cond.parquet", row_group_size=4)
+        with pytest.raises(ConditioningError, match=rf"'label'.*{shown}.*\[0, 7\).*model.num_classes"):
+            table_identity(validate_config(data))
+    pq.write_table(table.set_column(0, "label", pa.array(np.arange(N) % 7 * 1.0)), tmp_path / "cond.parquet")
+    with pytest.raises(ConditioningError, match=r"'label'.*double.*integer"):
+        table_identity(validate_config(data))
+
+
+def test_non_finite_embeddings_are_named_not_blamed_on_the_sampler(tmp_path):
+    """A NaN or Inf in an embedding column was reported as 'non-finite samples ... try more steps or another
+    time_dist'; the table is the cause and the message must say which column."""
+    emb = np.zeros((N, 2, 3), np.float32)
+    emb[6, 0, 0] = np.nan
+    emb[2, 1, 1] = np.inf
+    with pytest.raises(ConditioningError, match=r"2 non-finite"):
+        column_array(pa.array(emb.tolist(), type=pa.list_(pa.list_(pa.float32(), 3), 2)))
+    write_table(tmp_path / "cond.parquet")
+    table = pq.read_table(tmp_path / "cond.parquet")
+    bad = pa.array(emb.tolist(), type=table.schema.field("emb").type)
+    pq.write_table(table.set_column(2, "emb", bad), tmp_path / "cond.parquet", row_group_size=4)
+    with pytest.raises(ConditioningError, match=r"column 'emb'.*non-finite"):
+        SamplingHandle.from_config(cond_job(tmp_path, tmp_path / "cond.parquet")).sample(N)

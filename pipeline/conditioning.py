@@ -80,6 +80,8 @@ def table_identity(cfg: Any) -> dict[str, Any] | None:
         raise ConditioningError(f"conditioning.table {redact_url(url)!r}: column(s) "
                                 f"{', '.join(f'{c!r} has {n} null rows' for c, n in nulls.items())}; every mapped row "
                                 "needs a value (row i conditions sample i)")
+    if cfg.model.num_classes is not None and "class_labels" in cond.columns:
+        _check_class_labels(url, options, cond.columns["class_labels"], cfg.run.num_samples, cfg.model.num_classes)
     text = sorted(c for c in mapped if _is_text(schema.field(c).type))
     if text and cond.text_encoder is None:
         raise _no_encoder(text)
@@ -106,6 +108,26 @@ def table_identity(cfg: Any) -> dict[str, Any] | None:
         identity["text_encoder"] = {"path": redact_url(cond.text_encoder),
                                     "sha256": folder_sha256(cond.text_encoder, options)}
     return identity
+
+
+def _check_class_labels(url: str, options: dict[str, Any] | None, column: str, rows: int, num_classes: int) -> None:
+    """ConditioningError unless the first `rows` values of the class label column are integers in [0, num_classes)
+    (model.null_label is num_classes: a table label there would make its sample unconditional)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    with _open(url, options) as f:
+        values = pq.ParquetFile(f).read(columns=[column])[column].slice(0, rows)
+    kind = values.type.value_type if pa.types.is_dictionary(values.type) else values.type
+    if not pa.types.is_integer(kind):
+        raise ConditioningError(f"conditioning.columns: class_labels column {column!r} is {values.type}; class labels "
+                                f"are an integer column (model.num_classes={num_classes})")
+    labels = column_array(values)
+    if len(labels) and not 0 <= labels.min() <= labels.max() < num_classes:
+        bad = int(np.flatnonzero((labels < 0) | (labels >= num_classes))[0])
+        raise ConditioningError(f"conditioning.columns: class_labels column {column!r} holds {labels[bad]} (row {bad}), "
+                                f"outside [0, {num_classes}) for model.num_classes={num_classes} (model.null_label "
+                                "is the classifier-free guide's)")
 
 
 def _null_counts(meta: Any, columns: set[str]) -> dict[str, int]:
@@ -149,7 +171,7 @@ def column_array(column: Any) -> np.ndarray:
     if _is_text(column.type):
         return np.array(column.to_pylist(), dtype=object)
     if isinstance(column.type, pa.FixedShapeTensorType):
-        return column.to_numpy_ndarray().astype(np.float32, copy=False)
+        return _finite(column.to_numpy_ndarray().astype(np.float32, copy=False))
     values = column
     while pa.types.is_list(values.type) or pa.types.is_fixed_size_list(values.type) or \
             pa.types.is_large_list(values.type):
@@ -169,11 +191,19 @@ def column_array(column: Any) -> np.ndarray:
     if flat.dtype == np.uint64 and flat.size and flat.max() > np.iinfo(np.int64).max:
         raise ConditioningError(f"conditioning: an unsigned column holds {flat.max()}, beyond int64")
     if values is column:
-        return flat.astype(np.int64 if np.issubdtype(flat.dtype, np.integer) else np.float32, copy=False)
+        return _finite(flat.astype(np.int64 if np.issubdtype(flat.dtype, np.integer) else np.float32, copy=False))
     if n == 0 or flat.size % n:
         raise ConditioningError(f"conditioning: a list column's rows differ in length ({flat.size} values, {n} rows)")
     inner = _inner_shape(column, flat.size // n)
-    return flat.astype(np.float32, copy=False).reshape((n, *inner))
+    return _finite(flat.astype(np.float32, copy=False).reshape((n, *inner)))
+
+
+def _finite(array: np.ndarray) -> np.ndarray:
+    """`array`, after checking a float one holds only finite values (NaN and Inf, also from float64 beyond float32)."""
+    if array.dtype == np.float32 and not (finite := np.isfinite(array)).all():
+        raise ConditioningError(f"conditioning: {array.size - int(finite.sum())} non-finite values (NaN or Inf, or "
+                                "beyond float32); every value must be a finite number")
+    return array
 
 
 def _inner_shape(column: Any, per_row: int) -> tuple[int, ...]:

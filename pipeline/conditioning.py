@@ -125,8 +125,8 @@ def _check_class_labels(url: str, options: dict[str, Any] | None, column: str, r
     labels = column_array(values)
     if len(labels) and not 0 <= labels.min() <= labels.max() < num_classes:
         bad = int(np.flatnonzero((labels < 0) | (labels >= num_classes))[0])
-        raise ConditioningError(f"conditioning.columns: class_labels column {column!r} holds {labels[bad]} (row {bad}), "
-                                f"outside [0, {num_classes}) for model.num_classes={num_classes} (model.null_label "
+        raise ConditioningError(f"conditioning.columns: class_labels column {column!r} holds {labels[bad]} (row "
+                                f"{bad}), outside [0, {num_classes}) for model.num_classes={num_classes} (model.null_label "
                                 "is the classifier-free guide's)")
 
 
@@ -299,17 +299,20 @@ class ConditioningTable:
         return out
 
 
-def load_table(cfg: Any, sha256: str | None = None) -> ConditioningTable | None:
-    """The job's conditioning table (None without one), opened for reading, with its text encoder loaded; `sha256`:
-    the table's bytes must have it (a worker's table is the one the driver hashed)."""
+def load_table(cfg: Any, identity: dict[str, Any] | None = None) -> ConditioningTable | None:
+    """The job's conditioning table (None without one), opened for reading, with its text encoder loaded; `identity`
+    (the driver's table_identity): the table's and the encoder's bytes must have its sha256s (a worker's are the ones
+    the job recorded)."""
     cond = cfg.conditioning
     if cond is None:
         return None
+    identity = identity or {}
     encoder = None
     if cond.text_encoder is not None:
         from .text_encoder import TextEncoder
 
-        encoder = TextEncoder(cond.text_encoder, cfg.run.storage_options)
+        encoder_sha256 = (identity.get("text_encoder") or {}).get("sha256")
+        encoder = TextEncoder(cond.text_encoder, cfg.run.storage_options, encoder_sha256)
     return ConditioningTable(cond.table, cond.columns, cfg.run.storage_options, encoder,
                              negative_prompt=cond.negative_prompt, negative_columns=cond.negative_columns,
-                             sha256=sha256)
+                             sha256=identity.get("sha256"))

@@ -44,12 +44,12 @@ class SampleSpec:
 
     @classmethod
     def from_config(cls, cfg: Any, device: torch.device | str = "cpu",
-                    table_sha256: str | None = None) -> "SampleSpec":
-        """`table_sha256`: the conditioning table's bytes must have it (a worker's, the driver's table_identity)."""
+                    table_identity: dict[str, Any] | None = None) -> "SampleSpec":
+        """`table_identity`: the conditioning table the job recorded (a worker's must be it; load_table)."""
         return cls(
             seed=cfg.run.seed, shape=tuple(cfg.model.shape), labels=cfg.run.labels, label=cfg.run.label,
             num_classes=cfg.model.num_classes, guidance_scale=cfg.sampler.guidance_scale,
-            conditioning=load_table(cfg, table_sha256), decoder=build_decoder(cfg.model, device, cfg.run.seed),
+            conditioning=load_table(cfg, table_identity), decoder=build_decoder(cfg.model, device, cfg.run.seed),
             noise_scheme=noise_scheme(cfg),
         )
 

@@ -161,3 +161,13 @@ def test_a_remote_encoder_updated_in_place_is_not_served_from_a_stale_cache(tmp_
     with torch.inference_mode():
         expected = model(ids).last_hidden_state
     torch.testing.assert_close(TextEncoder(url)(PROMPTS), expected, rtol=0, atol=1e-6)
+
+
+def test_an_encoder_other_than_the_jobs_is_refused_on_the_worker(tmp_path):
+    """Workers get the sha256 the driver recorded: a folder changed since then is one line, not other embeddings."""
+    from pipeline.text_encoder import TextEncoder
+
+    folder, _, _ = save_clip(tmp_path / "clip")
+    TextEncoder(str(folder), sha256=folder_sha256(str(folder)))
+    with pytest.raises(ConditioningError, match=r"conditioning.text_encoder .* changed since the job started"):
+        TextEncoder(str(folder), sha256="0" * 64)

@@ -35,7 +35,8 @@ class TextEncoder:
         import transformers
 
         from .conditioning import ConditioningError
-        from .models.diffusers_folder import CACHE_MARKER, is_local, local_folder
+        from .models.diffusers_folder import CACHE_MARKER, local_folder
+        from .output.fs import is_local
 
         remote = not is_local(fsspec.core.url_to_fs(folder, **(storage_options or {}))[0])
         expected = sha256 if sha256 is not None or not remote else folder_sha256(folder, storage_options)

@@ -45,18 +45,13 @@ def read_json(url: str, storage_options: dict[str, Any] | None = None) -> dict[s
         return json.load(f)
 
 
-def is_local(fs: Any) -> bool:
-    """Whether an fsspec filesystem is the local one (its folders are read in place, not cached)."""
-    return "file" in (fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,))
-
-
 def local_folder(url: str, storage_options: dict[str, Any] | None = None, version: str = "") -> str:
     """A local folder holding the files of `url`: the folder itself if local, else a cached copy (one per `version`,
     e.g. the folder's sha256, so a folder updated in place is copied again)."""
     import fsspec
 
     fs, root = fsspec.core.url_to_fs(url, **(storage_options or {}))
-    if is_local(fs):
+    if "file" in (fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)):
         return root
     cache = os.path.join(os.environ.get(CACHE_ENV, tempfile.gettempdir()), "seedshard-diffusers",
                          hashlib.sha256((url + version).encode()).hexdigest()[:16])

@@ -41,6 +41,16 @@ def _open(url: str, storage_options: dict[str, Any] | None) -> Any:
     return fsspec.open(url, "rb", **(storage_options or {})).open()
 
 
+def _sha256(f: Any) -> str:
+    """sha256 of an open file's bytes from its start; the file is left at its start."""
+    h = hashlib.sha256()
+    f.seek(0)
+    for chunk in iter(lambda: f.read(1 << 24), b""):
+        h.update(chunk)
+    f.seek(0)
+    return h.hexdigest()
+
+
 def table_identity(cfg: Any) -> dict[str, Any] | None:
     """{'table': redacted URL, 'columns', 'rows', 'sha256'} of the job's conditioning table (None without one), after
     checking it has the mapped columns and at least run.num_samples rows."""
@@ -50,13 +60,11 @@ def table_identity(cfg: Any) -> dict[str, Any] | None:
     import pyarrow.parquet as pq
 
     url, options = cond.table, cfg.run.storage_options
-    h = hashlib.sha256()
     try:
         with _open(url, options) as f:
-            for chunk in iter(lambda: f.read(1 << 24), b""):
-                h.update(chunk)
-        with _open(url, options) as f:
-            schema, rows = pq.read_schema(f), pq.ParquetFile(f).metadata.num_rows
+            sha256 = _sha256(f)
+            meta = pq.ParquetFile(f).metadata
+            schema, rows = meta.schema.to_arrow_schema(), meta.num_rows
     except Exception as e:  # noqa: BLE001 - fsspec and pyarrow raise many types; report one line
         raise ConditioningError(f"conditioning.table {redact_url(url)!r}: cannot read "
                                 f"({scrub(f'{type(e).__name__}: {e}', options)})") from None
@@ -68,6 +76,12 @@ def table_identity(cfg: Any) -> dict[str, Any] | None:
         raise ConditioningError(f"conditioning.table {redact_url(url)!r} has {rows} rows, fewer than "
                                 f"run.num_samples={cfg.run.num_samples} (row i conditions sample i)")
     mapped = {*cond.columns.values(), *cond.negative_columns.values()}
+    if nulls := _null_counts(meta, mapped):
+        raise ConditioningError(f"conditioning.table {redact_url(url)!r}: column(s) "
+                                f"{', '.join(f'{c!r} has {n} null rows' for c, n in nulls.items())}; every mapped row "
+                                "needs a value (row i conditions sample i)")
+    if cfg.model.num_classes is not None and "class_labels" in cond.columns:
+        _check_class_labels(url, options, cond.columns["class_labels"], cfg.run.num_samples, cfg.model.num_classes)
     text = sorted(c for c in mapped if _is_text(schema.field(c).type))
     if text and cond.text_encoder is None:
         raise _no_encoder(text)
@@ -83,7 +97,7 @@ def table_identity(cfg: Any) -> dict[str, Any] | None:
     if cond.negative_prompt is not None and not prompts:
         raise ConditioningError(f"conditioning.negative_prompt: {cond.negative_prompt!r} would never be used: every "
                                 f"text keyword has a negative column ({dict(cond.negative_columns)}); remove one")
-    identity = {"table": redact_url(url), "columns": dict(cond.columns), "rows": rows, "sha256": h.hexdigest()}
+    identity = {"table": redact_url(url), "columns": dict(cond.columns), "rows": rows, "sha256": sha256}
     if cond.negative_prompt is not None:
         identity["negative_prompt"] = cond.negative_prompt
     if cond.negative_columns:
@@ -96,6 +110,39 @@ def table_identity(cfg: Any) -> dict[str, Any] | None:
     return identity
 
 
+def _check_class_labels(url: str, options: dict[str, Any] | None, column: str, rows: int, num_classes: int) -> None:
+    """ConditioningError unless the first `rows` values of the class label column are integers in [0, num_classes)
+    (model.null_label is num_classes: a table label there would make its sample unconditional)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    with _open(url, options) as f:
+        values = pq.ParquetFile(f).read(columns=[column])[column].slice(0, rows)
+    kind = values.type.value_type if pa.types.is_dictionary(values.type) else values.type
+    if not pa.types.is_integer(kind):
+        raise ConditioningError(f"conditioning.columns: class_labels column {column!r} is {values.type}; class labels "
+                                f"are an integer column (model.num_classes={num_classes})")
+    labels = column_array(values)
+    if len(labels) and not 0 <= labels.min() <= labels.max() < num_classes:
+        bad = int(np.flatnonzero((labels < 0) | (labels >= num_classes))[0])
+        raise ConditioningError(f"conditioning.columns: class_labels column {column!r} holds {labels[bad]} (row "
+                                f"{bad}), outside [0, {num_classes}) for model.num_classes={num_classes} (model.null_label "
+                                "is the classifier-free guide's)")
+
+
+def _null_counts(meta: Any, columns: set[str]) -> dict[str, int]:
+    """{column: null rows} of the scalar and text columns among `columns`, from the row groups' statistics (columns
+    without statistics, and nested ones, are checked as each batch reads them)."""
+    counts: dict[str, int] = {}
+    for g in range(meta.num_row_groups):
+        group = meta.row_group(g)
+        for j in range(group.num_columns):
+            chunk = group.column(j)
+            if chunk.path_in_schema in columns and chunk.is_stats_set and chunk.statistics.has_null_count:
+                counts[chunk.path_in_schema] = counts.get(chunk.path_in_schema, 0) + chunk.statistics.null_count
+    return {c: n for c, n in sorted(counts.items()) if n}
+
+
 def _no_encoder(text: list[str]) -> ConditioningError:
     return ConditioningError(f"conditioning.columns: text column(s) {text} need conditioning.text_encoder "
                              "(a transformers text model folder) to become network keywords (got None)")
@@ -104,7 +151,9 @@ def _no_encoder(text: list[str]) -> ConditioningError:
 def _is_text(t: Any) -> bool:
     import pyarrow as pa
 
-    return pa.types.is_string(t) or pa.types.is_large_string(t)
+    if pa.types.is_dictionary(t):
+        t = t.value_type
+    return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t)
 
 
 def column_array(column: Any) -> np.ndarray:
@@ -113,11 +162,16 @@ def column_array(column: Any) -> np.ndarray:
     import pyarrow as pa
 
     column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if pa.types.is_dictionary(column.type):  # categorical columns (pandas, polars): their values
+        column = column.dictionary_decode()
     n = len(column)
+    if column.null_count and not pa.types.is_list(column.type) and not pa.types.is_large_list(column.type):
+        raise ConditioningError(f"conditioning: {column.null_count} of {n} rows are null; every row needs a value "
+                                "(row i conditions sample i)")  # variable-length lists: the ragged-or-null check
     if _is_text(column.type):
         return np.array(column.to_pylist(), dtype=object)
     if isinstance(column.type, pa.FixedShapeTensorType):
-        return column.to_numpy_ndarray().astype(np.float32, copy=False)
+        return _finite(column.to_numpy_ndarray().astype(np.float32, copy=False))
     values = column
     while pa.types.is_list(values.type) or pa.types.is_fixed_size_list(values.type) or \
             pa.types.is_large_list(values.type):
@@ -130,13 +184,26 @@ def column_array(column: Any) -> np.ndarray:
                 raise ConditioningError(f"conditioning: a list column's rows are ragged or null (lengths {low} to "
                                         f"{high}, {values.null_count} null); every row needs the same shape")
         values = values.flatten()
+    if values.null_count:  # inside the rows of a list column
+        raise ConditioningError(f"conditioning: a list column holds {values.null_count} null values; every value "
+                                "must be a number")
     flat = values.to_numpy(zero_copy_only=False)
+    if flat.dtype == np.uint64 and flat.size and flat.max() > np.iinfo(np.int64).max:
+        raise ConditioningError(f"conditioning: an unsigned column holds {flat.max()}, beyond int64")
     if values is column:
-        return flat.astype(np.int64 if np.issubdtype(flat.dtype, np.integer) else np.float32, copy=False)
+        return _finite(flat.astype(np.int64 if np.issubdtype(flat.dtype, np.integer) else np.float32, copy=False))
     if n == 0 or flat.size % n:
         raise ConditioningError(f"conditioning: a list column's rows differ in length ({flat.size} values, {n} rows)")
     inner = _inner_shape(column, flat.size // n)
-    return flat.astype(np.float32, copy=False).reshape((n, *inner))
+    return _finite(flat.astype(np.float32, copy=False).reshape((n, *inner)))
+
+
+def _finite(array: np.ndarray) -> np.ndarray:
+    """`array`, after checking a float one holds only finite values (NaN and Inf, also from float64 beyond float32)."""
+    if array.dtype == np.float32 and not (finite := np.isfinite(array)).all():
+        raise ConditioningError(f"conditioning: {array.size - int(finite.sum())} non-finite values (NaN or Inf, or "
+                                "beyond float32); every value must be a finite number")
+    return array
 
 
 def _inner_shape(column: Any, per_row: int) -> tuple[int, ...]:
@@ -157,14 +224,20 @@ class ConditioningTable:
 
     def __init__(self, url: str, columns: dict[str, str], storage_options: dict[str, Any] | None = None,
                  text_encoder: Any = None, *, negative_prompt: str | None = None,
-                 negative_columns: dict[str, str] | None = None) -> None:
-        """`text_encoder`: prompts -> tensor (`pipeline.text_encoder.TextEncoder`) for the text columns."""
+                 negative_columns: dict[str, str] | None = None, sha256: str | None = None) -> None:
+        """`text_encoder`: prompts -> tensor (`pipeline.text_encoder.TextEncoder`) for the text columns; `sha256`: the
+        bytes the driver hashed (table_identity), checked on the opened file (workers must read that table)."""
         import pyarrow.parquet as pq
 
         self.columns, self.text_encoder = dict(columns), text_encoder
         self.negative_prompt, self.negative_columns = negative_prompt, dict(negative_columns or {})
         self._negative_embedding: dict[str, torch.Tensor] = {}  # per device
-        self.file = pq.ParquetFile(_open(url, storage_options))
+        f = _open(url, storage_options)
+        if sha256 is not None and (found := _sha256(f)) != sha256:
+            raise ConditioningError(f"conditioning.table {redact_url(url)!r} changed since the job started: sha256 "
+                                    f"{found[:12]}, the job's {sha256[:12]} (row i of the table it hashed conditions "
+                                    "sample i); restore it or start a new output")
+        self.file = pq.ParquetFile(f)
         schema = self.file.schema_arrow
         text = sorted(c for c in {*self.columns.values(), *self.negative_columns.values()}
                       if c in schema.names and _is_text(schema.field(c).type))
@@ -184,7 +257,15 @@ class ConditioningTable:
         if self._cached is None or self._cached[:2] != (first, last):
             names = sorted({*self.columns.values(), *self.negative_columns.values()})
             table = self.file.read_row_groups(range(first, last), columns=names)
-            self._cached = (first, last, {c: column_array(table[c]) for c in names})
+            arrays = {}
+            for c in names:
+                try:
+                    arrays[c] = column_array(table[c])
+                except ConditioningError as e:
+                    raise ConditioningError(f"conditioning.table column {c!r} (rows {int(self.offsets[first])} to "
+                                            f"{int(self.offsets[last])}): {str(e).removeprefix('conditioning: ')}"
+                                            ) from None
+            self._cached = (first, last, arrays)
         offset = int(self.offsets[first])
         return {c: a[start - offset:stop - offset] for c, a in self._cached[2].items()}
 
@@ -218,15 +299,20 @@ class ConditioningTable:
         return out
 
 
-def load_table(cfg: Any) -> ConditioningTable | None:
-    """The job's conditioning table (None without one), opened for reading, with its text encoder loaded."""
+def load_table(cfg: Any, identity: dict[str, Any] | None = None) -> ConditioningTable | None:
+    """The job's conditioning table (None without one), opened for reading, with its text encoder loaded; `identity`
+    (the driver's table_identity): the table's and the encoder's bytes must have its sha256s (a worker's are the ones
+    the job recorded)."""
     cond = cfg.conditioning
     if cond is None:
         return None
+    identity = identity or {}
     encoder = None
     if cond.text_encoder is not None:
         from .text_encoder import TextEncoder
 
-        encoder = TextEncoder(cond.text_encoder, cfg.run.storage_options)
+        encoder_sha256 = (identity.get("text_encoder") or {}).get("sha256")
+        encoder = TextEncoder(cond.text_encoder, cfg.run.storage_options, encoder_sha256)
     return ConditioningTable(cond.table, cond.columns, cfg.run.storage_options, encoder,
-                             negative_prompt=cond.negative_prompt, negative_columns=cond.negative_columns)
+                             negative_prompt=cond.negative_prompt, negative_columns=cond.negative_columns,
+                             sha256=identity.get("sha256"))

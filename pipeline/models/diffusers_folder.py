@@ -28,6 +28,7 @@ from typing import Any
 import torch
 
 FACTORY = "pipeline.models.diffusers_folder:load"
+CACHE_MARKER = ".complete"  # written in a cached copy once every file is there
 CACHE_ENV = "SEEDSHARD_CACHE"  # where remote folders are copied (default: the temp dir)
 
 
@@ -44,16 +45,17 @@ def read_json(url: str, storage_options: dict[str, Any] | None = None) -> dict[s
         return json.load(f)
 
 
-def local_folder(url: str, storage_options: dict[str, Any] | None = None) -> str:
-    """A local folder holding the files of `url`: the folder itself if local, else a cached copy."""
+def local_folder(url: str, storage_options: dict[str, Any] | None = None, version: str = "") -> str:
+    """A local folder holding the files of `url`: the folder itself if local, else a cached copy (one per `version`,
+    e.g. the folder's sha256, so a folder updated in place is copied again)."""
     import fsspec
 
     fs, root = fsspec.core.url_to_fs(url, **(storage_options or {}))
     if "file" in (fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)):
         return root
     cache = os.path.join(os.environ.get(CACHE_ENV, tempfile.gettempdir()), "seedshard-diffusers",
-                         hashlib.sha256(url.encode()).hexdigest()[:16])
-    done = os.path.join(cache, ".complete")
+                         hashlib.sha256((url + version).encode()).hexdigest()[:16])
+    done = os.path.join(cache, CACHE_MARKER)
     if not os.path.exists(done):
         tmp = f"{cache}.tmp-{os.getpid()}"
         fs.get(root.rstrip("/") + "/", tmp, recursive=True)

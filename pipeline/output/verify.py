@@ -155,7 +155,7 @@ def stray_data_files(fs: Any, root: str, listed: set[str], subfolders_only: bool
         name = entry["name"].rstrip("/").rsplit("/", 1)[-1]
         if name.startswith(".") or (name.startswith("__") and name.endswith("__")):
             continue
-        if entry["type"] == "directory":
+        if entry["type"] == "directory" or (entry.get("islink") and fs.isdir(entry["name"])):  # readers follow links
             paths += fs.find(entry["name"])
         elif not subfolders_only and not name.startswith("shard-") and name not in listed:
             paths.append(entry["name"])

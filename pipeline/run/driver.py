@@ -231,10 +231,11 @@ def run_job(cfg: JobConfig, *, progress: str | None = None) -> Manifest:
 
 def worker_expectations(plan: JobPlan) -> dict[str, Any]:
     """What every worker must find true of itself before it samples (SamplerWorker checks it): the weights'
-    sha256 (model, guide), device type and torch version; and the fingerprint its shards carry."""
+    sha256 (model, guide), the conditioning table's identity (its and its text encoder's sha256), device type and torch
+    version; and the fingerprint its shards carry."""
     m = plan.manifest
     return {"sha256": (m.model["sha256"], m.model.get("guide", {}).get("sha256")), "fingerprint": m.fingerprint,
-            **m.runtime}
+            "conditioning": m.model.get("conditioning"), **m.runtime}
 
 
 def end_failed(plan: JobPlan, results: JobResults, error: BaseException) -> None:

@@ -10,13 +10,14 @@ holds such foreign shard-like files is refused: readers would take them for shar
 from __future__ import annotations
 
 import fnmatch
+import os
 import posixpath
 from typing import Any
 
 from ..config import ConfigError
 from ..fid.reference import REPORT_NAME
 from ..grid import GRID_NAME
-from ..output.fs import TEMP_PATTERN, list_names
+from ..output.fs import TEMP_PATTERN, is_local, list_names
 from ..output.layout import FORMAT_VERSIONS, MANIFEST_NAME, SIDE_DIR, output_version, side_path, side_root
 from ..output.manifest import ManifestError, read_manifest
 from ..output.shards import load_sidecars, sidecar_name
@@ -58,13 +59,17 @@ def refuse_foreign_shards(fs: Any, root: str, url: str) -> None:
 def refuse_nested_output(fs: Any, root: str, url: str) -> None:
     """ConfigError when ``root`` lies inside another seedshard output: that output's readers (pyarrow, pandas, HF
     datasets) descend into folders and would take this one's shards for its own samples."""
-    path = root.rstrip("/")
-    while (parent := posixpath.dirname(path)) not in ("", path):
-        path = parent
-        if any(fs.exists(side_path(path, MANIFEST_NAME, version)) for version in FORMAT_VERSIONS):
-            outer = fs.unstrip_protocol(path) if "://" in url else path
-            raise ConfigError(f"run.output={redact_url(url)!r} lies inside the seedshard output {redact_url(outer)}, "
-                              f"whose readers would take its shards for their own; choose a folder outside it")
+    starts = [posixpath.normpath(root)] if is_local(fs) else [root.rstrip("/")]  # 'out/sub/..' is 'out'
+    if is_local(fs):  # a symlink into another output: its readers follow the link's target
+        starts.append(os.path.realpath(root))
+    for path in starts:
+        while (parent := posixpath.dirname(path)) not in ("", path):
+            path = parent
+            if any(fs.exists(side_path(path, MANIFEST_NAME, version)) for version in FORMAT_VERSIONS):
+                outer = fs.unstrip_protocol(path) if "://" in url else path
+                raise ConfigError(f"run.output={redact_url(url)!r} lies inside the seedshard output "
+                                  f"{redact_url(outer)}, whose readers would take its shards for their own; choose a "
+                                  "folder outside it")
 
 
 def refuse_data_in_subfolders(fs: Any, root: str, url: str) -> None:

@@ -17,6 +17,7 @@ A failure is a ConfigError (exit 2, one line): it cannot go away by retrying on 
 from __future__ import annotations
 
 import copy
+import math
 from typing import Any
 
 import torch
@@ -43,6 +44,22 @@ def check_sampler(cfg: JobConfig, sampler: samplers.Sampler) -> None:
     except (TypeError, ValueError):
         return  # bad interface_kwargs: the model check names them
     check_sampler_fits(sampler, net, g_net, model.interface)
+    check_guidance_interval(cfg, sampler)
+
+
+def check_guidance_interval(cfg: JobConfig, sampler: samplers.StepSampler) -> None:
+    """ConfigError when sampler.guidance_interval holds no time the network is evaluated at (the grid's, or up to
+    sqrt(2) t above one where EDM churn raises it): the guide would never run and the samples be the unguided ones."""
+    interval, scale = cfg.sampler.guidance_interval, cfg.sampler.guidance_scale
+    if interval is None or scale == 1.0:
+        return
+    lo, hi = interval
+    reach = math.sqrt(2.0) if getattr(sampler, "S_churn", 0.0) > 0 else 1.0  # t_hat = (1 + gamma) t, gamma <= sqrt2-1
+    grid = sampler.sample_t().tolist()
+    if not any(t <= hi and lo <= t * reach for t in grid):
+        raise ConfigError(f"sampler.guidance_interval={interval} holds no time of the sampler's grid "
+                          f"({', '.join(f'{t:g}' for t in grid[:8])}{' ...' if len(grid) > 8 else ''}): the guide "
+                          f"would never run and guidance_scale={scale:g} change nothing; widen it or remove it")
 
 
 def check_sampler_fits(sampler: samplers.Sampler, net: samplers.Field, g_net: samplers.Field | None,

@@ -43,11 +43,13 @@ class SampleSpec:
     noise_scheme: str = DEFAULT_NOISE_SCHEME  # how every draw is made (samplers.NOISE_SCHEMES)
 
     @classmethod
-    def from_config(cls, cfg: Any, device: torch.device | str = "cpu") -> "SampleSpec":
+    def from_config(cls, cfg: Any, device: torch.device | str = "cpu",
+                    table_identity: dict[str, Any] | None = None) -> "SampleSpec":
+        """`table_identity`: the conditioning table the job recorded (a worker's must be it; load_table)."""
         return cls(
             seed=cfg.run.seed, shape=tuple(cfg.model.shape), labels=cfg.run.labels, label=cfg.run.label,
             num_classes=cfg.model.num_classes, guidance_scale=cfg.sampler.guidance_scale,
-            conditioning=load_table(cfg), decoder=build_decoder(cfg.model, device, cfg.run.seed),
+            conditioning=load_table(cfg, table_identity), decoder=build_decoder(cfg.model, device, cfg.run.seed),
             noise_scheme=noise_scheme(cfg),
         )
 

@@ -323,3 +323,94 @@ def test_class_labels_from_the_table_are_classifier_free_guided_and_not_replaced
     with pytest.raises(ConfigError, match=r"run.labels: 'balanced' would replace the class labels conditioning.columns "
                                           r"maps from column 'label'; set run.labels: none"):
         validate_config(data)
+
+
+@pytest.mark.slow
+def test_a_table_rewritten_after_the_driver_hashed_it_fails_the_workers(ray_local, tmp_path, monkeypatch):
+    """The driver records the table's sha256; workers opened the same URL without checking it, so a table rewritten
+    in between (same rows, other embeddings) conditioned every shard while the manifest recorded the old bytes."""
+    import pipeline.run.driver as driver
+
+    write_table(tmp_path / "cond.parquet")
+    cfg = cond_job(tmp_path, tmp_path / "cond.parquet")
+    real = driver.table_identity
+
+    def hashed_then_rewritten(cfg):
+        identity = real(cfg)
+        table = pq.read_table(tmp_path / "cond.parquet")
+        emb = pa.array(np.ones((N, 2, 3), np.float32).tolist(), type=table.schema.field("emb").type)
+        pq.write_table(table.set_column(table.schema.get_field_index("emb"), "emb", emb), tmp_path / "cond.parquet")
+        return identity
+
+    monkeypatch.setattr(driver, "table_identity", hashed_then_rewritten)
+    with pytest.raises(Exception, match=r"conditioning.table .*sha256"):
+        driver.run_job(cfg)
+
+
+def test_null_rows_in_scalar_or_text_columns_are_refused():
+    """An int column with a null became float32 class labels with NaN (a text column's null a None prompt): never
+    silently; one line naming the nulls."""
+    for column in (pa.array([1, None, 3]), pa.array([0.5, None]), pa.array(["a", None]),
+                   pa.array([[1.0, None], [2.0, 3.0]])):
+        with pytest.raises(ConditioningError, match=r"null"):
+            column_array(column)
+
+
+def test_the_driver_names_null_rows_before_ray_starts(tmp_path):
+    write_table(tmp_path / "cond.parquet")
+    table = pq.read_table(tmp_path / "cond.parquet")
+    table = table.set_column(0, "label", pa.array([0, 1, 2, 3, 4, 5, None, 0, 1, 2], pa.int64()))
+    pq.write_table(table, tmp_path / "cond.parquet", row_group_size=4)
+    with pytest.raises(ConditioningError, match=r"'label'.*1 null"):
+        table_identity(cond_job(tmp_path, tmp_path / "cond.parquet"))
+
+
+def test_dictionary_encoded_and_view_columns_are_read_as_their_values(tmp_path):
+    """A categorical (dictionary) column, as pandas and polars write them, was a raw 'could not convert string to
+    float' (a text one was not even seen as text, so a missing text encoder was not named)."""
+    assert column_array(pa.array([3, 1, 3]).dictionary_encode()).tolist() == [3, 1, 3]
+    assert column_array(pa.array(["a", "b", "a"]).dictionary_encode()).tolist() == ["a", "b", "a"]
+    assert column_array(pa.array(["a", "b"], pa.large_string())).tolist() == ["a", "b"]
+    write_table(tmp_path / "cond.parquet")
+    table = pq.read_table(tmp_path / "cond.parquet")
+    table = table.set_column(1, "caption", table["caption"].dictionary_encode())
+    pq.write_table(table, tmp_path / "cond.parquet")
+    assert pa.types.is_dictionary(pq.read_schema(tmp_path / "cond.parquet").field("caption").type)
+    data = cond_job(tmp_path, tmp_path / "cond.parquet").resolved()
+    data["conditioning"]["columns"] = {"class_labels": "label", "encoder_hidden_states": "caption"}
+    with pytest.raises(ConditioningError, match=r"\['caption'\] need conditioning.text_encoder"):
+        table_identity(validate_config(data))
+
+
+def test_class_labels_outside_num_classes_are_refused_before_ray_starts(tmp_path):
+    """With model.num_classes, a table label of num_classes is the null label (that sample silently unconditional);
+    beyond it or negative an index error mid-run or another class. run.label is refused outside [0, num_classes); the
+    table's labels must be too, and be integers."""
+    write_table(tmp_path / "cond.parquet")
+    table = pq.read_table(tmp_path / "cond.parquet")
+    data = cond_job(tmp_path, tmp_path / "cond.parquet").resolved()
+    data["model"]["num_classes"] = 7
+    for bad, shown in ((7, "7"), (-1, "-1"), (12, "12")):
+        labels = pa.array([0, 1, 2, 3, 4, 5, bad, 0, 1, 2])
+        pq.write_table(table.set_column(0, "label", labels), tmp_path / "cond.parquet", row_group_size=4)
+        with pytest.raises(ConditioningError, match=rf"'label'.*{shown}.*\[0, 7\).*model.num_classes"):
+            table_identity(validate_config(data))
+    pq.write_table(table.set_column(0, "label", pa.array(np.arange(N) % 7 * 1.0)), tmp_path / "cond.parquet")
+    with pytest.raises(ConditioningError, match=r"'label'.*double.*integer"):
+        table_identity(validate_config(data))
+
+
+def test_non_finite_embeddings_are_named_not_blamed_on_the_sampler(tmp_path):
+    """A NaN or Inf in an embedding column was reported as 'non-finite samples ... try more steps or another
+    time_dist'; the table is the cause and the message must say which column."""
+    emb = np.zeros((N, 2, 3), np.float32)
+    emb[6, 0, 0] = np.nan
+    emb[2, 1, 1] = np.inf
+    with pytest.raises(ConditioningError, match=r"2 non-finite"):
+        column_array(pa.array(emb.tolist(), type=pa.list_(pa.list_(pa.float32(), 3), 2)))
+    write_table(tmp_path / "cond.parquet")
+    table = pq.read_table(tmp_path / "cond.parquet")
+    bad = pa.array(emb.tolist(), type=table.schema.field("emb").type)
+    pq.write_table(table.set_column(2, "emb", bad), tmp_path / "cond.parquet", row_group_size=4)
+    with pytest.raises(ConditioningError, match=r"column 'emb'.*non-finite"):
+        SamplingHandle.from_config(cond_job(tmp_path, tmp_path / "cond.parquet")).sample(N)

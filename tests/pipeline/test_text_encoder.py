@@ -134,3 +134,40 @@ def test_negative_prompt_is_encoded_once_for_the_classifier_free_guide(tmp_path)
     data["conditioning"]["negative_prompt"] = "blurry"  # other negatives, other samples: no resume
     with pytest.raises(JobError, match=r'conditioning.negative_prompt: "" -> "blurry"'):
         prepare(validate_config(data))
+
+
+def test_a_remote_encoder_updated_in_place_is_not_served_from_a_stale_cache(tmp_path, monkeypatch):
+    """A remote text encoder is copied to a cache keyed by its URL only: after the folder was updated in place, every
+    later job encoded with the old copy while its fingerprint recorded the new folder's sha256."""
+    import fsspec
+
+    from pipeline.text_encoder import TextEncoder
+
+    monkeypatch.setenv("SEEDSHARD_CACHE", str(tmp_path / "cache"))
+    url = f"memory://seedshard-test/{tmp_path.name}/encoder"
+    fs = fsspec.filesystem("memory")
+    old, _, _ = save_clip(tmp_path / "old")
+    fs.put(f"{old}/", url, recursive=True)
+    TextEncoder(url)(PROMPTS)  # fills the cache
+    new, tokenizer, model = save_clip(tmp_path / "new")
+    model = transformers.CLIPTextModel.from_pretrained(new)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.5)
+    model.save_pretrained(new)
+    fs.rm(url, recursive=True)
+    fs.put(f"{new}/", url, recursive=True)
+    ids = tokenizer(PROMPTS, padding="max_length", max_length=8, truncation=True, return_tensors="pt").input_ids
+    with torch.inference_mode():
+        expected = model(ids).last_hidden_state
+    torch.testing.assert_close(TextEncoder(url)(PROMPTS), expected, rtol=0, atol=1e-6)
+
+
+def test_an_encoder_other_than_the_jobs_is_refused_on_the_worker(tmp_path):
+    """Workers get the sha256 the driver recorded: a folder changed since then is one line, not other embeddings."""
+    from pipeline.text_encoder import TextEncoder
+
+    folder, _, _ = save_clip(tmp_path / "clip")
+    TextEncoder(str(folder), sha256=folder_sha256(str(folder)))
+    with pytest.raises(ConditioningError, match=r"conditioning.text_encoder .* changed since the job started"):
+        TextEncoder(str(folder), sha256="0" * 64)

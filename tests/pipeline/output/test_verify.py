@@ -227,3 +227,17 @@ def test_data_files_in_a_subfolder_are_reported(written):
         open(os.path.join(url, name), "wb").write(b"x")
     assert verify_output(url) == [f"{name}: a data file not in the complete manifest (readers of the output would "
                                   "pick it up)" for name in ("inner/deep/x.tar", "inner/shard-00000.parquet")]
+
+
+def test_data_behind_a_symlinked_subfolder_is_reported(written, tmp_path):
+    """pyarrow and pandas follow a symlinked folder inside the output and read its data files as the output's rows;
+    fsspec lists the link as type 'other', so verify said the output was whole."""
+    url, manifest = written
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    shutil.copy(os.path.join(url, manifest.shards[0].path), elsewhere / "part.parquet")
+    os.symlink(elsewhere, os.path.join(url, "linked"))
+    if manifest.format_version == 2:  # readers open a version-1 folder only with a glob
+        assert pyarrow.dataset.dataset(url).count_rows() == 70 + manifest.shards[0].rows
+    assert verify_output(url) == ["linked/part.parquet: a data file not in the complete manifest (readers of the "
+                                  "output would pick it up)"]

@@ -135,3 +135,32 @@ def test_overwrite_replaces_the_previous_job_and_keeps_foreign_files(ray2, tmp_p
     names = set(os.listdir(out))
     assert set(FOREIGN[1:]) <= names and not {"grid.png", "fid.json", "lease.json"} & names
     assert not {"grid.png", "fid.json", "lease.json"} & set(os.listdir(tmp_path / "out" / SIDE_DIR))
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_an_output_reached_through_a_symlink_into_another_output_is_refused(tmp_path, capsys, version):
+    """run.output a symlink to a folder inside another output: the parent walk followed the link's own path, so the
+    job wrote its shards into the other output (its verify then failed and its resume was refused)."""
+    outer = tmp_path / "outer"
+    _previous_run(str(outer), version)
+    (outer / "inner").mkdir()
+    os.symlink(outer / "inner", tmp_path / "link")
+    before = snapshot(outer)
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump(gaussian_job(str(tmp_path / "link")).resolved()))
+    assert main(["generate", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"lies inside the seedshard output {outer}" in err[0], err
+    assert snapshot(outer) == before
+
+
+def test_an_output_named_with_dot_dot_resumes_as_itself(tmp_path):
+    """run.output 'out/sub/..' is 'out': the parent walk started from the unnormalised path, found out's own manifest
+    above 'out/sub' and refused to resume it as 'inside' itself."""
+    from pipeline.run.owned import refuse_nested_output
+
+    _previous_run(str(tmp_path / "out"), 2)
+    (tmp_path / "out" / "sub").mkdir()
+    url = str(tmp_path / "out" / "sub" / "..")
+    fs, root = open_output(url, create=False)
+    refuse_nested_output(fs, root, url)

@@ -97,3 +97,22 @@ def test_check_sampler_imports_no_factory(tmp_path):
                        sampler={"name": "euler_jump", "time_dist": "uniform"})
     with pytest.raises(ConfigError, match=r"^sampler.name='euler_jump' cannot run with model.interface='flow'"):
         check_sampler(cfg, build_sampler(cfg))
+
+
+def test_a_guidance_interval_that_holds_no_time_of_the_grid_is_refused(tmp_path):
+    """guidance_interval [5, 10] on a flow job (t in [0, 1]), or [0.3, 0.45] between the grid's 0.25 and 0.5: the guide
+    was never evaluated, so the samples were exactly the unguided ones, recorded with guidance_scale 3."""
+    def cfg(interval, **sampler):
+        return gaussian_job(str(tmp_path / "out"), model={"kwargs": {"interface": "flow"}, "interface": "flow",
+                                                          "num_classes": 3},
+                            run={"labels": "balanced"},
+                            sampler={"name": "euler", "steps": 4, "time_dist": "uniform", "guidance_scale": 3.0,
+                                     "guidance_interval": interval, **sampler})
+
+    for interval in ([5.0, 10.0], [0.3, 0.45], [-2.0, -1.0]):
+        with pytest.raises(ConfigError, match=rf"sampler.guidance_interval=\[{interval[0]}, {interval[1]}\].*no time"):
+            check_sampler(cfg(interval), build_sampler(cfg(interval)))
+    for interval in ([0.5, 0.6], [0.2, 0.3], [0.9, 10.0]):  # a grid time (1, 0.75, 0.5, 0.25, 0) inside: guided
+        check_sampler(cfg(interval), build_sampler(cfg(interval)))
+    unguided = cfg([5.0, 10.0], guidance_scale=1.0)
+    check_sampler(unguided, build_sampler(unguided))

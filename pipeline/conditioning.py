@@ -51,6 +51,19 @@ def _sha256(f: Any) -> str:
     return h.hexdigest()
 
 
+def _footer_sha256(f: Any) -> str:
+    """sha256 of an open Parquet file's size and footer (its metadata: every column chunk's offsets, sizes and
+    statistics), a few kB however large the table: what a worker checks, as a rewritten table changes it; the file is
+    left at its start."""
+    size = f.seek(0, 2)
+    f.seek(max(size - 8, 0))
+    length = int.from_bytes(f.read(8)[:4], "little")
+    f.seek(max(size - 8 - length, 0))
+    footer = f.read(length)
+    f.seek(0)
+    return hashlib.sha256(size.to_bytes(8, "little") + footer).hexdigest()
+
+
 def table_identity(cfg: Any) -> dict[str, Any] | None:
     """{'table': redacted URL, 'columns', 'rows', 'sha256'} of the job's conditioning table (None without one), after
     checking it has the mapped columns and at least run.num_samples rows."""
@@ -62,7 +75,7 @@ def table_identity(cfg: Any) -> dict[str, Any] | None:
     url, options = cond.table, cfg.run.storage_options
     try:
         with _open(url, options) as f:
-            sha256 = _sha256(f)
+            sha256, footer_sha256 = _sha256(f), _footer_sha256(f)
             meta = pq.ParquetFile(f).metadata
             schema, rows = meta.schema.to_arrow_schema(), meta.num_rows
     except Exception as e:  # noqa: BLE001 - fsspec and pyarrow raise many types; report one line
@@ -97,7 +110,8 @@ def table_identity(cfg: Any) -> dict[str, Any] | None:
     if cond.negative_prompt is not None and not prompts:
         raise ConditioningError(f"conditioning.negative_prompt: {cond.negative_prompt!r} would never be used: every "
                                 f"text keyword has a negative column ({dict(cond.negative_columns)}); remove one")
-    identity = {"table": redact_url(url), "columns": dict(cond.columns), "rows": rows, "sha256": sha256}
+    identity = {"table": redact_url(url), "columns": dict(cond.columns), "rows": rows, "sha256": sha256,
+                "footer_sha256": footer_sha256}  # workers check this (a full hash each would re-read the table)
     if cond.negative_prompt is not None:
         identity["negative_prompt"] = cond.negative_prompt
     if cond.negative_columns:
@@ -224,19 +238,20 @@ class ConditioningTable:
 
     def __init__(self, url: str, columns: dict[str, str], storage_options: dict[str, Any] | None = None,
                  text_encoder: Any = None, *, negative_prompt: str | None = None,
-                 negative_columns: dict[str, str] | None = None, sha256: str | None = None) -> None:
-        """`text_encoder`: prompts -> tensor (`pipeline.text_encoder.TextEncoder`) for the text columns; `sha256`: the
-        bytes the driver hashed (table_identity), checked on the opened file (workers must read that table)."""
+                 negative_columns: dict[str, str] | None = None, footer_sha256: str | None = None) -> None:
+        """`text_encoder`: prompts -> tensor (`pipeline.text_encoder.TextEncoder`) for the text columns;
+        `footer_sha256`: the table the driver hashed (table_identity), checked on the opened file (workers must read
+        that table; its footer, not every byte: a worker reads only its row groups)."""
         import pyarrow.parquet as pq
 
         self.columns, self.text_encoder = dict(columns), text_encoder
         self.negative_prompt, self.negative_columns = negative_prompt, dict(negative_columns or {})
         self._negative_embedding: dict[str, torch.Tensor] = {}  # per device
         f = _open(url, storage_options)
-        if sha256 is not None and (found := _sha256(f)) != sha256:
-            raise ConditioningError(f"conditioning.table {redact_url(url)!r} changed since the job started: sha256 "
-                                    f"{found[:12]}, the job's {sha256[:12]} (row i of the table it hashed conditions "
-                                    "sample i); restore it or start a new output")
+        if footer_sha256 is not None and (found := _footer_sha256(f)) != footer_sha256:
+            raise ConditioningError(f"conditioning.table {redact_url(url)!r} changed since the job started: its size "
+                                    f"and footer hash to {found[:12]}, the job's to {footer_sha256[:12]} (row i of the "
+                                    "table it hashed conditions sample i); restore it or start a new output")
         self.file = pq.ParquetFile(f)
         schema = self.file.schema_arrow
         text = sorted(c for c in {*self.columns.values(), *self.negative_columns.values()}
@@ -315,4 +330,4 @@ def load_table(cfg: Any, identity: dict[str, Any] | None = None) -> Conditioning
         encoder = TextEncoder(cond.text_encoder, cfg.run.storage_options, encoder_sha256)
     return ConditioningTable(cond.table, cond.columns, cfg.run.storage_options, encoder,
                              negative_prompt=cond.negative_prompt, negative_columns=cond.negative_columns,
-                             sha256=identity.get("sha256"))
+                             footer_sha256=identity.get("footer_sha256"))

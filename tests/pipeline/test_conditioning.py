@@ -327,8 +327,9 @@ def test_class_labels_from_the_table_are_classifier_free_guided_and_not_replaced
 
 @pytest.mark.slow
 def test_a_table_rewritten_after_the_driver_hashed_it_fails_the_workers(ray_local, tmp_path, monkeypatch):
-    """The driver records the table's sha256; workers opened the same URL without checking it, so a table rewritten
-    in between (same rows, other embeddings) conditioned every shard while the manifest recorded the old bytes."""
+    """The driver records the table's sha256 (and its footer's, which workers check); workers opened the same URL
+    unchecked, so a table rewritten in between (same rows, other embeddings) conditioned every shard while the
+    manifest recorded the old bytes."""
     import pipeline.run.driver as driver
 
     write_table(tmp_path / "cond.parquet")
@@ -343,7 +344,7 @@ def test_a_table_rewritten_after_the_driver_hashed_it_fails_the_workers(ray_loca
         return identity
 
     monkeypatch.setattr(driver, "table_identity", hashed_then_rewritten)
-    with pytest.raises(Exception, match=r"conditioning.table .*sha256"):
+    with pytest.raises(Exception, match=r"conditioning.table .*changed since the job started: its size and footer"):
         driver.run_job(cfg)
 
 

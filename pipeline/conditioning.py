@@ -28,11 +28,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from .config import ConfigError
 from .redact import redact_url, scrub
 
 
-class ConditioningError(ValueError):
-    """A conditioning table that cannot condition this job: unreadable, too short, missing a column."""
+class ConditioningError(ConfigError):
+    """A conditioning table that cannot condition this job: unreadable, too short, missing a column (bad input:
+    exit status 2)."""
 
 
 def _open(url: str, storage_options: dict[str, Any] | None) -> Any:
@@ -93,7 +95,7 @@ def table_identity(cfg: Any) -> dict[str, Any] | None:
         raise ConditioningError(f"conditioning.table {redact_url(url)!r}: column(s) "
                                 f"{', '.join(f'{c!r} has {n} null rows' for c, n in nulls.items())}; every mapped row "
                                 "needs a value (row i conditions sample i)")
-    if cfg.model.num_classes is not None and "class_labels" in cond.columns:
+    if "class_labels" in cond.columns:
         _check_class_labels(url, options, cond.columns["class_labels"], cfg.run.num_samples, cfg.model.num_classes)
     text = sorted(c for c in mapped if _is_text(schema.field(c).type))
     if text and cond.text_encoder is None:
@@ -124,9 +126,11 @@ def table_identity(cfg: Any) -> dict[str, Any] | None:
     return identity
 
 
-def _check_class_labels(url: str, options: dict[str, Any] | None, column: str, rows: int, num_classes: int) -> None:
-    """ConditioningError unless the first `rows` values of the class label column are integers in [0, num_classes)
-    (model.null_label is num_classes: a table label there would make its sample unconditional)."""
+def _check_class_labels(url: str, options: dict[str, Any] | None, column: str, rows: int,
+                        num_classes: int | None) -> None:
+    """ConditioningError unless the first `rows` values of the class label column are integers (stored as the samples'
+    labels), in [0, num_classes) with model.num_classes (model.null_label is num_classes: a table label there would
+    make its sample unconditional)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -137,7 +141,7 @@ def _check_class_labels(url: str, options: dict[str, Any] | None, column: str, r
         raise ConditioningError(f"conditioning.columns: class_labels column {column!r} is {values.type}; class labels "
                                 f"are an integer column (model.num_classes={num_classes})")
     labels = column_array(values)
-    if len(labels) and not 0 <= labels.min() <= labels.max() < num_classes:
+    if num_classes is not None and len(labels) and not 0 <= labels.min() <= labels.max() < num_classes:
         bad = int(np.flatnonzero((labels < 0) | (labels >= num_classes))[0])
         raise ConditioningError(f"conditioning.columns: class_labels column {column!r} holds {labels[bad]} (row "
                                 f"{bad}), outside [0, {num_classes}) for model.num_classes={num_classes} (model.null_label "
@@ -283,6 +287,15 @@ class ConditioningTable:
             self._cached = (first, last, arrays)
         offset = int(self.offsets[first])
         return {c: a[start - offset:stop - offset] for c, a in self._cached[2].items()}
+
+    def label_rows(self, stop: int) -> list[int]:
+        """The rows of the smallest and the largest class label among rows [0, stop) (what a preflight probes: an
+        embedding table too small for them fails there, not on a worker); [] without a class_labels column."""
+        column = self.columns.get("class_labels")
+        if column is None or stop <= 0:
+            return []
+        labels = column_array(self.file.read(columns=[column])[column].slice(0, stop))
+        return sorted({int(labels.argmin()), int(labels.argmax())})
 
     @property
     def negatives(self) -> bool:

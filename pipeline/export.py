@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from .config import ConfigError
 from .output.codecs import ShardData
 from .output.images import encode_png, is_image_shape, to_uint8
 from .output.reader import load_shard, open_manifest
@@ -48,18 +49,18 @@ def image_name(index: int) -> str:
 def export_output(url: str, to: str, dest: str, *, storage_options: dict | None = None, progress: bool = True) -> int:
     """Export the complete output at ``url`` as ``to`` (one of EXPORTS) to local ``dest``; returns the sample count."""
     if to not in EXPORTS:
-        raise ValueError(f"unknown export format {to!r}; allowed: {', '.join(EXPORTS)}")
+        raise ConfigError(f"unknown export format {to!r}; allowed: {', '.join(EXPORTS)}")
     if "://" in dest and not dest.startswith("file://"):
-        raise ValueError(f"export writes to a local path, got {dest!r}")
+        raise ConfigError(f"export writes to a local path, got {dest!r}")
     dest = os.path.abspath(dest.removeprefix("file://"))
     if os.path.exists(dest) and not (to in ("png", "webdataset") and os.path.isdir(dest) and not os.listdir(dest)):
-        raise ValueError(f"{dest} already exists; remove it or choose another path")
+        raise ConfigError(f"{dest} already exists; remove it or choose another path")
     fs, root, manifest = open_manifest(url, storage_options)
     if manifest.status != "complete":
         raise ValueError(f"{url}: manifest status is {manifest.status!r}; export needs a complete output")
     shape = manifest.schema_["shape"]
     if to != "webdataset" and not is_image_shape(shape):
-        raise ValueError(f"--to {to} needs image samples (C, H, W) with C in (1, 3); {url} holds samples of shape {shape}")
+        raise ConfigError(f"--to {to} needs image samples (C, H, W) with C in (1, 3); {url} holds samples of shape {shape}")
     shards = (load_shard(fs, root, rec, url) for rec in manifest.shards)
     with _progress(manifest.num_samples, to, progress) as advance:
         counted = _counting(shards, advance)

@@ -198,7 +198,12 @@ class JobConfig(_Strict):
 def _cross_field_problems(cfg: JobConfig) -> list[str]:
     run, model, sampler = cfg.run, cfg.model, cfg.sampler
     problems = []
-    if run.labels != "none" and model.num_classes is None:
+    table_labels = cfg.conditioning is not None and "class_labels" in cfg.conditioning.columns
+    if table_labels and run.labels != "none":  # one problem, not also "needs model.num_classes"
+        problems.append(f"run.labels: {run.labels!r} would replace the class labels conditioning.columns maps from "
+                        f"column {cfg.conditioning.columns['class_labels']!r}; set run.labels: none to use the "
+                        "table's, or unmap class_labels")
+    elif run.labels != "none" and model.num_classes is None:
         problems.append(f"run.labels: {run.labels!r} needs model.num_classes (got None)")
     if run.labels == "fixed":
         if run.label is None:
@@ -214,11 +219,6 @@ def _cross_field_problems(cfg: JobConfig) -> list[str]:
             f"with run.labels={run.labels!r})"
         )
     negatives = cfg.conditioning is not None and cfg.conditioning.negatives
-    table_labels = cfg.conditioning is not None and "class_labels" in cfg.conditioning.columns
-    if table_labels and run.labels != "none":
-        problems.append(f"run.labels: {run.labels!r} would replace the class labels conditioning.columns maps from "
-                        f"column {cfg.conditioning.columns['class_labels']!r}; set run.labels: none to use the "
-                        "table's, or unmap class_labels")
     if negatives and model.guide is not None:
         problems.append("conditioning.negative_prompt / negative_columns make the network its own classifier-free "
                         "guide; they cannot be combined with model.guide (autoguidance): remove one")

@@ -72,7 +72,7 @@ def summary(url: str, storage_options: dict[str, Any] | None = None) -> str:
     m = read_manifest(fs, root)
     assert m is not None, f"{url}: no manifest"
     size = sum(s.bytes for s in m.shards)
-    return (f"{redact_url(url)}: OK, {sum(s.rows for s in m.shards)} samples in {len(m.shards)} shards "
+    return (f"{redact_url(url)}: OK, {sum(s.rows for s in m.shards)} samples in {len(m.shards)} shard{'' if len(m.shards) == 1 else 's'} "
             f"({size / 1e6:.2f} MB), every sha256, schema and index range verified")
 
 

@@ -39,7 +39,7 @@ from ..output.committed import missing_shards
 from ..output.fs import absolute_local, open_output, protocols
 from ..output.layout import job_version, side_path
 from ..output.lease import Lease, check_lease
-from ..output.manifest import Manifest, write_manifest
+from ..output.manifest import Manifest, read_manifest, write_manifest
 from ..output.record import ShardRecord
 from ..redact import scrub
 from .cluster import ray_session, wait_for_resources
@@ -134,6 +134,8 @@ def prepare(cfg: JobConfig) -> JobPlan:
         fingerprint=fingerprint, runtime=runtime,
         shards=list(done.values()), format_version=job_version(fs, root, cfg.run.overwrite),
     )
+    if done and (previous := read_manifest(fs, root)) is not None:  # a resume: created when its first shards were
+        manifest = manifest.model_copy(update={"created": previous.created})
     todo = tuple(s for s in iter_shards(cfg.run.num_samples, cfg.run.shard_size) if s.index not in done)
     return JobPlan(cfg, fs, root, sampler_state, model, weights, guide_weights, tuple(done.values()), todo, manifest)
 

@@ -75,10 +75,12 @@ def _extras(cfg: Any, model: dict[str, Any]) -> dict[str, Any]:
                                    **{k: identity[k] for k in ("factory", "kwargs", "config_sha256") if k in identity}}
     if (cond := getattr(cfg, "conditioning", None)) is not None:
         table = model.get("conditioning") or {}
+        guided = cfg.sampler.guidance_scale != 1  # negatives change nothing unguided
         extras["conditioning"] = {"sha256": table.get("sha256"), "columns": cond.columns,
                                   **({"text_encoder": table["text_encoder"]["sha256"]} if "text_encoder" in table else {}),
-                                  **({"negative_prompt": cond.negative_prompt} if cond.negative_prompt is not None else {}),
-                                  **({"negative_columns": cond.negative_columns} if cond.negative_columns else {})}
+                                  **({"negative_prompt": cond.negative_prompt}
+                                     if guided and cond.negative_prompt is not None else {}),
+                                  **({"negative_columns": cond.negative_columns} if guided and cond.negative_columns else {})}
     return extras
 
 

@@ -104,21 +104,30 @@ def check_forward(cfg: JobConfig, sampler: samplers.Sampler, weights: Any = None
     negatives = cfg.conditioning is not None and cfg.conditioning.negatives
     net, g_net = build_fields(cpu_config(cfg.model), cfg.sampler.guidance_scale, "cpu", weights, guide_weights,
                               seed=cfg.run.seed, nets=nets, negatives=negatives)
+    table = load_table(cfg)  # conditioning.table: the network keywords of sample 0 (and of its extreme class labels)
+    for row in sorted({0, *table.label_rows(cfg.run.num_samples)}) if table is not None else [0]:
+        _forward_once(cfg, sampler, net, g_net, table, row, negatives)
+
+
+def _forward_once(cfg: JobConfig, sampler: samplers.StepSampler, net: samplers.Field, g_net: samplers.Field | None,
+                  table: Any, row: int, negatives: bool) -> None:
+    """check_forward on one sample: the network (and guide) on row `row`'s conditioning."""
     t = float(sampler.sample_t()[0])
     shape = (1, *cfg.model.shape)
     x = torch.randn(shape, generator=torch.Generator().manual_seed(0), dtype=sampler.torch_dtype) * net.prior_scale(t)
     label = _label(cfg)
     kwargs = {} if label is None else {"class_labels": torch.tensor([label])}
-    table = load_table(cfg)  # conditioning.table: the network keywords of sample 0
-    kwargs |= table.kwargs(0, 1) if table is not None else {}
+    kwargs |= table.kwargs(row, row + 1) if table is not None else {}
     where = f"on one sample at t={t:g}" + ("" if label is None else f" with class label {label}")
+    if "class_labels" in kwargs and label is None:
+        where += f" with conditioning.table row {row} (class label {int(kwargs['class_labels'][0])})"
     roles = [("model", net, kwargs)]
     if g_net is not None and cfg.model.guide is not None:
         roles.append(("model.guide", g_net, kwargs))
     elif g_net is not None and cfg.model.num_classes is not None:
         roles.append((f"model.null_label={cfg.model.null_label} (classifier-free guide)", g_net, kwargs))
     if g_net is not None and negatives:  # the table's negatives in place of its keywords
-        roles.append(("conditioning negatives (classifier-free guide)", g_net, kwargs | table.guide_kwargs(0, 1)))
+        roles.append(("conditioning negatives (classifier-free guide)", g_net, kwargs | table.guide_kwargs(row, row + 1)))
     for role, field, role_kwargs in roles:
         probe = copy.copy(field)
         probe.net = recorder = _Recorder(field.net)

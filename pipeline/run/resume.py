@@ -64,7 +64,8 @@ def resolve_noise_scheme(fs: Any, root: str, cfg: JobConfig) -> JobConfig:
 
 def job_schema(cfg: JobConfig) -> dict[str, Any]:
     """The manifest's schema entry of this job's shards."""
-    return shard_schema(cfg.run.format, cfg.run.dtype, stored_shape(cfg.model), cfg.run.labels != "none",
+    table_labels = cfg.conditioning is not None and "class_labels" in cfg.conditioning.columns
+    return shard_schema(cfg.run.format, cfg.run.dtype, stored_shape(cfg.model), cfg.run.labels != "none" or table_labels,
                         cfg.model.shape if cfg.run.store_latents else None)
 
 

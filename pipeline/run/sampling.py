@@ -102,10 +102,10 @@ def sample_batch(
     (n, *shape) float32 on CPU, else None) for indices [start, stop)."""
     labels = labels_for(spec, start, stop, device)
     table = spec.conditioning
+    net_kwargs = table.kwargs(start, stop, device) if table is not None else None
     x = sampler.sample(
         stop - start, device, net=net, shape=spec.shape, seed=spec.seed, start_index=start, labels=labels,
-        g_net=g_net, guidance_scale=spec.guidance_scale,
-        net_kwargs=table.kwargs(start, stop, device) if table is not None else None,
+        g_net=g_net, guidance_scale=spec.guidance_scale, net_kwargs=net_kwargs,
         guide_kwargs=table.guide_kwargs(start, stop, device) if table is not None and g_net is not None else None,
         noise_scheme=spec.noise_scheme,
     )
@@ -116,6 +116,8 @@ def sample_batch(
     if not bool(finite.all()):
         bad = (start + torch.nonzero(~finite).flatten().cpu()).tolist()
         raise _nonfinite(bad, stop - start, sampler, spec, "try more steps or another time_dist")
+    if labels is None and net_kwargs is not None:  # a table's class labels are the samples' labels (stored)
+        labels = net_kwargs.get("class_labels")
     return (x.float().cpu(), (labels.cpu() if labels is not None else None),
             (latents.float().cpu() if latents is not None else None))
 

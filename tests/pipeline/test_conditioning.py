@@ -26,6 +26,17 @@ class CondFlow(torch.nn.Module):
         return x - shift + t[:, None, None]
 
 
+class FiveClasses(torch.nn.Module):
+    """A flow network with an embedding table of 5 classes (labels 5 and 6 of write_table's do not fit)."""
+
+    def __init__(self):
+        super().__init__()
+        self.emb = torch.nn.Embedding(5, 3)
+
+    def forward(self, x, t, class_labels=None, encoder_hidden_states=None):
+        return x + self.emb(class_labels)[:, None, :]
+
+
 def build_cond_flow() -> torch.nn.Module:
     return CondFlow()
 
@@ -178,7 +189,12 @@ def test_negatives_are_checked_and_join_the_identity_only_when_given(tmp_path):
     guided = validate_config(data)
     assert table_identity(guided)["negative_columns"] == {"encoder_hidden_states": "neg"}
     fields = fingerprint_fields(guided, {"conditioning": table_identity(guided)}, {}, "v", {})
+    assert "negative_columns" not in fields["conditioning"]  # unguided (guidance_scale 1): they change no byte
+    data["sampler"]["guidance_scale"] = 2.0
+    guided = validate_config(data)
+    fields = fingerprint_fields(guided, {"conditioning": table_identity(guided)}, {}, "v", {})
     assert fields["conditioning"]["negative_columns"] == {"encoder_hidden_states": "neg"}
+    data["sampler"]["guidance_scale"] = 1.0
     data["conditioning"]["negative_columns"] = {"encoder_hidden_states": "nothing"}
     with pytest.raises(ConditioningError, match=r"conditioning.negative_columns: \['nothing'\] not in conditioning.table"):
         table_identity(validate_config(data))
@@ -415,3 +431,33 @@ def test_non_finite_embeddings_are_named_not_blamed_on_the_sampler(tmp_path):
     pq.write_table(table.set_column(2, "emb", bad), tmp_path / "cond.parquet", row_group_size=4)
     with pytest.raises(ConditioningError, match=r"column 'emb'.*non-finite"):
         SamplingHandle.from_config(cond_job(tmp_path, tmp_path / "cond.parquet")).sample(N)
+
+
+def test_a_tables_class_labels_are_the_stored_labels_and_its_extreme_labels_are_preflighted(tmp_path):
+    """Class labels from the table condition the samples and are stored as their labels (Parquet `label`, so exports
+    carry them); preflight runs the rows of the smallest and largest label, so a label the network cannot take is
+    one line before anything is written, not an IndexError on a worker; run.labels with them is one problem line."""
+    import pyarrow.dataset as ds
+
+    from pipeline.config import ConfigError
+    from pipeline.run.driver import prepare
+    from tests.pipeline.jobs import run_in_process
+
+    labels, _ = write_table(tmp_path / "cond.parquet")
+    cfg = cond_job(tmp_path, tmp_path / "cond.parquet")
+    manifest = run_in_process(cfg)
+    assert manifest.schema_["labeled"] is True
+    stored = ds.dataset(str(tmp_path / "out"), format="parquet").to_table(columns=["index", "label"]).sort_by("index")
+    assert stored["label"].to_pylist() == labels.tolist()
+
+    data = cfg.resolved()
+    data["run"]["output"] = str(tmp_path / "other")
+    data["model"] |= {"factory": "tests.pipeline.test_conditioning:FiveClasses"}
+    with pytest.raises(ConfigError, match=r"^model: one forward pass on one sample at t=1 with conditioning.table row "
+                                          r"6 \(class label 6\) on the driver's CPU failed: IndexError"):
+        prepare(validate_config(data))
+    assert not (tmp_path / "other").exists()
+    data["run"]["labels"] = "balanced"
+    with pytest.raises(ConfigError) as e:
+        validate_config(data)
+    assert str(e.value).count("\n") == 0 and "would replace the class labels" in str(e.value)

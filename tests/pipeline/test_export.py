@@ -140,7 +140,7 @@ def test_cli(float_output, tmp_path, capsys):
     assert main(["export", float_output, "--to", "npz", str(tmp_path / "x.npz"), "--no-progress"]) == 0
     assert f"exported {N} samples" in capsys.readouterr().out
     assert np.load(tmp_path / "x.npz")["arr_0"].shape == (N, 5, 4, 3)
-    assert main(["export", float_output, "--to", "npz", str(tmp_path / "x.npz")]) == 1
+    assert main(["export", float_output, "--to", "npz", str(tmp_path / "x.npz")]) == 2  # bad input: exit 2
     assert "already exists" in capsys.readouterr().err
     sub = next(a for a in parser()._subparsers._group_actions[0].choices["export"]._actions if a.dest == "to")
     assert tuple(sub.choices) == EXPORTS  # the CLI offers exactly the exports that exist

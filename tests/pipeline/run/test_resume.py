@@ -9,7 +9,7 @@ import pytest
 from pipeline.output.fs import open_output
 from pipeline.output.layout import side_path
 from pipeline.run.driver import JobError, run_job
-from pipeline.output.manifest import read_manifest
+from pipeline.output.manifest import read_manifest, write_manifest
 from pipeline.output.verify import verify_output
 from tests.pipeline.jobs import (
     digests, gaussian_job, payload_digests, reference_digests, snapshot, write_output_in_process,
@@ -178,9 +178,12 @@ def test_an_output_written_before_newer_identity_fields_resumes_under_its_finger
         old = run_in_process(job("out"))
     assert "cpu" not in old.runtime and set(old.model["decoder"]) == {"sha256"}
     os.remove(tmp_path / "out" / "shard-00001.parquet")
+    fs, root = open_output(str(tmp_path / "out"))
+    write_manifest(fs, root, read_manifest(fs, root).model_copy(update={"created": "2020-01-01T00:00:00+00:00"}))
     caplog.set_level(logging.WARNING, logger="pipeline.run.resume")
     again = run_in_process(job("out"))
     assert again.fingerprint == old.fingerprint and again.shards == old.shards  # shard 1: the same bytes again
+    assert again.created == "2020-01-01T00:00:00+00:00"  # the output's, not this run's
     assert "written before seedshard recorded decoder.factory, decoder.kwargs, runtime.cpu" in caplog.text
     assert verify_output(str(tmp_path / "out")) == []
     fresh = run_in_process(job("fresh"))

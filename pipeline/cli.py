@@ -146,7 +146,9 @@ def _inspect(args: argparse.Namespace) -> int:
     print(f"schema     {json.dumps(m.schema_)}")
     print(f"sampler    {json.dumps(m.sampler_state)}")
     print(f"model      {m.model.get('factory')} sha256={str(m.model.get('sha256'))[:16]}...")
-    print(f"seed       {m.config['run']['seed']}, labels {m.config['run']['labels']}, "
+    table_labels = ((m.config.get("conditioning") or {}).get("columns") or {}).get("class_labels")
+    labels = f"from conditioning.table column {table_labels!r}" if table_labels else m.config['run']['labels']
+    print(f"seed       {m.config['run']['seed']}, labels {labels}, "
           f"guidance_scale {m.config['sampler']['guidance_scale']}")
     fingerprint = getattr(m, "fingerprint", None)  # recorded by newer versions
     if fingerprint:

@@ -139,7 +139,7 @@ def _check_class_labels(url: str, options: dict[str, Any] | None, column: str, r
     kind = values.type.value_type if pa.types.is_dictionary(values.type) else values.type
     if not pa.types.is_integer(kind):
         raise ConditioningError(f"conditioning.columns: class_labels column {column!r} is {values.type}; class labels "
-                                f"are an integer column (model.num_classes={num_classes})")
+                                "are an integer column" + (f" (model.num_classes={num_classes})" if num_classes else ""))
     labels = column_array(values)
     if num_classes is not None and len(labels) and not 0 <= labels.min() <= labels.max() < num_classes:
         bad = int(np.flatnonzero((labels < 0) | (labels >= num_classes))[0])

@@ -186,7 +186,7 @@ def verify_shard(fs: fsspec.AbstractFileSystem, root: str, record: ShardRecord, 
                                                                  "dtype": shard.latents.dtype.name}
             if shard.latents is not None and len(shard.latents) != len(shard.samples):
                 problems.append(f"{record.path}: {len(shard.latents)} latents for {len(shard.samples)} samples")
-        wrong = [f"{k} {found[k]!r} (manifest: {schema.get(k)!r})" for k in found if found[k] != schema.get(k)]
+        wrong = [f"{k} {found[k]!r} (expected: {schema.get(k)!r})" for k in found if found[k] != schema.get(k)]
         if wrong:
             problems.append(f"{record.path}: schema differs: {', '.join(wrong)}")
     for key, value in (metadata or {}).items():

@@ -433,7 +433,7 @@ def test_non_finite_embeddings_are_named_not_blamed_on_the_sampler(tmp_path):
         SamplingHandle.from_config(cond_job(tmp_path, tmp_path / "cond.parquet")).sample(N)
 
 
-def test_a_tables_class_labels_are_the_stored_labels_and_its_extreme_labels_are_preflighted(tmp_path):
+def test_a_tables_class_labels_are_the_stored_labels_and_its_extreme_labels_are_preflighted(tmp_path, capsys):
     """Class labels from the table condition the samples and are stored as their labels (Parquet `label`, so exports
     carry them); preflight runs the rows of the smallest and largest label, so a label the network cannot take is
     one line before anything is written, not an IndexError on a worker; run.labels with them is one problem line."""
@@ -449,6 +449,15 @@ def test_a_tables_class_labels_are_the_stored_labels_and_its_extreme_labels_are_
     assert manifest.schema_["labeled"] is True
     stored = ds.dataset(str(tmp_path / "out"), format="parquet").to_table(columns=["index", "label"]).sort_by("index")
     assert stored["label"].to_pylist() == labels.tolist()
+    from pipeline.cli import main
+
+    assert main(["inspect", str(tmp_path / "out")]) == 0
+    assert "labels from conditioning.table column 'label'" in capsys.readouterr().out
+    floats = pq.read_table(tmp_path / "cond.parquet").set_column(0, "label", pa.array(labels.astype(np.float64)))
+    pq.write_table(floats, tmp_path / "floats.parquet")
+    with pytest.raises(ConditioningError, match=r"class_labels column 'label' is double; class labels are an integer "
+                                                r"column$"):
+        table_identity(cond_job(tmp_path, tmp_path / "floats.parquet"))
 
     data = cfg.resolved()
     data["run"]["output"] = str(tmp_path / "other")

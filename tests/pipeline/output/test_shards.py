@@ -129,11 +129,11 @@ def test_latents_round_trip_and_verify_against_the_schema(tmp_path, fmt, version
     assert verify_shard(fs, root, record, schema=schema) == []
     wrong = verify_shard(fs, root, record, schema={**schema, "latent": {"shape": [4, 4, 4], "dtype": "float32"}})
     assert wrong == [f"{name}: schema differs: latent {{'shape': [4, 2, 2], 'dtype': 'float32'}} "
-                     "(manifest: {'shape': [4, 4, 4], 'dtype': 'float32'})"]
+                     "(expected: {'shape': [4, 4, 4], 'dtype': 'float32'})"]
     plain = commit_shard(fs, root, name, encode_shard(indices, labels, samples, fmt, META, version),
                          {"index": 0, "start": 0, "stop": 6}, version)
     assert verify_shard(fs, root, plain, schema=schema) == [
-        f"{name}: schema differs: latent None (manifest: {{'shape': [4, 2, 2], 'dtype': 'float32'}})"]
+        f"{name}: schema differs: latent None (expected: {{'shape': [4, 2, 2], 'dtype': 'float32'}})"]
 
 
 @pytest.mark.parametrize("fmt", ["parquet", "safetensors"])

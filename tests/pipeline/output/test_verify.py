@@ -81,7 +81,7 @@ def test_a_consistent_forgery_is_caught_by_indices_schema_and_metadata(written):
     write_manifest(fs, root, manifest.model_copy(update={"shards": [record if s.index == 1 else s for s in manifest.shards]}))
     text = "\n".join(verify_output(url))
     assert "shard-00001.parquet: indices are not exactly range(20, 40)" in text
-    assert "shard-00001.parquet: schema differs: dtype 'float16' (manifest: 'float32')" in text
+    assert "shard-00001.parquet: schema differs: dtype 'float16' (expected: 'float32')" in text
     assert "shard-00001.parquet: metadata seedshard.seed is '2', expected '1'" in text
     assert "sha256" not in text
 

@@ -151,6 +151,18 @@ def write_negatives_table(path, rows=N):
     return labels, emb, neg
 
 
+def guided_euler(seed, w, cond, guide):
+    """CondFlow's samples of indices 0..N-1 by a hand-written 4-step Euler loop with classifier-free guidance:
+    v = v(guide) + w (v(cond) - v(guide)), each side with its own keywords."""
+    net, grid = CondFlow(), samplers.build("euler", steps=4).sample_t().tolist()
+    x = samplers.SampleNoise(seed, 0, N).start((1, 3), torch.float32)
+    for t, t_next in zip(grid[:-1], grid[1:]):
+        tt = torch.full((N,), t)
+        v_cond, v_guide = net(x, tt, **cond), net(x, tt, **guide)
+        x = x + (t_next - t) * (v_guide + w * (v_cond - v_guide))
+    return x
+
+
 def test_negative_columns_are_the_classifier_free_guides_keywords(tmp_path):
     """guidance_scale w with negative_columns: v = v(neg) + w (v(cond) - v(neg)) per Euler step, against a
     hand-written loop on the same grid (class labels, which have no negative, stay the same for both)."""
@@ -161,15 +173,9 @@ def test_negative_columns_are_the_classifier_free_guides_keywords(tmp_path):
     data["conditioning"]["negative_columns"] = {"encoder_hidden_states": "neg"}
     cfg = validate_config(data)
     ours = SamplingHandle.from_config(cfg).sample(N)  # batches of 3 across row groups of 4
-    net, w = CondFlow(), 3.0
-    grid = samplers.build("euler", steps=4).sample_t().tolist()
-    x = samplers.SampleNoise(cfg.run.seed, 0, N).start((1, 3), torch.float32)
     c = torch.from_numpy(labels)
-    for t, t_next in zip(grid[:-1], grid[1:]):
-        tt = torch.full((N,), t)
-        v_cond = net(x, tt, class_labels=c, encoder_hidden_states=torch.from_numpy(emb))
-        v_neg = net(x, tt, class_labels=c, encoder_hidden_states=torch.from_numpy(neg))
-        x = x + (t_next - t) * (v_neg + w * (v_cond - v_neg))
+    x = guided_euler(cfg.run.seed, 3.0, dict(class_labels=c, encoder_hidden_states=torch.from_numpy(emb)),
+                     dict(class_labels=c, encoder_hidden_states=torch.from_numpy(neg)))
     assert torch.allclose(ours, x, rtol=0, atol=1e-5), (ours - x).abs().max()
     unguided = SamplingHandle.from_config(cfg).sample(N, guidance_scale=1.0)
     assert not torch.allclose(ours, unguided, atol=1e-3)
@@ -325,15 +331,9 @@ def test_class_labels_from_the_table_are_classifier_free_guided_and_not_replaced
     data["sampler"]["guidance_scale"] = 2.0
     cfg = validate_config(data)
     ours = SamplingHandle.from_config(cfg).sample(N)
-    net, w = CondFlow(), 2.0
-    grid = samplers.build("euler", steps=4).sample_t().tolist()
-    x = samplers.SampleNoise(cfg.run.seed, 0, N).start((1, 3), torch.float32)
     e = torch.from_numpy(emb)
-    for t, t_next in zip(grid[:-1], grid[1:]):
-        tt = torch.full((N,), t)
-        v_cond = net(x, tt, class_labels=torch.from_numpy(labels), encoder_hidden_states=e)
-        v_null = net(x, tt, class_labels=torch.full((N,), 7), encoder_hidden_states=e)
-        x = x + (t_next - t) * (v_null + w * (v_cond - v_null))
+    x = guided_euler(cfg.run.seed, 2.0, dict(class_labels=torch.from_numpy(labels), encoder_hidden_states=e),
+                     dict(class_labels=torch.full((N,), 7), encoder_hidden_states=e))
     assert torch.allclose(ours, x, rtol=0, atol=1e-5), (ours - x).abs().max()
     data["run"]["labels"] = "balanced"
     with pytest.raises(ConfigError, match=r"run.labels: 'balanced' would replace the class labels conditioning.columns "

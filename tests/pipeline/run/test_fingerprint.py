@@ -244,14 +244,19 @@ def test_the_cpu_kernels_a_worker_samples_with_are_part_of_the_fingerprint(tmp_p
            "model": {"diffusers": {"path": str(tmp_path / "pipe"), "subfolder": "unet"}, "shape": [3, 8, 8]},
            "sampler": {"name": "ddim", "steps": 3, "time_dist": "diffusers"}}
 
-    def probe(capability):
+    def probe(capability):  # started, not waited for: both run side by side
         env = {k: v for k, v in os.environ.items() if k != "ATEN_CPU_CAPABILITY"}
         env.update({"ATEN_CPU_CAPABILITY": capability} if capability else {})
-        out = subprocess.run([sys.executable, "-c", _ISA_PROBE, json.dumps(job)], env=env, capture_output=True, text=True,
-                             check=True, cwd=os.getcwd())
-        return json.loads(out.stdout.strip().splitlines()[-1])
+        return subprocess.Popen([sys.executable, "-c", _ISA_PROBE, json.dumps(job)], env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, cwd=os.getcwd())
 
-    (fingerprint, digest, native), (plain_fingerprint, plain_digest, plain) = probe(None), probe("default")
+    def result(process):
+        out, err = process.communicate(timeout=300)
+        assert process.returncode == 0, err
+        return json.loads(out.strip().splitlines()[-1])
+
+    native_run, plain_run = probe(None), probe("default")
+    (fingerprint, digest, native), (plain_fingerprint, plain_digest, plain) = result(native_run), result(plain_run)
     if native == plain:
         pytest.skip(f"this CPU's kernels are torch's default ones ({native})")
     assert digest != plain_digest  # the bytes differ ...

@@ -60,7 +60,7 @@ class SamplingHandle:
         weights = model_identity(cfg.model, options, seed)[1]
         guide_weights = model_identity(guide, options, seed)[1] if guide is not None else None
         net, g_net = build_fields(cfg.model, cfg.sampler.guidance_scale, device, weights, guide_weights, seed=seed,
-                                  negatives=cfg.conditioning is not None and cfg.conditioning.negatives)
+                                  negatives=cfg.table_negatives)
         handle = cls(net, shape=cfg.model.shape, sampler=build_sampler(cfg), device=device, g_net=g_net,
                      num_classes=cfg.model.num_classes, null_label=cfg.model.null_label, batch_size=cfg.run.batch_size)
         handle.spec_defaults = dict(seed=cfg.run.seed, labels=cfg.run.labels, label=cfg.run.label,

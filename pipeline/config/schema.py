@@ -190,6 +190,16 @@ class JobConfig(_Strict):
             raise ValueError("\n".join(problems))
         return self
 
+    @property
+    def table_negatives(self) -> bool:
+        """Whether the conditioning table gives the classifier-free guide its negatives (the network guides itself)."""
+        return self.conditioning is not None and self.conditioning.negatives
+
+    @property
+    def table_labels(self) -> bool:
+        """Whether the conditioning table maps the class labels (they replace run.labels and are stored)."""
+        return self.conditioning is not None and "class_labels" in self.conditioning.columns
+
     def resolved(self) -> dict[str, Any]:
         """The full config with defaults filled in, as plain JSON types (stored in the manifest)."""
         return self.model_dump(mode="json")
@@ -198,7 +208,7 @@ class JobConfig(_Strict):
 def _cross_field_problems(cfg: JobConfig) -> list[str]:
     run, model, sampler = cfg.run, cfg.model, cfg.sampler
     problems = []
-    table_labels = cfg.conditioning is not None and "class_labels" in cfg.conditioning.columns
+    table_labels, negatives = cfg.table_labels, cfg.table_negatives
     if table_labels and run.labels != "none":  # one problem, not also "needs model.num_classes"
         problems.append(f"run.labels: {run.labels!r} would replace the class labels conditioning.columns maps from "
                         f"column {cfg.conditioning.columns['class_labels']!r}; set run.labels: none to use the "
@@ -218,7 +228,6 @@ def _cross_field_problems(cfg: JobConfig) -> list[str]:
             f"run.label: only allowed with run.labels='fixed' (got {run.label} "
             f"with run.labels={run.labels!r})"
         )
-    negatives = cfg.conditioning is not None and cfg.conditioning.negatives
     if negatives and model.guide is not None:
         problems.append("conditioning.negative_prompt / negative_columns make the network its own classifier-free "
                         "guide; they cannot be combined with model.guide (autoguidance): remove one")

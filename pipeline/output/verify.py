@@ -153,7 +153,7 @@ def stray_data_files(fs: Any, root: str, listed: set[str], subfolders_only: bool
     paths = []
     for entry in entries:
         name = entry["name"].rstrip("/").rsplit("/", 1)[-1]
-        if name.startswith(".") or (name.startswith("__") and name.endswith("__")):
+        if _skipped_by_readers(name):
             continue
         if entry["type"] == "directory" or (entry.get("islink") and fs.isdir(entry["name"])):  # readers follow links
             paths += fs.find(entry["name"])
@@ -162,11 +162,16 @@ def stray_data_files(fs: Any, root: str, listed: set[str], subfolders_only: bool
     found = []
     for path in sorted(paths):
         *folders, name = path[len(base) + 1:].split("/")
-        if any(f.startswith(".") or (f.startswith("__") and f.endswith("__")) for f in folders) or name.startswith("."):
+        if any(_skipped_by_readers(f) for f in folders) or name.startswith("."):
             continue
         if name.rsplit(".", 1)[-1].lower() in extensions or _is_parquet(fs, path):
             found.append("/".join([*folders, name]))
     return found
+
+
+def _skipped_by_readers(folder: str) -> bool:
+    """Whether every dataset reader skips a folder of this name ('.x'; '__x__', which HF datasets skips too)."""
+    return folder.startswith(".") or (folder.startswith("__") and folder.endswith("__"))
 
 
 def _is_parquet(fs: Any, path: str) -> bool:

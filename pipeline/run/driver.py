@@ -39,7 +39,7 @@ from ..output.committed import missing_shards
 from ..output.fs import absolute_local, open_output, protocols
 from ..output.layout import job_version, side_path
 from ..output.lease import Lease, check_lease
-from ..output.manifest import Manifest, read_manifest, write_manifest
+from ..output.manifest import Manifest, write_manifest
 from ..output.record import ShardRecord
 from ..redact import scrub
 from .cluster import ray_session, wait_for_resources
@@ -50,7 +50,9 @@ from .plan import Shard, iter_shards
 from .preflight import check_forward, check_sampler
 from .progress import Progress
 from .result import ShardResult
-from .resume import as_recorded, begin_output, check_output, job_schema, manifest_config, resolve_noise_scheme
+from .resume import (
+    as_recorded, begin_output, check_output, job_schema, manifest_config, previous_manifest, resolve_noise_scheme,
+)
 from .sampling import build_sampler
 from .scheduler import ShardScheduler
 from .submission import check_output_location
@@ -126,7 +128,8 @@ def prepare(cfg: JobConfig) -> JobPlan:
         model["guide"], guide_weights, guide_net = _checked_model(cfg.model.guide, cfg.run.storage_options, cfg.run.seed)
     check_forward(cfg, sampler, weights, guide_weights, nets=(net, guide_net))  # the networks built above
     check_lease(fs, root, cfg.run.output, cfg.run.take_over_lease)  # another driver writing there: fail now
-    model, runtime = as_recorded(fs, root, cfg, model, job_runtime(cfg))  # an output written before newer fields
+    previous = previous_manifest(fs, root, cfg)
+    model, runtime = as_recorded(previous, cfg, model, job_runtime(cfg))  # an output written before newer fields
     done, fingerprint = check_output(fs, root, cfg, model, sampler_state, noise_scheme, runtime)
     manifest = Manifest(
         status="running", config=manifest_config(cfg), sampler_state=sampler_state, model=model,
@@ -134,7 +137,7 @@ def prepare(cfg: JobConfig) -> JobPlan:
         fingerprint=fingerprint, runtime=runtime,
         shards=list(done.values()), format_version=job_version(fs, root, cfg.run.overwrite),
     )
-    if done and (previous := read_manifest(fs, root)) is not None:  # a resume: created when its first shards were
+    if done and previous is not None:  # a resume: created when its first shards were
         manifest = manifest.model_copy(update={"created": previous.created})
     todo = tuple(s for s in iter_shards(cfg.run.num_samples, cfg.run.shard_size) if s.index not in done)
     return JobPlan(cfg, fs, root, sampler_state, model, weights, guide_weights, tuple(done.values()), todo, manifest)

@@ -59,9 +59,8 @@ def refuse_foreign_shards(fs: Any, root: str, url: str) -> None:
 def refuse_nested_output(fs: Any, root: str, url: str) -> None:
     """ConfigError when ``root`` lies inside another seedshard output: that output's readers (pyarrow, pandas, HF
     datasets) descend into folders and would take this one's shards for its own samples."""
-    starts = [posixpath.normpath(root)] if is_local(fs) else [root.rstrip("/")]  # 'out/sub/..' is 'out'
-    if is_local(fs):  # a symlink into another output: its readers follow the link's target
-        starts.append(os.path.realpath(root))
+    # locally 'out/sub/..' is 'out', and a symlink into another output is read through its target
+    starts = [posixpath.normpath(root), os.path.realpath(root)] if is_local(fs) else [root.rstrip("/")]
     for path in starts:
         while (parent := posixpath.dirname(path)) not in ("", path):
             path = parent

@@ -101,7 +101,7 @@ def check_forward(cfg: JobConfig, sampler: samplers.Sampler, weights: Any = None
     networks (model, guide) `identify_network` built, used instead of building them again."""
     if not cfg.model.preflight or not isinstance(sampler, samplers.StepSampler):
         return
-    negatives = cfg.conditioning is not None and cfg.conditioning.negatives
+    negatives = cfg.table_negatives
     net, g_net = build_fields(cpu_config(cfg.model), cfg.sampler.guidance_scale, "cpu", weights, guide_weights,
                               seed=cfg.run.seed, nets=nets, negatives=negatives)
     table = load_table(cfg)  # conditioning.table: the network keywords of sample 0 (and of its extreme class labels)

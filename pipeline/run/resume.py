@@ -64,8 +64,7 @@ def resolve_noise_scheme(fs: Any, root: str, cfg: JobConfig) -> JobConfig:
 
 def job_schema(cfg: JobConfig) -> dict[str, Any]:
     """The manifest's schema entry of this job's shards."""
-    table_labels = cfg.conditioning is not None and "class_labels" in cfg.conditioning.columns
-    return shard_schema(cfg.run.format, cfg.run.dtype, stored_shape(cfg.model), cfg.run.labels != "none" or table_labels,
+    return shard_schema(cfg.run.format, cfg.run.dtype, stored_shape(cfg.model), cfg.run.labels != "none" or cfg.table_labels,
                         cfg.model.shape if cfg.run.store_latents else None)
 
 
@@ -83,15 +82,21 @@ NEWER_IDENTITY = {"model": ("config_sha256",), "guide": ("config_sha256",),
 NEWER_RUNTIME = ("cpu",)
 
 
-def as_recorded(fs: Any, root: str, cfg: JobConfig, model: dict[str, Any], runtime: dict[str, Any]
-                ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(model identity, runtime) without the newer fields (above) that the output's manifest does not record, so
-    a job resumes an output written before them with its fingerprint (logged: those are not checked for it); a
-    decoder factory or kwargs other than its config records are refused (JobError), as the fingerprint cannot."""
+def previous_manifest(fs: Any, root: str, cfg: JobConfig) -> Manifest | None:
+    """The manifest a resume of the output at `root` builds on: None with run.overwrite, for a fresh output, or
+    when it cannot be read (check_output names that)."""
     try:
-        existing = None if cfg.run.overwrite else read_manifest(fs, root)
+        return None if cfg.run.overwrite else read_manifest(fs, root)
     except ManifestError:
-        existing = None  # check_output names it
+        return None
+
+
+def as_recorded(existing: Manifest | None, cfg: JobConfig, model: dict[str, Any], runtime: dict[str, Any]
+                ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(model identity, runtime) without the newer fields (above) that the `existing` manifest (previous_manifest)
+    does not record, so a job resumes an output written before them with its fingerprint (logged: those are not
+    checked for it); a decoder factory or kwargs other than its config records are refused (JobError), as the
+    fingerprint cannot."""
     if existing is None or existing.fingerprint is None:
         return model, runtime
     model, runtime, dropped, differ = copy.deepcopy(model), dict(runtime), [], []

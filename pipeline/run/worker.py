@@ -74,7 +74,7 @@ class SamplerWorker:
         self.sampler = samplers.from_state(sampler_state)
         self.net, self.g_net = build_fields(self.cfg.model, self.cfg.sampler.guidance_scale, self.device, weights, guide_weights,
                                             seed=self.cfg.run.seed, sha256=expect.get("sha256", (None, None)),
-                                            negatives=self.cfg.conditioning is not None and self.cfg.conditioning.negatives)
+                                            negatives=self.cfg.table_negatives)
         self.spec = SampleSpec.from_config(self.cfg, self.device, expect.get("conditioning"))
         self.fs, self.root = open_output(self.cfg.run.output, self.cfg.run.storage_options)
         self.fingerprint = expect.get("fingerprint")
